@@ -1,0 +1,31 @@
+# Every target is a thin wrapper over `python -m course_lib <command>`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: course test lab bench release grade data lint clean
+
+$(STAMP): pyproject.toml requirements-lock.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -c requirements-lock.txt -e '.[dev]'
+	touch $(STAMP)
+
+course: $(STAMP)  ## execute every notebook (fast profile), write build/course/
+	$(PY) -m course_lib course
+
+test: $(STAMP)  ## unit tests + every notebook under nbval
+	$(PY) -m course_lib test
+
+lab: $(STAMP)  ## JupyterLab on notebooks/
+	$(PY) -m course_lib lab
+
+data: $(STAMP)  ## rebuild data/fashion_mnist_subset.npz from the official files
+	$(PY) -m course_lib build-data
+
+lint: $(STAMP)
+	$(PY) -m ruff check course_lib tests scripts
+
+clean:
+	rm -rf build
