@@ -42,6 +42,7 @@ class Profile:
     channels_last: bool = False  # memory layout that tensor cores prefer
     compile: bool = False  # torch.compile the backbone
     seed: int = 0
+    check_claims: bool = True  # notebooks assert their claims (off when grading with tiny budgets)
 
     def replace(self, **changes) -> "Profile":
         """A copy with some fields changed (profiles are immutable)."""
@@ -49,6 +50,11 @@ class Profile:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def __str__(self) -> str:
+        lines = [f"Profile {self.name!r}:"]
+        lines += [f"  {f.name:20s} = {getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.name != "name"]
+        return "\n".join(lines)
 
 
 PROFILES: dict[str, Profile] = {
@@ -72,6 +78,7 @@ PROFILES: dict[str, Profile] = {
         time_budget_s=5.0,
         labels_per_class=(10, 100),
         supervised_steps=20,
+        check_claims=False,
     ),
 }
 
