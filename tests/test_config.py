@@ -1,0 +1,121 @@
+"""Behaviour tests for course_lib.config: profiles, seeding and the device."""
+
+import dataclasses
+import re
+
+import pytest
+import torch
+
+from course_lib.config import PROFILE_ENV, PROFILES, Profile, get_device, get_profile, seed_everything
+
+
+@pytest.fixture(autouse=True)
+def no_profile_env(monkeypatch):
+    """Tests start without $COURSE_PROFILE, whatever the shell that runs them has set."""
+    monkeypatch.delenv(PROFILE_ENV, raising=False)
+
+
+@pytest.fixture
+def restore_determinism():
+    """seed_everything switches torch to deterministic algorithms: undo that after the test."""
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    yield
+    torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
+def test_default_profile_is_fast():
+    p = get_profile()
+    assert p.name == "fast"
+    assert p == PROFILES["fast"]
+    assert p.backbone == "small_cnn"
+
+
+def test_environment_variable_picks_the_full_profile(monkeypatch):
+    monkeypatch.setenv(PROFILE_ENV, "full")
+    p = get_profile()
+    assert p.name == "full"
+    assert p.backbone == "resnet18"
+    assert p.dataset == "cifar10"
+
+
+def test_explicit_name_wins_over_the_environment(monkeypatch):
+    monkeypatch.setenv(PROFILE_ENV, "full")
+    assert get_profile("fast").name == "fast"
+
+
+def test_unknown_profile_names_the_valid_ones(monkeypatch):
+    with pytest.raises(ValueError, match="unknown profile 'huge'") as err:
+        get_profile("huge")
+    for name in PROFILES:
+        assert repr(name) in str(err.value)
+    monkeypatch.setenv(PROFILE_ENV, "nope")
+    with pytest.raises(ValueError, match="'nope'"):
+        get_profile()
+
+
+def test_overrides_change_only_the_named_fields():
+    base = get_profile()
+    p = get_profile(num_epochs=2, lr=0.5)
+    assert (p.num_epochs, p.lr) == (2, 0.5)
+    changed = {f.name for f in dataclasses.fields(Profile) if getattr(p, f.name) != getattr(base, f.name)}
+    assert changed == {"num_epochs", "lr"}
+    # the registered profile itself is untouched (profiles are immutable)
+    assert PROFILES["fast"].num_epochs == base.num_epochs != 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.lr = 1.0  # type: ignore[misc]
+
+
+def test_unknown_override_is_a_type_error_naming_the_field():
+    with pytest.raises(TypeError, match="epochs"):
+        get_profile(epochs=3)
+
+
+def test_seed_everything_makes_torch_rand_reproducible(restore_determinism):
+    seed_everything(123)
+    a = torch.rand(5)
+    seed_everything(123)
+    b = torch.rand(5)
+    seed_everything(124)
+    c = torch.rand(5)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_seed_everything_returns_a_generator_seeded_with_the_seed(restore_determinism):
+    g = seed_everything(7)
+    expected = torch.rand(4, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(torch.rand(4, generator=g), expected)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "0"])
+def test_seed_everything_rejects_bad_seeds(bad):
+    with pytest.raises(ValueError, match="non-negative int"):
+        seed_everything(bad)
+
+
+def test_get_device_is_cpu_without_an_accelerator(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert get_device() == torch.device("cpu")
+
+
+def test_get_device_prefers_cuda_then_mps(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert get_device() == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert get_device() == torch.device("mps")
+
+
+def test_get_device_honours_prefer():
+    assert get_device("cpu") == torch.device("cpu")
+    assert get_device("meta") == torch.device("meta")
+
+
+def test_printed_profile_shows_every_hyperparameter():
+    p = get_profile("full", lr=0.25)
+    text = str(p)
+    assert "'full'" in text.splitlines()[0]
+    for f in dataclasses.fields(Profile):
+        if f.name != "name":
+            assert re.search(rf"^\s+{f.name}\s+= {re.escape(repr(getattr(p, f.name)))}$", text, flags=re.M), f.name

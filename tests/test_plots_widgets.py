@@ -1,0 +1,218 @@
+"""Behaviour tests for the shared figures (course_lib.plots) and the knob helper (course_lib.widgets)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from course_lib.evaluate import Evaluation  # noqa: E402
+from course_lib.plots import (  # noqa: E402
+    plot_decision_boundaries,
+    plot_embedding,
+    plot_label_efficiency,
+    plot_losses,
+    plot_retrieval,
+    show_images,
+)
+from course_lib.widgets import slider_plot  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def uint8_images(n: int, c: int = 1, size: int = 8) -> torch.Tensor:
+    return torch.randint(0, 256, (n, c, size, size), generator=torch.Generator().manual_seed(n), dtype=torch.uint8)
+
+
+# ---------------------------------------------------------------- plots
+
+
+@pytest.mark.parametrize("n,ncols,grid", [(5, 3, (2, 3)), (4, 8, (1, 4)), (1, 8, (1, 1)), (16, 8, (2, 8))])
+def test_show_images_grid(n, ncols, grid):
+    fig = show_images(uint8_images(n), ncols=ncols)
+    assert isinstance(fig, plt.Figure)
+    assert len(fig.axes) == grid[0] * grid[1]
+    assert sum(len(ax.images) for ax in fig.axes) == n  # spare cells stay empty
+
+
+def test_show_images_scales_uint8_and_float_the_same_way():
+    img = uint8_images(2, c=3)
+    shown_u8 = show_images(img).axes[0].images[0].get_array()
+    shown_float = show_images(img.float() / 255).axes[0].images[0].get_array()
+    assert shown_u8.shape == (8, 8, 3)
+    np.testing.assert_allclose(shown_u8, img[0].permute(1, 2, 0).numpy() / 255, atol=1e-6)
+    np.testing.assert_allclose(shown_float, shown_u8, atol=1e-6)
+
+
+def test_show_images_titles():
+    fig = show_images(uint8_images(3), titles=["a", "b", "c"], suptitle="grid")
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b", "c"]
+    assert fig._suptitle.get_text() == "grid"
+
+
+def test_show_images_rejects_mismatched_titles():
+    with pytest.raises(ValueError, match="3 images but 2 titles"):
+        show_images(uint8_images(3), titles=["a", "b"])
+
+
+@pytest.mark.parametrize("images", [
+    torch.zeros(2, 2, 8, 8, dtype=torch.uint8),  # two channels
+    torch.zeros(2, 8, 8),  # no channel axis
+    torch.zeros(2, 4, 8, 8),  # RGBA
+])
+def test_show_images_rejects_bad_shapes(images):
+    with pytest.raises(ValueError, match=r"shape \(1 or 3, H, W\)"):
+        show_images(images)
+
+
+def test_show_images_rejects_nothing_to_show():
+    with pytest.raises(ValueError, match="no images"):
+        show_images(torch.zeros(0, 1, 8, 8))
+
+
+def test_plot_losses_one_line_per_curve_smoothed():
+    losses = list(np.linspace(2, 1, 50))
+    fig = plot_losses({"rotation": losses, "simclr": [3.0, 2.0, 1.0]}, smooth=10, chance=np.log(4))
+    assert len(fig.axes) == 1
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"rotation", "simclr", "chance"}
+    assert len(lines["rotation"].get_ydata()) == 50 - 10 + 1  # running mean, 'valid' part
+    assert lines["rotation"].get_ydata()[0] == pytest.approx(np.mean(losses[:10]))
+    assert list(lines["simclr"].get_ydata()) == [3.0, 2.0, 1.0]  # shorter than the window: left as is
+    assert lines["chance"].get_ydata()[0] == pytest.approx(np.log(4))
+
+
+def test_plot_label_efficiency_places_the_all_budget():
+    rows = [Evaluation("a", {"10": 0.5, "100": 0.6, "all": 0.7}, 0.6), Evaluation("b", {"10": 0.4, "all": 0.8}, 0.7)]
+    fig = plot_label_efficiency(rows, all_labels=600)
+    assert len(fig.axes) == 1
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert list(lines["a"].get_xdata()) == [10, 100, 600]
+    assert list(lines["a"].get_ydata()) == pytest.approx([50, 60, 70])
+    assert list(lines["b"].get_xdata()) == [10, 600]
+    with pytest.raises(ValueError, match="all_labels"):
+        plot_label_efficiency(rows)
+
+
+@pytest.mark.parametrize("method", ["pca", "tsne"])
+def test_plot_embedding_one_axis_one_group_per_class(method):
+    g = torch.Generator().manual_seed(0)
+    n = 40 if method == "tsne" else 12
+    h = torch.randn(n, 6, generator=g)
+    labels = torch.arange(n) % 3
+    with threadpool_limits(1):  # t-SNE's OpenMP threads crawl on a busy 2-core machine
+        fig = plot_embedding(h, labels, classes=["x", "y", "z"], method=method)
+    assert len(fig.axes) == 1
+    ax = fig.axes[0]
+    assert len(ax.collections) == 3
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["x", "y", "z"]
+    assert sum(len(c.get_offsets()) for c in ax.collections) == n
+
+
+def test_plot_embedding_pca_uses_the_top_two_directions():
+    # most variance along feature 0, the rest along feature 1 (orthogonal, zero-mean columns)
+    h = torch.zeros(20, 4)
+    h[:, 0] = torch.linspace(-10, 10, 20)
+    h[:, 1] = torch.tensor([1.0, -1.0, -1.0, 1.0]).repeat(5)
+    fig = plot_embedding(h, torch.zeros(20, dtype=torch.long))
+    xy = fig.axes[0].collections[0].get_offsets()
+    np.testing.assert_allclose(np.abs(xy[:, 0]), np.abs(h[:, 0].numpy()), atol=1e-4)
+    np.testing.assert_allclose(np.abs(xy[:, 1]), np.abs(h[:, 1].numpy()), atol=1e-4)
+
+
+def test_plot_embedding_rejects_an_unknown_method():
+    with pytest.raises(ValueError, match="'pca' or 'tsne'"):
+        plot_embedding(torch.randn(5, 3), torch.zeros(5, dtype=torch.long), method="umap")
+
+
+def test_plot_retrieval_rows_are_queries_and_neighbours_by_cosine():
+    gallery = uint8_images(6)
+    h_gallery = torch.eye(6)
+    h_query = torch.tensor([[0.0, 0.0, 1.0, 0.5, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0, 0.0, 1.0]])
+    queries = uint8_images(2)
+    labels_g = torch.tensor([0, 0, 1, 1, 2, 2])
+    fig = plot_retrieval(queries, gallery, h_query, h_gallery, k=2, query_labels=torch.tensor([1, 0]),
+                         gallery_labels=labels_g)
+    assert len(fig.axes) == 2 * (2 + 1)
+    axes = np.array(fig.axes).reshape(2, 3)
+    # query 0: gallery 2 (cos 0.89), then 3 (cos 0.45); query 1: gallery 0, then 5
+    np.testing.assert_allclose(axes[0, 1].images[0].get_array(), gallery[2, 0].numpy() / 255, atol=1e-6)
+    np.testing.assert_allclose(axes[0, 2].images[0].get_array(), gallery[3, 0].numpy() / 255, atol=1e-6)
+    np.testing.assert_allclose(axes[1, 1].images[0].get_array(), gallery[0, 0].numpy() / 255, atol=1e-6)
+    assert axes[0, 1].get_title() == f"{2 / 5 ** 0.5:.2f}"
+    assert axes[1, 1].title.get_color() == "black" and axes[1, 2].title.get_color() == "red"
+
+
+def test_plot_decision_boundaries_one_panel_per_strategy():
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(30, 2)).astype(np.float32)
+    labels = (points[:, 0] > 0).astype(int)
+    predictors = {"left/right": lambda p: (p[:, 0] > 0).astype(int), "all zero": lambda p: np.zeros(len(p), int)}
+    fig = plot_decision_boundaries(points, labels, np.array([0, 1, 2]), predictors, scores={"left/right": 0.97},
+                                   resolution=20)
+    assert len(fig.axes) == 2
+    assert fig.axes[0].get_title() == "left/right\ntest acc 97%"
+    assert fig.axes[1].get_title() == "all zero"
+
+
+# ---------------------------------------------------------------- widgets
+
+
+class Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, **values):
+        self.calls.append(values)
+        fig, ax = plt.subplots()
+        ax.set_title(str(values))
+        return fig
+
+
+def controls_of(box):
+    return {c.description: c for c in box.children[0].children}
+
+
+def test_slider_plot_draws_once_with_initial_values_then_on_change():
+    draw = Recorder()
+    box = slider_plot(draw, labels=(1, 20, 1), temperature=(0.05, 1.0, 0.05), method=["pca", "tsne"])
+    assert draw.calls == [{"labels": 1, "temperature": 0.05, "method": "pca"}]
+    controls = controls_of(box)
+    assert type(controls["labels"]).__name__ == "IntSlider"
+    assert type(controls["temperature"]).__name__ == "FloatSlider"
+    assert type(controls["method"]).__name__ == "Dropdown"
+    assert (controls["labels"].min, controls["labels"].max, controls["labels"].step) == (1, 20, 1)
+    controls["labels"].value = 7
+    assert draw.calls[-1] == {"labels": 7, "temperature": 0.05, "method": "pca"}
+    controls["method"].value = "tsne"
+    assert len(draw.calls) == 3
+    assert draw.calls[-1] == {"labels": 7, "temperature": 0.05, "method": "tsne"}
+    assert plt.get_fignums() == []  # each drawn figure is shown and closed, not leaked
+
+
+def test_slider_plot_accepts_a_draw_that_returns_nothing():
+    calls = []
+    slider_plot(lambda k: calls.append(k), k=(1, 3, 1))
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("spec", [(1, 2), "abc", 5, (1, 2, 3, 4), {"a": 1}])
+def test_bad_knob_spec_is_a_type_error(spec):
+    draw = Recorder()
+    with pytest.raises(TypeError, match="knob 'x'"):
+        slider_plot(draw, x=spec)
+    assert draw.calls == []
+
+
+def test_slider_plot_needs_a_knob():
+    with pytest.raises(ValueError, match="at least one knob"):
+        slider_plot(Recorder())

@@ -1,0 +1,228 @@
+"""Checks that the project's files agree with each other: packages, README, Makefile, command line."""
+
+import contextlib
+import io
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from course_lib import runner
+from course_lib.__main__ import main
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: pyproject checks are skipped
+    tomllib = None
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMANDS = ["test", "course", "lab", "build-data"]
+
+
+def pyproject() -> dict:
+    if tomllib is None:
+        pytest.skip("tomllib needs Python 3.11+")
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def declared_requirements() -> list[Requirement]:
+    """pyproject's dependencies plus its dev extras."""
+    project = pyproject()["project"]
+    return [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]]
+
+
+def normalised(reqs: list[Requirement]) -> list[tuple[str, str]]:
+    return sorted((canonicalize_name(r.name), str(r.specifier)) for r in reqs)
+
+
+# ---------------------------------------------------------------- packages
+
+
+def test_environment_yml_installs_exactly_the_pyproject_packages():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_lists = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
+    assert len(pip_lists) == 1, "environment.yml should have one pip: section"
+    from_env = [Requirement(r) for r in pip_lists[0]]
+    assert normalised(from_env) == normalised(declared_requirements())
+    assert len({canonicalize_name(r.name) for r in from_env}) == len(from_env), "a package is listed twice"
+
+
+def test_environment_python_satisfies_requires_python():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    python = [d for d in env["dependencies"] if isinstance(d, str) and re.match(r"python\s*[=<>]", d)]
+    assert len(python) == 1
+    version = re.sub(r"^python\s*=*", "", python[0]).strip()
+    assert Version(version) in SpecifierSet(pyproject()["project"]["requires-python"])
+
+
+def lock_pins() -> dict[str, Version]:
+    pins = {}
+    for line in (ROOT / "requirements-lock.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, sep, version = line.partition("==")
+        assert sep, f"requirements-lock.txt: {line!r} is not pinned with =="
+        key = canonicalize_name(name.strip())
+        assert key not in pins, f"requirements-lock.txt pins {name} twice"
+        pins[key] = Version(version.strip())
+    return pins
+
+
+def test_lock_pins_satisfy_pyproject_ranges():
+    pins = lock_pins()
+    problems = []
+    for req in declared_requirements():
+        name = canonicalize_name(req.name)
+        if name not in pins:
+            problems.append(f"{req.name} is not pinned")
+        elif not req.specifier.contains(pins[name], prereleases=True):
+            problems.append(f"{req.name}=={pins[name]} is outside pyproject's {req.specifier}")
+    assert not problems, "requirements-lock.txt: " + "; ".join(problems)
+
+
+def test_lock_pins_are_found_whatever_the_spelling():
+    pins = lock_pins()
+    # the lock spells these as pip freeze does; pyproject uses lower case
+    assert "pyyaml" in pins and "scikit-learn" in pins and "torch" in pins
+
+
+# ---------------------------------------------------------------- README
+
+
+def quick_start_lines(readme: str) -> list[str]:
+    match = re.search(r"^#+\s*Quick start\s*$(.*?)(?=^#+\s|\Z)", readme, flags=re.M | re.S | re.I)
+    assert match, "README.md has no 'Quick start' section"
+    blocks = re.findall(r"^```[^\n]*\n(.*?)^```", match.group(1), flags=re.M | re.S)
+    assert len(blocks) == 1, "the Quick start section should have exactly one code block"
+    return [line.strip() for line in blocks[0].splitlines() if line.strip()]
+
+
+def test_readme_quick_start_is_make_course_and_make_test():
+    assert quick_start_lines((ROOT / "README.md").read_text()) == ["make course", "make test"]
+
+
+def test_quick_start_parser_rejects_other_content():
+    """The parser above must be able to fail: extra commands or a missing section are caught."""
+    extra = "# x\n\n## Quick start\n\n```bash\nmake course\npip install foo\nmake test\n```\n\n## Next\n"
+    assert quick_start_lines(extra) == ["make course", "pip install foo", "make test"]
+    with pytest.raises(AssertionError, match="no 'Quick start'"):
+        quick_start_lines("# x\n\n## Install\n\n```\nmake course\n```\n")
+
+
+# ---------------------------------------------------------------- Makefile
+
+
+def make_rules() -> dict[str, tuple[list[str], list[str]]]:
+    """target -> (prerequisites, recipe lines) of every rule in the Makefile."""
+    rules: dict[str, tuple[list[str], list[str]]] = {}
+    current = None
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        if line.startswith("\t") and current is not None:
+            rules[current][1].append(line.strip())
+            continue
+        m = re.match(r"^([^\s:=#][^:=]*?)\s*:(?!=)\s*([^#]*)", line)
+        if m:
+            current = m.group(1).strip()
+            rules[current] = (m.group(2).split(), [])
+        elif line.strip() and not line.startswith("#"):
+            current = None
+    return rules
+
+
+def phony_targets() -> list[str]:
+    rules = make_rules()
+    return rules.get(".PHONY", ([], []))[0]
+
+
+SUBCOMMAND = re.compile(r"^\$\(PY\) -m course_lib ([\w-]+)\b")
+NOT_WRAPPERS = {  # targets without a `python -m course_lib` command (yet)
+    "lint": "calls ruff directly; course_lib has no 'lint' command",
+    "clean": "runs rm -rf build; course_lib has no 'clean' command",
+}
+
+
+def command_targets() -> list:
+    rules = make_rules()
+    targets = [t for t, (_, recipe) in rules.items() if recipe and not t.startswith((".", "$("))]
+    return [pytest.param(t, marks=pytest.mark.xfail(strict=True, reason=NOT_WRAPPERS[t])) if t in NOT_WRAPPERS
+            else t for t in targets]
+
+
+def test_makefile_has_the_user_facing_targets():
+    rules = make_rules()
+    for target in ["course", "test", "lab"]:
+        assert target in rules and target in phony_targets()
+
+
+@pytest.mark.parametrize("target", command_targets())
+def test_make_target_wraps_python_m_course_lib(target):
+    prerequisites, recipe = make_rules()[target]
+    assert len(recipe) == 1, f"make {target} should be one call of $(PY) -m course_lib, got {recipe}"
+    m = SUBCOMMAND.match(recipe[0])
+    assert m, f"make {target} runs {recipe[0]!r}, not $(PY) -m course_lib <command>"
+    assert m.group(1) in COMMANDS
+    assert "$(STAMP)" in prerequisites, f"make {target} should install the environment first"
+
+
+@pytest.mark.parametrize("target", [
+    pytest.param(t, marks=pytest.mark.xfail(strict=True, reason="declared .PHONY but has no rule: make fails"))
+    if t in {"bench", "release", "grade"} else t for t in phony_targets()])
+def test_every_phony_target_has_a_rule(target):
+    assert target in make_rules()
+
+
+def test_makefile_venv_python_is_py():
+    text = (ROOT / "Makefile").read_text()
+    assert re.search(r"^PY\s*:?=\s*\$\(VENV\)/bin/python\s*$", text, flags=re.M)
+
+
+# ---------------------------------------------------------------- command line
+
+
+@pytest.fixture(scope="module")
+def cli_help() -> str:
+    """What `python -m course_lib --help` prints (the same parser, run in-process: no second torch import)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    assert out.getvalue().startswith("usage: python -m course_lib")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_cli_help_lists_the_command(cli_help, command):
+    assert re.search(rf"^\s+{re.escape(command)}\s+\S", cli_help, flags=re.M), f"'{command}' missing from --help"
+
+
+@pytest.mark.xfail(strict=True, reason="argparse prints the hidden 'execute' command as '==SUPPRESS==' "
+                                       "(help=argparse.SUPPRESS does not hide sub-commands)")
+def test_cli_help_hides_the_internal_execute_command(cli_help):
+    assert "==SUPPRESS==" not in cli_help
+
+
+def test_cli_without_a_command_is_an_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([])
+    assert exit_.value.code == 2
+    assert "required" in capsys.readouterr().err
+
+
+def test_cli_profile_option_sets_the_environment_variable(monkeypatch):
+    monkeypatch.delenv("COURSE_PROFILE", raising=False)
+    seen = {}
+
+    def fake_run_course(notebooks, profile=None, out_dir=None, html=True):
+        seen.update(notebooks=notebooks, profile=profile, env=os.environ.get("COURSE_PROFILE"), html=html)
+        return 0
+
+    monkeypatch.setattr(runner, "run_course", fake_run_course)
+    assert main(["course", "--profile", "grade", "--no-html", "a.ipynb"]) == 0
+    assert seen == {"notebooks": ["a.ipynb"], "profile": "grade", "env": "grade", "html": False}

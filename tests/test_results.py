@@ -1,0 +1,96 @@
+"""Behaviour tests for the results store (course_lib.results) that notebook 10 reads."""
+
+import json
+
+import pytest
+
+from course_lib.evaluate import Evaluation
+from course_lib.results import format_table, load_results, results_path, save_results
+
+
+def row(method: str, p10: float, p100: float, pall: float, knn: float) -> Evaluation:
+    return Evaluation(method, {"10": p10, "100": p100, "all": pall}, knn)
+
+
+def test_save_then_load_round_trip(tmp_path):
+    rows = [row("rotation", 0.5, 0.6, 0.7, 0.65), row("simclr", 0.61, 0.72, 0.8123, 0.79)]
+    path = save_results(rows, "fast", tmp_path, source="08_simclr.ipynb")
+    assert path == results_path("fast", tmp_path) == tmp_path / "results-fast.json"
+    loaded = load_results("fast", tmp_path)
+    assert loaded == {"rotation": rows[0], "simclr": rows[1]}
+    stored = json.loads(path.read_text())
+    assert stored["simclr"]["source"] == "08_simclr.ipynb"
+    assert stored["simclr"]["saved"]  # a timestamp
+
+
+def test_profiles_have_separate_files(tmp_path):
+    save_results(row("a", 0.1, 0.2, 0.3, 0.4), "fast", tmp_path)
+    save_results(row("a", 0.5, 0.6, 0.7, 0.8), "full", tmp_path)
+    assert load_results("fast", tmp_path)["a"].knn == 0.4
+    assert load_results("full", tmp_path)["a"].knn == 0.8
+
+
+def test_missing_file_means_no_results(tmp_path):
+    assert load_results("fast", tmp_path) == {}
+
+
+def test_saving_replaces_a_method_and_keeps_the_others(tmp_path):
+    save_results([row("rotation", 0.1, 0.2, 0.3, 0.4), row("simclr", 0.5, 0.6, 0.7, 0.8)], "fast", tmp_path)
+    new = row("rotation", 0.15, 0.25, 0.35, 0.45)
+    save_results(new, "fast", tmp_path)
+    loaded = load_results("fast", tmp_path)
+    assert sorted(loaded) == ["rotation", "simclr"]
+    assert loaded["rotation"] == new
+    assert loaded["simclr"] == row("simclr", 0.5, 0.6, 0.7, 0.8)
+
+
+def test_saving_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):
+    save_results(row("a", 0.1, 0.2, 0.3, 0.4), "fast", tmp_path)
+    path = results_path("fast", tmp_path)
+    good = path.read_text()
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(json, "dumps", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_results(row("b", 0.1, 0.2, 0.3, 0.4), "fast", tmp_path)
+    monkeypatch.undo()
+    assert path.read_text() == good
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+@pytest.mark.parametrize("content", ["{truncated", "", "not json"])
+def test_corrupt_file_is_a_clear_value_error(tmp_path, content):
+    path = results_path("fast", tmp_path)
+    path.write_text(content)
+    with pytest.raises(ValueError, match=r"results-fast\.json.*delete it"):
+        load_results("fast", tmp_path)
+    with pytest.raises(ValueError, match="delete it"):
+        save_results(row("a", 0.1, 0.2, 0.3, 0.4), "fast", tmp_path)
+    assert path.read_text() == content  # a broken file is reported, not silently overwritten
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '{"a": 3}', '{"a": {"method": "a"}}'])
+def test_a_file_of_the_wrong_shape_is_a_clear_value_error(tmp_path, content):
+    results_path("fast", tmp_path).write_text(content)
+    with pytest.raises(ValueError, match="delete it"):
+        load_results("fast", tmp_path)
+
+
+def test_format_table_has_one_row_per_method_with_percentages():
+    rows = [row("rotation", 0.5, 0.6049, 0.7, 0.65), row("simclr", 0.61, 0.72, 0.8123, 0.7999)]
+    lines = format_table(rows).splitlines()
+    assert lines[0] == "| method | probe 10/class | probe 100/class | probe all/class | kNN |"
+    assert lines[1] == "|---|---|---|---|---|"
+    assert len(lines) == 2 + 2
+    assert lines[2] == "| rotation | 50.0 | 60.5 | 70.0 | 65.0 |"
+    assert lines[3] == "| simclr | 61.0 | 72.0 | 81.2 | 80.0 |"
+
+
+def test_format_table_fractions_and_missing_budgets():
+    rows = [row("a", 0.5, 0.6, 0.8123, 0.25), Evaluation("b", {"10": 0.3}, 0.1)]
+    lines = format_table(rows, percent=False).splitlines()
+    assert lines[2] == "| a | 0.500 | 0.600 | 0.812 | 0.250 |"
+    assert lines[3] == "| b | 0.300 | nan | nan | 0.100 |"
+    assert format_table([]) == "(no results)"

@@ -1,0 +1,375 @@
+"""Behaviour tests for the training loop (course_lib.train) and load-or-train (course_lib.checkpoints)."""
+
+import json
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from course_lib import checkpoints
+from course_lib.checkpoints import checkpoint_path, config_key, load_or_compute, load_or_train
+from course_lib.config import get_profile
+from course_lib.train import History, train
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def separable_problem(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two classes split by the line x0 + x1 = 0, with a margin."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 2, generator=g)
+    y = (x.sum(1) > 0).long()
+    x = x + 0.5 * (2 * y[:, None] - 1)  # push the classes apart
+    return x, y
+
+
+def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+
+
+def classifier_step(model: nn.Module):
+    def step(batch):
+        x, y = batch
+        logits = model(x)
+        return {"loss": F.cross_entropy(logits, y), "acc": (logits.argmax(1) == y).float().mean()}
+    return step
+
+
+def full_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return F.cross_entropy(model(x), y).item()
+
+
+# ---------------------------------------------------------------- the training loop
+
+
+def test_training_lowers_the_loss_on_a_separable_problem():
+    torch.manual_seed(0)
+    x, y = separable_problem()
+    model = nn.Linear(2, 2)
+    before = full_loss(model, x, y)
+    history = train(model, classifier_step(model), batches(x, y, 16), torch.optim.SGD(model.parameters(), lr=0.5),
+                    num_epochs=10, progress=False)
+    after = full_loss(model, x, y)
+    assert after < 0.5 * before
+    with torch.no_grad():
+        assert (model(x).argmax(1) == y).float().mean() >= 0.95
+    assert history.losses[-1] < history.losses[0]
+
+
+def test_history_records_one_value_per_step_for_loss_and_metrics():
+    x, y = separable_problem(40)
+    model = nn.Linear(2, 2)
+    loader = batches(x, y, 8)  # 5 batches
+    seen = []
+
+    def step(batch):
+        out = classifier_step(model)(batch)
+        seen.append((out["loss"].item(), out["acc"].item()))
+        return out
+
+    history = train(model, step, loader, torch.optim.SGD(model.parameters(), lr=0.1), num_epochs=3, progress=False)
+    assert history.steps == 3 * 5 == len(seen)
+    assert set(history.metrics) == {"loss", "acc"}
+    assert len(history.metrics["acc"]) == 15
+    assert history.losses == pytest.approx([s[0] for s in seen])
+    assert history.metrics["acc"] == pytest.approx([s[1] for s in seen])
+    assert not history.stopped_by_budget
+    assert history.seconds > 0
+    assert History.from_dict(json.loads(json.dumps(history.as_dict()))) == history
+
+
+def test_more_than_twenty_steps_are_all_recorded():
+    """Values are copied off the device in groups; none may be lost or duplicated."""
+    model = nn.Linear(1, 1)
+    counter = iter(range(1000))
+
+    def step(_batch):
+        return model.weight.sum() * 0 + next(counter)
+
+    history = train(model, step, [None] * 9, torch.optim.SGD(model.parameters(), lr=0.0), num_epochs=5,
+                    progress=False)
+    assert history.losses == [float(i) for i in range(45)]
+
+
+def test_step_may_return_a_bare_loss_tensor():
+    x, y = separable_problem(16)
+    model = nn.Linear(2, 2)
+    history = train(model, lambda b: F.cross_entropy(model(b[0]), b[1]), batches(x, y, 8),
+                    torch.optim.SGD(model.parameters(), lr=0.1), num_epochs=2, progress=False)
+    assert list(history.metrics) == ["loss"] and history.steps == 4
+
+
+def test_time_budget_stops_early():
+    model = nn.Linear(2, 2)
+    x, y = separable_problem(16)
+
+    def slow_step(batch):
+        time.sleep(0.02)
+        return F.cross_entropy(model(batch[0]), batch[1])
+
+    loader = batches(x, y, 2)  # 8 batches x 10 epochs = 80 steps, about 1.6 s without a budget
+    history = train(model, slow_step, loader, torch.optim.SGD(model.parameters(), lr=0.1), num_epochs=10,
+                    time_budget_s=0.1, progress=False)
+    assert history.stopped_by_budget
+    assert 1 <= history.steps < 80
+    assert history.steps <= 10  # about 0.1 s / 0.02 s per step, with room for a slow machine
+    assert history.seconds < 1.0
+
+
+def test_modules_end_in_eval_mode_and_train_during_steps():
+    a, b = nn.Linear(2, 2), nn.BatchNorm1d(2)
+    modes = []
+
+    def step(batch):
+        modes.append((a.training, b.training))
+        return b(a(batch[0])).sum()
+
+    a.eval()
+    b.eval()
+    x, y = separable_problem(8)
+    train([a, b], step, batches(x, y, 4), torch.optim.SGD([*a.parameters(), *b.parameters()], lr=0.1),
+          num_epochs=1, progress=False)
+    assert modes == [(True, True), (True, True)]
+    assert not a.training and not b.training
+
+
+def test_modules_end_in_eval_mode_even_when_a_step_fails():
+    model = nn.Linear(2, 2)
+
+    def step(_batch):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        train(model, step, [None], torch.optim.SGD(model.parameters(), lr=0.1), num_epochs=1, progress=False)
+    assert not model.training
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2"])
+def test_bad_num_epochs_raise_before_training(bad):
+    model = nn.Linear(2, 2)
+    calls = []
+    with pytest.raises(ValueError, match="num_epochs"):
+        train(model, lambda b: calls.append(b), [None], torch.optim.SGD(model.parameters(), lr=0.1), num_epochs=bad,
+              progress=False)
+    assert calls == []
+
+
+@pytest.mark.parametrize("bad", [0, -1.0])
+def test_bad_time_budget_raises(bad):
+    model = nn.Linear(2, 2)
+    with pytest.raises(ValueError, match="time_budget_s"):
+        train(model, lambda b: None, [None], torch.optim.SGD(model.parameters(), lr=0.1), num_epochs=1,
+              time_budget_s=bad, progress=False)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def test_config_key_is_stable_and_changes_with_the_config():
+    cfg = {"method": "rotation", "lr": 1e-3, "seed": 0, "labels": [10, 100, None]}
+    key = config_key(cfg)
+    assert len(key) == 12 and all(c in "0123456789abcdef" for c in key)
+    assert config_key(dict(reversed(list(cfg.items())))) == key  # key order does not matter
+    assert config_key(json.loads(json.dumps(cfg))) == key
+    assert config_key({**cfg, "seed": 1}) != key
+    assert config_key({**cfg, "lr": 2e-3}) != key
+    assert config_key({**cfg, "extra": True}) != key
+    assert config_key(get_profile().as_dict()) != config_key(get_profile(num_epochs=1).as_dict())
+    # a known value: the key must not depend on PYTHONHASHSEED, object ids or the Python session,
+    # or every student's cache would be rebuilt on each run
+    assert key == "b184db57e9f7"
+
+
+class Trainer:
+    """A train_fn for load_or_train that counts its calls and really changes the model."""
+
+    def __init__(self, model: nn.Module):
+        self.model, self.calls = model, 0
+
+    def __call__(self) -> History:
+        self.calls += 1
+        x, y = separable_problem(32, seed=self.calls)
+        return train(self.model, classifier_step(self.model), batches(x, y, 8),
+                     torch.optim.SGD(self.model.parameters(), lr=0.5), num_epochs=2, progress=False)
+
+
+def fresh_model(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+
+
+def assert_same_weights(a: nn.Module, b: nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+def test_load_or_train_trains_once_then_reloads(tmp_path):
+    cfg = {"method": "toy", "seed": 0}
+    first = fresh_model(0)
+    trainer = Trainer(first)
+    h1 = load_or_train("toy", cfg, first, trainer, folder=tmp_path)
+    assert trainer.calls == 1 and h1.steps == 8
+    assert checkpoint_path("toy", cfg, tmp_path).exists()
+
+    second = fresh_model(1)  # different initial weights
+    second.train()
+    trainer2 = Trainer(second)
+    h2 = load_or_train("toy", cfg, second, trainer2, folder=tmp_path)
+    assert trainer2.calls == 0
+    assert_same_weights(first, second)
+    assert h2 == h1
+    assert not second.training
+
+
+def test_retrain_flag_trains_again(tmp_path):
+    cfg = {"method": "toy"}
+    model = fresh_model(0)
+    trainer = Trainer(model)
+    load_or_train("toy", cfg, model, trainer, folder=tmp_path)
+    load_or_train("toy", cfg, model, trainer, folder=tmp_path, retrain=True)
+    assert trainer.calls == 2
+
+
+def test_a_changed_config_retrains(tmp_path):
+    model = fresh_model(0)
+    trainer = Trainer(model)
+    load_or_train("toy", {"lr": 0.1}, model, trainer, folder=tmp_path)
+    load_or_train("toy", {"lr": 0.2}, model, trainer, folder=tmp_path)
+    assert trainer.calls == 2
+    assert len(list(tmp_path.glob("toy-*.pt"))) == 2
+    load_or_train("toy", {"lr": 0.1}, model, trainer, folder=tmp_path)
+    assert trainer.calls == 2
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"PK\x03\x04" + b"\x00" * 50])
+def test_a_corrupt_checkpoint_is_retrained_not_trusted(tmp_path, content, capsys):
+    cfg = {"method": "toy"}
+    path = checkpoint_path("toy", cfg, tmp_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    model = fresh_model(0)
+    trainer = Trainer(model)
+    history = load_or_train("toy", cfg, model, trainer, folder=tmp_path)
+    assert trainer.calls == 1 and history.steps == 8
+    assert "unreadable" in capsys.readouterr().out
+    # the bad file was replaced by a good one
+    reloaded = fresh_model(1)
+    assert load_or_train("toy", cfg, reloaded, Trainer(reloaded), folder=tmp_path) == history
+    assert_same_weights(model, reloaded)
+
+
+def test_a_checkpoint_of_another_model_is_retrained(tmp_path):
+    cfg = {"method": "toy"}
+    other = nn.Linear(3, 3)
+    load_or_train("toy", cfg, other, lambda: History(), folder=tmp_path)
+    model = fresh_model(0)
+    trainer = Trainer(model)
+    load_or_train("toy", cfg, model, trainer, folder=tmp_path)
+    assert trainer.calls == 1
+
+
+def test_an_interrupted_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    cfg = {"method": "toy"}
+    model = fresh_model(0)
+    trainer = Trainer(model)
+    load_or_train("toy", cfg, model, trainer, folder=tmp_path)
+    path = checkpoint_path("toy", cfg, tmp_path)
+    good = path.read_bytes()
+    real_save = torch.save
+
+    def half_save_then_die(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        data = open(f, "rb").read()
+        with open(f, "wb") as out:
+            out.write(data[: len(data) // 2])
+        raise KeyboardInterrupt  # e.g. the student stops the kernel mid-write
+
+    monkeypatch.setattr(torch, "save", half_save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        load_or_train("toy", cfg, model, trainer, folder=tmp_path, retrain=True)
+    assert trainer.calls == 2
+    assert path.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp files left behind
+
+
+def test_an_interrupted_first_save_leaves_nothing(tmp_path, monkeypatch):
+    def die(obj, f, *args, **kwargs):
+        open(f, "wb").write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", die)
+    model = fresh_model(0)
+    with pytest.raises(OSError, match="disk full"):
+        load_or_train("toy", {"a": 1}, model, Trainer(model), folder=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path):
+    cfg = {"profile": get_profile().as_dict(), "method": "toy"}  # tuples, None, floats, bools
+    model = fresh_model(0)
+    history = load_or_train("toy", cfg, model, Trainer(model), folder=tmp_path)
+    state = torch.load(checkpoint_path("toy", cfg, tmp_path), weights_only=True)
+    assert set(state) == {"config", "model", "history"}
+    assert state["config"]["method"] == "toy"
+    assert History.from_dict(state["history"]) == history
+    for k, v in model.state_dict().items():
+        assert torch.equal(state["model"][k], v)
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "../x", "has space", "dot.pt"])
+def test_bad_checkpoint_name_raises(tmp_path, name):
+    model = fresh_model(0)
+    trainer = Trainer(model)
+    with pytest.raises(ValueError, match="checkpoint name"):
+        load_or_train(name, {}, model, trainer, folder=tmp_path)
+    assert trainer.calls == 0
+
+
+def test_checkpoint_path_accepts_plain_names(tmp_path):
+    path = checkpoint_path("simclr_r18-v2", {"a": 1}, tmp_path)
+    assert path == tmp_path / f"simclr_r18-v2-{config_key({'a': 1})}.pt"
+
+
+def test_load_or_compute_caches_json(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"acc": 0.5, "rows": [1, 2]}
+
+    cfg = {"eval": "probe"}
+    assert load_or_compute("eval", cfg, compute, folder=tmp_path) == {"acc": 0.5, "rows": [1, 2]}
+    assert load_or_compute("eval", cfg, compute, folder=tmp_path) == {"acc": 0.5, "rows": [1, 2]}
+    assert len(calls) == 1
+    path = checkpoint_path("eval", cfg, tmp_path).with_suffix(".json")
+    assert json.loads(path.read_text()) == {"config": cfg, "result": {"acc": 0.5, "rows": [1, 2]}}
+    load_or_compute("eval", {"eval": "knn"}, compute, folder=tmp_path)
+    assert len(calls) == 2
+    path.write_text("{truncated")
+    assert load_or_compute("eval", cfg, compute, folder=tmp_path) == {"acc": 0.5, "rows": [1, 2]}
+    assert len(calls) == 3
+    assert json.loads(path.read_text())["result"] == {"acc": 0.5, "rows": [1, 2]}
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_atomic_write_cleans_up_after_a_failing_writer(tmp_path):
+    target = tmp_path / "sub" / "f.txt"
+
+    def fail(tmp):
+        tmp.write_text("partial")
+        raise ValueError("bad")
+
+    with pytest.raises(ValueError):
+        checkpoints.atomic_write(target, fail)
+    assert list((tmp_path / "sub").iterdir()) == []
