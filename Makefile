@@ -20,6 +20,15 @@ test: $(STAMP)  ## unit tests + every notebook under nbval
 lab: $(STAMP)  ## JupyterLab on notebooks/
 	$(PY) -m course_lib lab
 
+bench: $(STAMP)  ## time the input pipeline (course vs DataLoader) and every notebook; build/bench/
+	$(PY) -m course_lib bench --notebooks
+
+release: $(STAMP)  ## student versions of every notebook (no solutions, no hidden tests) in build/release/
+	$(PY) -m course_lib release
+
+grade: $(STAMP)  ## autograde: make grade SUBMISSIONS=folder (scores.csv, feedback, gradebook in build/grading/)
+	$(PY) -m course_lib grade $(SUBMISSIONS)
+
 data: $(STAMP)  ## rebuild data/fashion_mnist_subset.npz from the official files
 	$(PY) -m course_lib build-data
 

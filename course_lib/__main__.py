@@ -6,6 +6,9 @@ The Makefile's targets call these, so everything also works without make:
     python -m course_lib test          # unit tests + every notebook under nbval
     python -m course_lib lab           # JupyterLab on notebooks/
     python -m course_lib build-data    # rebuild data/fashion_mnist_subset.npz
+    python -m course_lib release       # student versions of every notebook in build/release/
+    python -m course_lib grade DIR     # autograde submissions: scores.csv, feedback, gradebook in build/grading/
+    python -m course_lib bench         # time the input pipeline (--notebooks: the course table too)
 """
 
 from __future__ import annotations
@@ -44,6 +47,32 @@ def _build_data(args: argparse.Namespace) -> int:
     return main(args.rest)
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from course_lib.bench import main
+    return main(args)
+
+
+def _release(args: argparse.Namespace) -> int:
+    from course_lib.grading import GradingError, release
+    try:
+        written = release(args.source, args.out)
+    except GradingError as e:
+        print(f"release failed: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(["student versions (hand these out):", *(f"  {p}" for p in written)]))
+    return 0
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from course_lib.grading import GradingError, grade
+    try:
+        grade(args.submissions, args.out, args.source, args.cell_timeout, args.profile, warm_up=not args.no_warm_up)
+    except GradingError as e:
+        print(f"grading failed: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_lib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,6 +101,37 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("build-data", help="rebuild the embedded Fashion-MNIST subset in data/")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="see: python -m course_lib build-data --help")
     p.set_defaults(fn=_build_data)
+
+    p = sub.add_parser("bench", help="time the course's input pipeline against a DataLoader (and the notebooks)")
+    p.add_argument("--quick", action="store_true", help="short timing windows (about 1-2 minutes on 2 CPU cores)")
+    p.add_argument("--notebooks", action="store_true", help="also execute every notebook (the course run table)")
+    p.add_argument("--out", default=str(REPO_ROOT / "build" / "bench"), help="output folder")
+    p.add_argument("--device", default="cpu", help="device of the course pipeline and the model (default: cpu)")
+    p.add_argument("--num-images", type=int, default=None, help="number of images (default 5000)")
+    p.add_argument("--batch-size", type=int, default=None, help="images per batch (default 256)")
+    p.add_argument("--workers", type=int, nargs="+", default=None, help="DataLoader num_workers to try (default 0 1 2)")
+    p.add_argument("--threads", type=int, nargs="+", default=None,
+                   help="torch threads of the main process to try (default: 1 and the number of CPUs)")
+    p.add_argument("--data", choices=["photos", "random"], default=None, help="image source (default photos)")
+    p.add_argument("--no-train", action="store_true", help="time the pipelines alone, not the training step")
+    p.set_defaults(fn=_bench)
+
+    p = sub.add_parser("release", help="student versions of every notebook (solutions and hidden tests removed)")
+    p.add_argument("--source", default=str(REPO_ROOT / "notebooks"), help="folder of the course notebooks")
+    p.add_argument("--out", default=str(REPO_ROOT / "build" / "release"), help="output folder")
+    p.set_defaults(fn=_release)
+
+    p = sub.add_parser("grade", help="autograde a folder of submissions: scores.csv, feedback, gradebook")
+    p.add_argument("submissions", help="folder of <student>/<notebook>.ipynb, or nbgrader's "
+                                       "submitted/<student>/<assignment>/<notebook>.ipynb (docs/exercises.md)")
+    p.add_argument("--out", default=str(REPO_ROOT / "build" / "grading"),
+                   help="output folder: gradebook.db (kept between runs), scores.csv, feedback/")
+    p.add_argument("--source", default=str(REPO_ROOT / "notebooks"), help="folder of the course notebooks")
+    p.add_argument("--cell-timeout", type=int, default=120, help="seconds a cell may run (default 120)")
+    p.add_argument("--profile", default="grade", help="profile the submissions run under (default 'grade')")
+    p.add_argument("--no-warm-up", action="store_true",
+                   help="skip the instructor's run that seeds every submission's cache (fine for 1-2 submissions)")
+    p.set_defaults(fn=_grade)
 
     args = parser.parse_args(argv)
     if getattr(args, "profile", None):

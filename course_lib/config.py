@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +43,25 @@ class Profile:
     compile: bool = False  # torch.compile the backbone
     seed: int = 0
     check_claims: bool = True  # notebooks assert their claims (off when grading with tiny budgets)
+    max_images_per_class: int | None = None  # keep at most this many images per class of a split (None = all)
 
-    def replace(self, **changes) -> "Profile":
+    def limit(self, data):
+        """``data`` (an ``ImageData``) cut to ``max_images_per_class`` random images of every class.
+
+        Unchanged when the field is None (every profile but ``grade``). The same
+        seed keeps the same images, so every notebook sees the same subset.
+        """
+        n = self.max_images_per_class
+        if n is None:
+            return data
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"max_images_per_class must be a positive int or None, got {n!r}")
+        order = torch.randperm(len(data.labels), generator=torch.Generator().manual_seed(self.seed))
+        labels = data.labels.cpu()[order]
+        keep = torch.cat([order[labels == c][:n] for c in labels.unique()])
+        return data.subset(keep.sort().values)
+
+    def replace(self, **changes) -> Profile:
         """A copy with some fields changed (profiles are immutable)."""
         return dataclasses.replace(self, **changes)
 
@@ -76,9 +93,10 @@ PROFILES: dict[str, Profile] = {
         name="grade",
         num_epochs=1,
         time_budget_s=5.0,
-        labels_per_class=(10, 100),
-        supervised_steps=20,
+        labels_per_class=(10, None),
+        supervised_steps=10,
         check_claims=False,
+        max_images_per_class=50,  # 500 training and 500 test images
     ),
 }
 
