@@ -4,7 +4,8 @@ Every function takes a whole float batch ``x`` of shape (B, C, H, W) with values
 [0, 1], on any device, and draws its random parameters *per sample* from
 ``generator`` (a ``torch.Generator`` on the same device as ``x``; ``None`` uses
 torch's global one). There is no per-image PIL work and no Python loop over
-samples: a crop is one ``grid_sample``, a blur one grouped convolution.
+samples: a crop is one ``grid_sample``, a blur a weighted sum of a few shifted
+copies of the batch.
 
 The semantics follow torchvision's transforms (RandomResizedCrop, ColorJitter,
 RandomGrayscale, GaussianBlur) and SimCLR's augmentation pipeline (Chen et al.
@@ -14,6 +15,12 @@ appendix A): random crop + resize + flip, colour distortion, Gaussian blur.
 Each public function validates its input. ``augment`` validates once and then runs
 the unchecked steps (the ``_`` functions), so a training step does not pay for the
 range check five times.
+
+Speed on a CPU: a batch-sized temporary costs about as much to allocate (page faults
+on fresh memory) as the arithmetic done on it, so the hot steps work in place on
+tensors they have just made (``_select``, the ``out=`` arguments) and ``augment``
+folds the flip into the crop's sampling grid. The values are bit for bit those of
+the plain versions (``augment`` equals its public steps run one after the other).
 """
 
 from __future__ import annotations
@@ -198,19 +205,25 @@ def crop_and_resize(x: Tensor, boxes: Tensor, size: int | tuple[int, int]) -> Te
     return _crop_and_resize(x, boxes, _pair_size(size))
 
 
-def _crop_and_resize(x: Tensor, boxes: Tensor, size: tuple[int, int]) -> Tensor:
+def _crop_and_resize(x: Tensor, boxes: Tensor, size: tuple[int, int], flip: Tensor | None = None) -> Tensor:
+    """``flip`` (B,) bool, optional: mirror those crops horizontally in the same pass (see ``augment``)."""
     B, C, H, W = x.shape
-    top, left, h, w = boxes.to(x.dtype).unbind(dim=1)  # each (B,)
-    theta = torch.zeros(B, 2, 3, dtype=x.dtype, device=x.device)
-    theta[:, 0, 0] = w / W  # half-width of the box, in units of half the image width
-    theta[:, 0, 2] = (2 * left + w) / W - 1  # box centre, normalised to [-1, 1]
-    theta[:, 1, 1] = h / H
-    theta[:, 1, 2] = (2 * top + h) / H - 1
-    grid = F.affine_grid(theta, [B, C, *size], align_corners=False)  # (B, h_out, w_out, 2) as (x, y)
+    h_out, w_out = size
+    top, left, h, w = boxes.to(x.dtype).view(B, 4, 1).unbind(dim=1)  # each (B, 1)
+    # Output pixel centres in normalised coordinates, as F.affine_grid makes them (align_corners=False).
+    xs = torch.linspace(-1, 1, w_out, dtype=x.dtype, device=x.device) * (w_out - 1) / w_out  # (w_out,)
+    ys = torch.linspace(-1, 1, h_out, dtype=x.dtype, device=x.device) * (h_out - 1) / h_out  # (h_out,)
+    # The affine map of the box: scale by the box size (w/W, h/H), move to the box centre. The map is
+    # separable (no rotation), so the grid is an outer product, not F.affine_grid's batched matmul.
+    grid_x = xs * (w / W) + ((2 * left + w) / W - 1)  # (B, w_out)
+    grid_y = ys * (h / H) + ((2 * top + h) / H - 1)  # (B, h_out)
     # Sample only inside the box, between its outer pixel centres, as crop-then-resize does.
-    lo = torch.stack([(2 * left + 1) / W - 1, (2 * top + 1) / H - 1], dim=1).view(B, 1, 1, 2)
-    hi = torch.stack([(2 * (left + w) - 1) / W - 1, (2 * (top + h) - 1) / H - 1], dim=1).view(B, 1, 1, 2)
-    grid = grid.clamp(lo, hi)
+    grid_x = grid_x.clamp_(min=(2 * left + 1) / W - 1, max=(2 * (left + w) - 1) / W - 1)
+    grid_y = grid_y.clamp_(min=(2 * top + 1) / H - 1, max=(2 * (top + h) - 1) / H - 1)
+    if flip is not None:  # sampling the columns right to left is exactly the flipped crop
+        grid_x = torch.where(flip.view(B, 1), grid_x.flip(1), grid_x)
+    grid = torch.stack([grid_x.view(B, 1, w_out).expand(B, h_out, w_out),
+                        grid_y.view(B, h_out, 1).expand(B, h_out, w_out)], dim=3)  # (B, h_out, w_out, 2) as (x, y)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return out.clamp_(0, 1)  # (B, C, h_out, w_out)
 
@@ -250,7 +263,16 @@ def random_flip(x: Tensor, p: float = 0.5, generator: torch.Generator | None = N
 
 def _random_flip(x, p, generator) -> Tensor:
     flip = _coin(p, x.shape[0], generator, x.device)  # (B,)
-    return torch.where(_per_sample(flip), x.flip(dims=(3,)), x)
+    return _select(flip, x.flip(dims=(3,)), x)
+
+
+def _select(mask: Tensor, new: Tensor, old: Tensor) -> Tensor:
+    """``torch.where(mask, new, old)`` per sample, written into ``new`` (a tensor the caller just made).
+
+    The same result as ``torch.where`` without allocating a third batch-sized tensor: on a CPU,
+    fresh large allocations (and the page faults behind them) cost as much as the arithmetic.
+    """
+    return torch.where(_per_sample(mask), new, old, out=new)
 
 
 def rotate90(x: Tensor, k: Tensor | int) -> Tensor:
@@ -303,7 +325,10 @@ def _gray(x: Tensor) -> Tensor:
     if x.shape[1] == 1:
         return x
     r, g, b = x.unbind(dim=1)  # each (B, H, W)
-    return (LUMA_WEIGHTS[0] * r + LUMA_WEIGHTS[1] * g + LUMA_WEIGHTS[2] * b).unsqueeze(1)  # (B, 1, H, W)
+    gray = LUMA_WEIGHTS[0] * r  # in-place sums: fewer (B, H, W) temporaries to allocate
+    gray += LUMA_WEIGHTS[1] * g
+    gray += LUMA_WEIGHTS[2] * b
+    return gray.unsqueeze(1)  # (B, 1, H, W)
 
 
 def _check_rgb(x: Tensor, name: str) -> None:
@@ -315,15 +340,23 @@ def _check_rgb(x: Tensor, name: str) -> None:
 def rgb_to_hsv(x: Tensor) -> Tensor:
     """RGB (B, 3, H, W) in [0, 1] -> HSV (B, 3, H, W) with hue in [0, 1), as torchvision computes it."""
     _check_rgb(x, "x")
+    return torch.cat(_rgb_to_hsv(x), dim=1)
+
+
+def _rgb_to_hsv(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(h, s, v), each (B, 1, H, W). In-place steps (``div_``, ``add_``) only touch new tensors."""
     r, g, b = x.unbind(dim=1)  # each (B, H, W)
     maxc, minc = x.amax(dim=1), x.amin(dim=1)
     delta = maxc - minc  # chroma; 0 for grays, whose hue and saturation are 0
     s = delta / maxc.clamp_min(1e-12)
-    d = delta.clamp_min(1e-12)
-    # Hue in sixths of the colour wheel, measured from the largest channel (red first on ties).
-    h = torch.where(maxc == r, (g - b) / d, torch.where(maxc == g, 2.0 + (b - r) / d, 4.0 + (r - g) / d))
-    h = torch.remainder(h / 6.0, 1.0)  # -> [0, 1)
-    return torch.stack([h, s, maxc], dim=1)
+    d = delta.clamp_min_(1e-12)
+    # Hue in sixths of the colour wheel, measured from the largest channel (red first on ties):
+    # 4 + (r - g) / d where blue is largest, then overwritten where green is, then where red is.
+    h = (r - g).div_(d).add_(4.0)
+    torch.where(maxc == g, (b - r).div_(d).add_(2.0), h, out=h)
+    torch.where(maxc == r, (g - b).div_(d), h, out=h)
+    h = h.div_(6.0).remainder_(1.0)  # -> [0, 1)
+    return h.unsqueeze(1), s.unsqueeze(1), maxc.unsqueeze(1)
 
 
 def hsv_to_rgb(hsv: Tensor) -> Tensor:
@@ -331,9 +364,15 @@ def hsv_to_rgb(hsv: Tensor) -> Tensor:
     V - V S clamp(min(k, 4 - k), 0, 1) with k = (n + 6 H) mod 6."""
     _check_rgb(hsv, "hsv")
     h, s, v = hsv.unsqueeze(2).unbind(dim=1)  # each (B, 1, H, W)
-    n = torch.tensor([5.0, 3.0, 1.0], dtype=hsv.dtype, device=hsv.device).view(1, 3, 1, 1)  # R, G, B
-    k = torch.remainder(n + 6 * h, 6)  # (B, 3, H, W)
-    return v - v * s * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
+    return _hsv_to_rgb(h, s, v)
+
+
+def _hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
+    """h, s, v (B, 1, H, W) -> RGB (B, 3, H, W); in-place steps only touch new tensors."""
+    n = torch.tensor([5.0, 3.0, 1.0], dtype=h.dtype, device=h.device).view(1, 3, 1, 1)  # R, G, B
+    k = (n + 6 * h).remainder_(6)  # (B, 3, H, W)
+    c = torch.minimum(k, 4 - k, out=k).clamp_(0, 1)  # (B, 3, H, W), written over k
+    return torch.sub(v, c.mul_(v * s), out=c)  # V - V S c, written over c
 
 
 # The four jitter steps, per-sample factor (B,); each clamps to [0, 1] like torchvision.
@@ -342,7 +381,7 @@ def hsv_to_rgb(hsv: Tensor) -> Tensor:
 def _blend(x: Tensor, other: Tensor, factor: Tensor) -> Tensor:
     """factor * x + (1 - factor) * other, clamped to [0, 1] (torchvision's _blend)."""
     f = _per_sample(factor)
-    return (f * x + (1 - f) * other).clamp_(0, 1)
+    return (f * x).add_((1 - f) * other).clamp_(0, 1)  # other is (B, 1, ...): one full-size temporary
 
 
 def _brightness(x: Tensor, factor: Tensor) -> Tensor:
@@ -361,9 +400,9 @@ def _saturation(x: Tensor, factor: Tensor) -> Tensor:
 def _hue(x: Tensor, shift: Tensor) -> Tensor:
     if x.shape[1] == 1:
         return x
-    h, s, v = rgb_to_hsv(x).unbind(dim=1)  # each (B, H, W)
-    h = torch.remainder(h + shift.view(-1, 1, 1), 1.0)  # rotate the colour wheel by shift turns
-    return hsv_to_rgb(torch.stack([h, s, v], dim=1)).clamp_(0, 1)
+    h, s, v = _rgb_to_hsv(x)  # each (B, 1, H, W)
+    h = h.add_(_per_sample(shift)).remainder_(1.0)  # rotate the colour wheel by shift turns
+    return _hsv_to_rgb(h, s, v).clamp_(0, 1)
 
 
 def color_jitter(
@@ -409,8 +448,8 @@ def _color_jitter(x, brightness, contrast, saturation, hue, p, generator) -> Ten
     out = x
     for i in order:
         if active[i]:
-            out = steps[i](out, factors[i])
-    return torch.where(_per_sample(apply), out, x)
+            out = steps[i](out, factors[i])  # each step returns a new tensor
+    return x if out is x else _select(apply, out, x)
 
 
 def random_grayscale(x: Tensor, p: float = 0.2, generator: torch.Generator | None = None) -> Tensor:
@@ -451,8 +490,9 @@ def gaussian_blur(
     """torchvision's GaussianBlur, applied to each sample with probability ``p``.
 
     Sigma per sample uniform in ``sigma`` (SimCLR: [0.1, 2.0]); a separable odd
-    ``kernel_size`` kernel with reflect padding, run as one grouped convolution in
-    which every (sample, channel) pair is its own group with its own kernel.
+    ``kernel_size`` kernel with reflect padding, applied as a weighted sum of
+    ``kernel_size`` shifted copies of the batch along the rows, then the columns, each
+    sample with its own weights (the same sums as a grouped ``F.conv2d``).
     """
     _check_images(x)
     sigma = (sigma, sigma) if isinstance(sigma, (int, float)) and not isinstance(sigma, bool) else sigma
@@ -478,14 +518,18 @@ def _gaussian_blur(x, kernel_size, sigma, p, generator) -> Tensor:
     B, C, H, W = x.shape
     sigmas = _uniform(*sigma, (B,), generator, x.device)  # (B,)
     apply = _coin(p, B, generator, x.device)  # (B,)
-    kernel = gaussian_kernels(kernel_size, sigmas.to(x.dtype)).repeat_interleave(C, dim=0)  # (B*C, k)
+    kernel = gaussian_kernels(kernel_size, sigmas.to(x.dtype)).view(B, 1, 1, 1, kernel_size)  # (B, 1, 1, 1, k)
     pad = kernel_size // 2
-    groups = x.reshape(1, B * C, H, W)  # every (sample, channel) is one group
-    groups = F.pad(groups, (pad, pad, pad, pad), mode="reflect")  # (1, B*C, H+2p, W+2p)
-    groups = F.conv2d(groups, kernel.view(B * C, 1, 1, kernel_size), groups=B * C)  # horizontal
-    groups = F.conv2d(groups, kernel.view(B * C, 1, kernel_size, 1), groups=B * C)  # vertical
-    blurred = groups.view(B, C, H, W).clamp_(0, 1)
-    return torch.where(_per_sample(apply), blurred, x)
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")  # (B, C, H+2p, W+2p)
+    # Separable: a weighted sum of k shifted copies along the rows, then along the columns
+    # (out[i] = sum_t kernel[t] in[i + t], the cross-correlation F.conv2d computes).
+    rows = padded[..., 0:W] * kernel[..., 0]  # (B, C, H+2p, W)
+    for t in range(1, kernel_size):
+        rows.addcmul_(padded[..., t : t + W], kernel[..., t])
+    blurred = rows[:, :, 0:H] * kernel[..., 0]  # (B, C, H, W)
+    for t in range(1, kernel_size):
+        blurred.addcmul_(rows[:, :, t : t + H], kernel[..., t])
+    return _select(apply, blurred.clamp_(0, 1), x)
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -567,9 +611,10 @@ def augment(x: Tensor, cfg: AugmentConfig, generator: torch.Generator | None = N
         _check_images(x)
     _check_generator(generator, x)
     size = _pair_size(cfg.size)
-    x = _random_resized_crop(x, size, cfg.crop_scale, cfg.crop_ratio, generator)
-    if cfg.flip_p > 0:
-        x = _random_flip(x, cfg.flip_p, generator)
+    B, _, H, W = x.shape
+    boxes = sample_crop_boxes(B, H, W, cfg.crop_scale, cfg.crop_ratio, generator, x.device)  # (B, 4)
+    flip = _coin(cfg.flip_p, B, generator, x.device) if cfg.flip_p > 0 else None  # (B,)
+    x = _crop_and_resize(x, boxes, size, flip)  # crop, resize and flip in one grid_sample
     if cfg.jitter_p > 0 and any(v > 0 for v in cfg.jitter):
         _check_channels(x)
         x = _color_jitter(x, *cfg.jitter, cfg.jitter_p, generator)
