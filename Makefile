@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: course test lab bench release grade data lint clean
+.PHONY: course test lab bench release grade data clean
 
 $(STAMP): pyproject.toml requirements-lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,9 +31,6 @@ grade: $(STAMP)  ## autograde: make grade SUBMISSIONS=folder (scores.csv, feedba
 
 data: $(STAMP)  ## rebuild data/fashion_mnist_subset.npz from the official files
 	$(PY) -m course_lib build-data
-
-lint: $(STAMP)
-	$(PY) -m ruff check course_lib tests scripts
 
 clean:
 	rm -rf build

@@ -37,11 +37,6 @@ def _course(args: argparse.Namespace) -> int:
     return run_course(args.notebooks, profile=args.profile, out_dir=args.out, html=not args.no_html)
 
 
-def _execute_one(args: argparse.Namespace) -> int:
-    from course_lib.runner import execute_notebook_here
-    return execute_notebook_here(args.notebook, args.out, html=not args.no_html)
-
-
 def _build_data(args: argparse.Namespace) -> int:
     from course_lib.datasets import main
     return main(args.rest)
@@ -88,12 +83,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(REPO_ROOT / "build" / "course"), help="output folder")
     p.add_argument("--no-html", action="store_true", help="skip the HTML copies")
     p.set_defaults(fn=_course)
-
-    p = sub.add_parser("execute", help=argparse.SUPPRESS)  # one notebook in this process (used by 'course')
-    p.add_argument("notebook")
-    p.add_argument("--out", required=True)
-    p.add_argument("--no-html", action="store_true")
-    p.set_defaults(fn=_execute_one)
 
     p = sub.add_parser("lab", help="start JupyterLab on notebooks/")
     p.set_defaults(fn=_lab)

@@ -18,8 +18,16 @@ from course_lib.augment import augment, light_config
 from course_lib.checkpoints import load_or_compute, load_or_train
 from course_lib.config import Profile, get_device
 from course_lib.datasets import ImageData
-from course_lib.evaluate import (Evaluation, budget_name, evaluate, evaluate_features, extract_features, pixels,
-                                 sample_per_class, knn_accuracy, linear_probe_accuracy)
+from course_lib.evaluate import (
+    Evaluation,
+    budget_name,
+    evaluate,
+    extract_features,
+    knn_accuracy,
+    linear_probe_accuracy,
+    pixels,
+    sample_per_class,
+)
 from course_lib.loader import DeviceLoader
 from course_lib.models import Backbone, LinearHead, build_backbone
 from course_lib.train import History, train

@@ -142,7 +142,7 @@ def plot_decision_boundaries(points: np.ndarray, labels: np.ndarray, labeled: np
     xx, yy = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
     grid = np.c_[xx.ravel(), yy.ravel()].astype(np.float32)
     fig, axes = plt.subplots(1, len(predictors), figsize=(3.6 * len(predictors), 3.4), squeeze=False)
-    for ax, (name, predict) in zip(axes[0], predictors.items()):
+    for ax, (name, predict) in zip(axes[0], predictors.items(), strict=True):
         ax.contourf(xx, yy, predict(grid).reshape(xx.shape), levels=[-0.5, 0.5, 1.5], colors=["#cfe0f5", "#f8d9c4"])
         ax.scatter(points[:, 0], points[:, 1], s=4, c="gray", alpha=0.5)
         ax.scatter(points[labeled, 0], points[labeled, 1], s=70, c=np.where(labels[labeled] == 0, "#1f5fbf", "#d9531e"),
@@ -150,5 +150,33 @@ def plot_decision_boundaries(points: np.ndarray, labels: np.ndarray, labeled: np
         ax.set_title(name + (f"\ntest acc {100 * scores[name]:.0f}%" if scores and name in scores else ""), fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def plot_bars(values: dict[str, Sequence[float]], categories: Sequence[str], ylabel: str = "accuracy (%)",
+              chance: float | None = None, title: str = "", percent: bool = True) -> plt.Figure:
+    """Grouped bars: one group per category, one bar per name in ``values`` (each a value per category).
+
+    ``percent`` shows values in [0, 1] as %; ``chance`` (same units as the values) draws a dashed line.
+    """
+    for name, v in values.items():
+        if len(v) != len(categories):
+            raise ValueError(f"{name!r} has {len(v)} values for {len(categories)} categories")
+    scale = 100 if percent else 1
+    width = 0.8 / max(1, len(values))
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.55 * len(categories) * max(1, len(values)) + 1.5), 3.6))
+    for i, (name, v) in enumerate(values.items()):
+        ax.bar(np.arange(len(categories)) + (i - (len(values) - 1) / 2) * width, scale * np.asarray(v, dtype=float),
+               width, label=name)
+    if chance is not None:
+        ax.axhline(scale * chance, ls="--", c="gray", label="chance")
+    tilt = len(categories) > 5
+    ax.set_xticks(np.arange(len(categories)), list(categories), rotation=30 if tilt else 0,
+                  ha="right" if tilt else "center")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig

@@ -79,7 +79,7 @@ def run_course(notebooks: list[str] | None = None, profile: str | None = None,
     records = []
     print(f"{'notebook':44s} {'time':>7s} {'peak RSS':>9s}  headline", flush=True)
     for p in paths:
-        cmd = [sys.executable, "-m", "course_lib", "execute", str(p), "--out", str(out)] + ([] if html else ["--no-html"])
+        cmd = [sys.executable, "-m", "course_lib.runner", str(p), str(out)] + ([] if html else ["--no-html"])
         subprocess.call(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
         rec_path = out / (p.stem + ".json")
         rec = json.loads(rec_path.read_text()) if rec_path.exists() else {"notebook": p.name, "seconds": float("nan"),
@@ -96,3 +96,7 @@ def run_course(notebooks: list[str] | None = None, profile: str | None = None,
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print(f"executed notebooks and summary.md in {out}")
     return 1 if any(r["error"] for r in records) else 0
+
+
+if __name__ == "__main__":  # one notebook in this process: python -m course_lib.runner NOTEBOOK OUT [--no-html]
+    sys.exit(execute_notebook_here(sys.argv[1], sys.argv[2], html="--no-html" not in sys.argv[3:]))
