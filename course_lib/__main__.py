@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=_grade)
 
     args = parser.parse_args(argv)
-    if getattr(args, "profile", None):
-        os.environ[PROFILE_ENV] = args.profile
+    if args.command == "course" and args.profile:
+        os.environ[PROFILE_ENV] = args.profile  # the notebooks' kernels inherit it
     return args.fn(args)
 
 
