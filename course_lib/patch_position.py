@@ -1,0 +1,341 @@
+"""Patch order: predict where a neighbouring patch sits (Doersch et al. 2015).
+
+"Unsupervised visual representation learning by context prediction" (ICCV 2015):
+cut a 3x3 grid of patches from an image, show a network the centre patch and one
+of its 8 neighbours, and ask *which* neighbour it was -- an 8-way classification
+with labels for free. Both patches go through the same encoder (shared weights);
+only a small pair head sees them together, so the encoder has to describe each
+patch well enough for its relative position to be guessed ("this is the left
+sleeve, so the collar is up-right of it").
+
+Numbering (the lecture's figure "X = (patch 5, patch 4); Y = 3"): the grid's cells
+are numbered 1..9 in reading order, the centre is 5, and the label of a neighbour
+is its index 0..7 among the 8 neighbours in reading order. So label k is cell k+1
+for k < 4 and cell k+2 for k >= 4, and cell 4 (left of the centre) is label 3.
+
+Two details stop the network from cheating (section 3 of the paper): a **gap**
+between the cells, so that lines and textures cannot simply be continued across the
+border, and a random **jitter** of each patch, so that the exact alignment of the
+patches gives nothing away. Everything here is batched on the device: corners are
+one tensor, patches are cut with one indexing op, no Python loop over samples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from course_lib.augment import to_float
+from course_lib.checkpoints import load_or_train
+from course_lib.config import Profile, get_device
+from course_lib.datasets import ImageData
+from course_lib.loader import DeviceLoader
+from course_lib.models import Backbone, build_backbone
+from course_lib.train import History, train
+
+if TYPE_CHECKING:
+    import matplotlib.pyplot as plt
+
+# (row, col) step from the centre cell to the neighbour with label k, in reading order.
+NEIGHBOURS: tuple[tuple[int, int], ...] = (
+    (-1, -1), (-1, 0), (-1, 1),
+    (0, -1),           (0, 1),
+    (1, -1),  (1, 0),  (1, 1),
+)  # fmt: skip
+NUM_POSITIONS = len(NEIGHBOURS)  # 8: chance is 1/8, a chance-level loss is log 8
+
+
+def label_to_cell(label: int) -> int:
+    """The lecture's cell number (1..9, reading order, centre 5) of the neighbour with ``label`` (0..7)."""
+    if not 0 <= label < NUM_POSITIONS:
+        raise ValueError(f"label must be in 0..7, got {label!r}")
+    return label + 1 if label < 4 else label + 2
+
+
+@dataclass(frozen=True)
+class PatchConfig:
+    """How pairs of patches are cut (sizes in pixels of the resized image)."""
+
+    image_size: int = 32  # images are resized to this side first (Fashion-MNIST 28 px -> 32 px)
+    patch_size: int = 8  # side of each square patch (the backbones need >= 8 px)
+    gap: int = 2  # empty pixels between neighbouring cells (Doersch: 48 px between 96-px patches)
+    jitter: int = 2  # each patch moves independently by up to +-jitter pixels per axis (Doersch: 7 of 96)
+    hidden_dim: int = 256  # hidden width of the pair head
+
+    def replace(self, **changes) -> PatchConfig:
+        """A copy with some fields changed (configs are immutable)."""
+        return dataclasses.replace(self, **changes)
+
+    def __str__(self) -> str:
+        lines = [f"{type(self).__name__}:"]
+        lines += [f"  {f.name:12s} = {getattr(self, f.name)!r}" for f in dataclasses.fields(self)]
+        return "\n".join(lines + [f"  (grid of {self.grid_size} px, chance = 1/8)"])
+
+    @property
+    def stride(self) -> int:
+        """Distance between the corners of neighbouring cells: patch_size + gap."""
+        return self.patch_size + self.gap
+
+    @property
+    def grid_size(self) -> int:
+        """The smallest image side that holds the jittered 3x3 grid."""
+        return 3 * self.patch_size + 2 * self.gap + 2 * self.jitter
+
+    def check(self, image_size: int | None = None) -> None:
+        """Raise ``ValueError`` if the numbers are not valid (or the grid does not fit ``image_size``)."""
+        for name in ("image_size", "patch_size", "gap", "jitter", "hidden_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        if self.patch_size < 8:
+            raise ValueError(f"patch_size must be >= 8 (the backbones need 8x8 inputs), got {self.patch_size}")
+        if self.hidden_dim < 1:
+            raise ValueError(f"hidden_dim must be >= 1, got {self.hidden_dim}")
+        size = self.image_size if image_size is None else image_size
+        if size < self.grid_size:
+            raise ValueError(
+                f"image of {size} px is too small for a 3x3 grid of {self.patch_size}-px patches with gap "
+                f"{self.gap} and jitter {self.jitter}: need >= 3*patch + 2*gap + 2*jitter = {self.grid_size} px"
+            )
+
+
+def config_for(profile: Profile) -> PatchConfig:
+    """The patch sizes for a profile's data.
+
+    Fashion-MNIST (28 px) is resized to 32 px and CIFAR-10 used as it is: 8-px patches, close
+    to the scale of the whole images the probe sees (measured in notebook 04: larger,
+    upsampled patches transfer worse to whole images). STL-10 (96 px) gets 24-px patches.
+    """
+    if profile.dataset == "stl10":
+        return PatchConfig(image_size=96, patch_size=24, gap=6, jitter=6, hidden_dim=512)
+    if profile.backbone == "resnet18":
+        return PatchConfig(hidden_dim=512)
+    return PatchConfig()
+
+
+def neighbour_offsets(patch_size: int, gap: int) -> Tensor:
+    """(8, 2) int64: (dy, dx) from the centre patch's top-left corner to neighbour k's, before jitter."""
+    return torch.tensor(NEIGHBOURS, dtype=torch.long) * (patch_size + gap)
+
+
+def grid_corners(batch_size: int, cfg: PatchConfig, image_size: int, generator: torch.Generator | None = None,
+                 device: torch.device | str | None = None) -> Tensor:
+    """Top-left corners (B, 9, 2), as (row, col), of cells 1..9 of a randomly placed, jittered grid.
+
+    The whole grid moves to a random position that fits the image; then every patch
+    moves on its own by a random jitter in [-jitter, jitter] per axis.
+    """
+    free = image_size - cfg.grid_size  # room to move the whole grid (>= 0 after cfg.check)
+    origin = cfg.jitter + torch.randint(0, free + 1, (batch_size, 1, 2), generator=generator, device=device)
+    cells = torch.tensor([(r, c) for r in range(3) for c in range(3)], device=device) * cfg.stride  # (9, 2)
+    shake = torch.randint(-cfg.jitter, cfg.jitter + 1, (batch_size, 9, 2), generator=generator, device=device)
+    return origin + cells + shake  # (B, 9, 2)
+
+
+def sample_corners(labels: Tensor, cfg: PatchConfig, image_size: int,
+                   generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Top-left corners (B, 2) of the centre patch (cell 5) and of neighbour ``labels[i]``."""
+    corners = grid_corners(labels.shape[0], cfg, image_size, generator, labels.device)  # (B, 9, 2)
+    cell = labels + (labels >= 4).long()  # label -> 0-based cell index, skipping the centre (index 4)
+    return corners[:, 4], corners[torch.arange(labels.shape[0], device=labels.device), cell]
+
+
+def cut_patches(x: Tensor, corners: Tensor, size: int) -> Tensor:
+    """Patch ``x[i, :, r:r+size, c:c+size]`` for each corner ``(r, c) = corners[i]``: (B, C, size, size).
+
+    One gather for the whole batch: row and column indices (B, size) broadcast to (B, size, size).
+    """
+    if x.dim() != 4 or corners.shape != (x.shape[0], 2):
+        raise ValueError(f"expected x (B, C, H, W) and corners (B, 2), got {tuple(x.shape)} and {tuple(corners.shape)}")
+    H, W = x.shape[-2:]
+    if corners.numel() and (corners.min() < 0 or (corners[:, 0] + size).max() > H or (corners[:, 1] + size).max() > W):
+        raise ValueError(f"some {size}-px patches fall outside the {H}x{W} image")
+    steps = torch.arange(size, device=x.device)
+    rows = (corners[:, 0, None] + steps)[:, :, None]  # (B, size, 1)
+    cols = (corners[:, 1, None] + steps)[:, None, :]  # (B, 1, size)
+    batch = torch.arange(x.shape[0], device=x.device)[:, None, None]  # (B, 1, 1)
+    return x.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # (B, size, size, C) -> (B, C, size, size)
+
+
+def cut_pair(image: Tensor, label: int, top: int, left: int, patch_size: int, gap: int) -> tuple[Tensor, Tensor]:
+    """The pair (centre patch, patch of neighbour ``label``) of one image (C, H, W), without jitter.
+
+    The grid's cell 1 has its top-left corner at (``top``, ``left``); raises ``ValueError``
+    if the grid does not fit in the image. (The reference for the notebook's exercise.)
+    """
+    if not 0 <= label < NUM_POSITIONS:
+        raise ValueError(f"label must be in 0..7, got {label!r}")
+    centre = torch.tensor([top, left]) + (patch_size + gap)  # (2,): cell 5
+    neighbour = centre + neighbour_offsets(patch_size, gap)[label]  # (2,)
+    corners = torch.stack([centre, neighbour]).to(image.device)  # (2, 2)
+    grid = 3 * patch_size + 2 * gap
+    if top < 0 or left < 0 or top + grid > image.shape[-2] or left + grid > image.shape[-1]:
+        raise ValueError(f"a {grid}-px grid at ({top}, {left}) does not fit in a {tuple(image.shape[-2:])} image")
+    pair = cut_patches(image[None].expand(2, -1, -1, -1), corners, patch_size)  # (2, C, p, p)
+    return pair[0], pair[1]
+
+
+class PatchPairs(NamedTuple):
+    """A batch of the pretext task: X = (centre, neighbour), Y = label."""
+
+    centre: Tensor  # (B, C, p, p) float
+    neighbour: Tensor  # (B, C, p, p) float
+    label: Tensor  # (B,) int64 in 0..7
+    centre_corner: Tensor  # (B, 2) (row, col) in the resized image
+    neighbour_corner: Tensor  # (B, 2)
+
+
+def resize(x: Tensor, size: int) -> Tensor:
+    """Float images (B, C, H, W) -> (B, C, size, size), bilinear (unchanged if already that size)."""
+    if x.shape[-2:] == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
+
+
+def make_pairs(x: Tensor, cfg: PatchConfig, generator: torch.Generator | None = None,
+               labels: Tensor | None = None) -> PatchPairs:
+    """Inputs and targets of the pretext task for a batch of images (uint8 or float in [0, 1]).
+
+    The images are resized to ``cfg.image_size``; labels are uniform over the 8
+    neighbours unless given.
+    """
+    if not torch.is_tensor(x) or x.dim() != 4:
+        raise TypeError(f"x must be an image batch (B, C, H, W), got {type(x).__name__} {tuple(getattr(x, 'shape', ()))}")
+    cfg.check()
+    x = resize(to_float(x) if x.dtype == torch.uint8 else x, cfg.image_size)  # (B, C, S, S)
+    B = x.shape[0]
+    if labels is None:
+        labels = torch.randint(0, NUM_POSITIONS, (B,), generator=generator, device=x.device)
+    elif labels.shape != (B,) or labels.min() < 0 or labels.max() >= NUM_POSITIONS:
+        raise ValueError(f"labels must be ({B},) integers in 0..7")
+    centre_corner, neighbour_corner = sample_corners(labels, cfg, cfg.image_size, generator)
+    return PatchPairs(cut_patches(x, centre_corner, cfg.patch_size), cut_patches(x, neighbour_corner, cfg.patch_size),
+                      labels, centre_corner, neighbour_corner)
+
+
+class PairHead(nn.Module):
+    """Late fusion: the features of the two patches, concatenated, through a small MLP -> 8 logits.
+
+    Like the paper's network, the two patches meet only here: the encoder sees one patch at a time.
+    """
+
+    def __init__(self, feature_dim: int, hidden_dim: int = 256, num_positions: int = NUM_POSITIONS):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(2 * feature_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, num_positions),
+        )
+
+    def forward(self, h_centre: Tensor, h_neighbour: Tensor) -> Tensor:
+        return self.net(torch.cat([h_centre, h_neighbour], dim=1))  # (B, 2D) -> (B, 8)
+
+
+def pair_logits(backbone: Backbone, head: PairHead, pairs: PatchPairs) -> Tensor:
+    """Both patches through the shared encoder in one pass, then the pair head: (B, 8)."""
+    h = backbone.forward_features(torch.cat([pairs.centre, pairs.neighbour]))  # (2B, D)
+    h_centre, h_neighbour = h.chunk(2)  # (B, D) each
+    return head(h_centre, h_neighbour)
+
+
+def patch_position_step(backbone: Backbone, head: PairHead, cfg: PatchConfig,
+                        generator: torch.Generator | None = None):
+    """The step function for ``course_lib.train.train``: cross-entropy over the 8 positions."""
+    cfg.check()
+
+    def step(batch):
+        pairs = make_pairs(batch.x, cfg, generator)
+        logits = pair_logits(backbone, head, pairs)  # (B, 8)
+        return {"loss": F.cross_entropy(logits, pairs.label), "acc": (logits.argmax(1) == pairs.label).float().mean()}
+
+    return step
+
+
+@torch.no_grad()
+def pretext_accuracy(backbone: Backbone, head: PairHead, images: Tensor, cfg: PatchConfig, seed: int = 0,
+                     batch_size: int = 512) -> float:
+    """Accuracy of the 8-way position guess on ``images`` (uint8), with fixed random pairs (``seed``)."""
+    backbone.eval()
+    head.eval()
+    device = next(backbone.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    correct = 0
+    for i in range(0, len(images), batch_size):
+        pairs = make_pairs(images[i:i + batch_size].to(device), cfg, generator)
+        correct += (pair_logits(backbone, head, pairs).argmax(1) == pairs.label).sum().item()
+    return correct / len(images)
+
+
+def pretrain(train_data: ImageData, profile: Profile, cfg: PatchConfig, device: torch.device | None = None,
+             name: str = "patch_position", progress: bool = True) -> tuple[Backbone, PairHead, History]:
+    """Train a backbone and a pair head on the pretext task with ``profile``'s budget.
+
+    Cached by ``checkpoints.load_or_train``: the config dict holds everything that changes
+    the result, so a second run loads in a second and a changed knob retrains.
+    """
+    cfg.check()
+    device = device or get_device()
+    torch.manual_seed(profile.seed)
+    backbone = build_backbone(profile, train_data.images.shape[1]).to(device)
+    head = PairHead(backbone.feature_dim, cfg.hidden_dim).to(device)
+    model = nn.ModuleDict({"backbone": backbone, "head": head})
+    loader = DeviceLoader(train_data.images, batch_size=profile.batch_size, device=device, seed=profile.seed)
+    generator = torch.Generator(device=device).manual_seed(profile.seed)
+
+    def run() -> History:
+        opt = torch.optim.AdamW(model.parameters(), lr=profile.lr, weight_decay=profile.weight_decay)
+        return train(model, patch_position_step(backbone, head, cfg, generator), loader, opt, profile.num_epochs,
+                     profile.time_budget_s, amp=profile.amp, desc=f"{name} (gap {cfg.gap}, jitter {cfg.jitter})",
+                     progress=progress)
+
+    config = {"task": "patch_position", "profile": profile.as_dict(), "patches": dataclasses.asdict(cfg),
+              "train": len(train_data)}
+    history = load_or_train(name, config, model, run)
+    return backbone, head, history
+
+
+def show_grid(image: Tensor, cfg: PatchConfig, label: int = 3, seed: int = 0) -> plt.Figure:
+    """The lecture's figure with real patches: the numbered 3x3 grid on ``image`` (C, H, W), the nine
+    patches as the network gets them, and one pair X = (patch 5, patch n) with its label Y."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    cfg.check()
+    x = resize(to_float(image[None]) if image.dtype == torch.uint8 else image[None], cfg.image_size)  # (1, C, S, S)
+    corners = grid_corners(1, cfg, cfg.image_size, torch.Generator().manual_seed(seed))[0]  # (9, 2)
+    patches = cut_patches(x.expand(9, -1, -1, -1), corners, cfg.patch_size)  # (9, C, p, p)
+    cell = label_to_cell(label)
+    gray = {"cmap": "gray", "vmin": 0, "vmax": 1}
+    fig = plt.figure(figsize=(9, 3.3))
+    axes = fig.subplots(1, 4, gridspec_kw={"width_ratios": [3, 3, 1.2, 1.2]})
+    axes[0].imshow(_hwc(x[0]), **gray)
+    for k, (r, c) in enumerate(corners.tolist()):
+        colour = "tab:orange" if k == 4 else "tab:cyan" if k + 1 == cell else "white"
+        axes[0].add_patch(Rectangle((c - 0.5, r - 0.5), cfg.patch_size, cfg.patch_size, fill=False, ec=colour, lw=1.5))
+        axes[0].text(c + 1, r + 1, str(k + 1), color=colour, fontsize=9, va="top", weight="bold")
+    axes[0].set_title(f"{cfg.image_size}-px image, gap {cfg.gap}, jitter {cfg.jitter}", fontsize=9)
+    mosaic = torch.ones(x.shape[1], 3 * cfg.patch_size + 4, 3 * cfg.patch_size + 4)  # white 2-px separators
+    for k in range(9):
+        r, c = divmod(k, 3)
+        mosaic[:, r * (cfg.patch_size + 2):r * (cfg.patch_size + 2) + cfg.patch_size,
+               c * (cfg.patch_size + 2):c * (cfg.patch_size + 2) + cfg.patch_size] = patches[k]
+    axes[1].imshow(_hwc(mosaic), **gray)
+    axes[1].set_title("the nine patches, side by side", fontsize=9)
+    axes[2].imshow(_hwc(patches[4]), **gray)
+    axes[2].set_title("patch 5 (centre)", fontsize=9, color="tab:orange")
+    axes[3].imshow(_hwc(patches[cell - 1]), **gray)
+    axes[3].set_title(f"patch {cell}", fontsize=9, color="tab:cyan")
+    for ax in axes:
+        ax.axis("off")
+    fig.suptitle(f"X = (patch 5, patch {cell});  Y = {label}", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def _hwc(img: Tensor) -> Tensor:
+    """(C, H, W) -> (H, W) or (H, W, 3) for imshow."""
+    return img[0].cpu() if img.shape[0] == 1 else img.permute(1, 2, 0).cpu()
