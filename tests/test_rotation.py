@@ -1,0 +1,285 @@
+"""Behaviour tests for the rotation pretext task (course_lib.rotation, Gidaris et al. 2018)."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from course_lib import rotation as R
+from course_lib.config import get_profile
+from course_lib.datasets import ImageData
+from course_lib.loader import Batch
+from course_lib.models import SmallConvNet
+from course_lib.train import train
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest (and without oversubscription on a busy 2-core box) on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def uint8_images(n: int, c: int = 1, size: int = 12, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (n, c, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def image_data(n: int = 40, c: int = 1, size: int = 12, num_classes: int = 4, seed: int = 0) -> ImageData:
+    labels = torch.arange(n) % num_classes
+    return ImageData(uint8_images(n, c, size, seed), labels, [f"c{i}" for i in range(num_classes)])
+
+
+def tiny_profile(**changes):
+    return get_profile("fast", width=4, batch_size=16, num_epochs=1, time_budget_s=None, **changes)
+
+
+# ---------------------------------------------------------------- inputs and targets
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_rotate_batch_matches_a_loop_over_torch_rot90(dtype):
+    x = uint8_images(5, c=3, size=7).to(dtype)
+    x_rot, k = R.rotate_batch(x)
+    assert x_rot.shape == (20, 3, 7, 7) and x_rot.dtype == dtype
+    assert k.dtype == torch.int64 and k.tolist() == [0] * 5 + [1] * 5 + [2] * 5 + [3] * 5
+    for j in range(20):
+        expected = torch.rot90(x[j % 5], int(k[j]), dims=(1, 2))  # one image, rotated alone
+        torch.testing.assert_close(x_rot[j], expected, rtol=0, atol=0)
+
+
+def test_every_image_appears_in_all_four_rotations_and_rotating_back_recovers_it():
+    x = uint8_images(6)
+    x_rot, k = R.rotate_batch(x)
+    for r in range(4):
+        assert (k[r * 6:(r + 1) * 6] == r).all()
+        back = torch.rot90(x_rot[r * 6:(r + 1) * 6], -r, dims=(2, 3))
+        assert torch.equal(back, x)
+    # a quarter turn counter-clockwise moves the top-left pixel to the bottom-left
+    marker = torch.zeros(1, 1, 3, 3)
+    marker[0, 0, 0, 0] = 1
+    assert R.rotate_batch(marker)[0][1, 0, 2, 0] == 1
+
+
+def test_make_rotation_inputs_all_rotations_converts_uint8_and_flips_before_rotating():
+    x = uint8_images(4)
+    cfg = R.RotationConfig(flip_p=1.0)
+    x_rot, k = R.make_rotation_inputs(x, cfg)
+    assert x_rot.dtype == torch.float32 and x_rot.shape == (16, 1, 12, 12)
+    expected, expected_k = R.rotate_batch(x.flip(dims=(3,)).float() / 255)
+    torch.testing.assert_close(x_rot, expected)
+    assert torch.equal(k, expected_k)
+
+
+def test_make_rotation_inputs_one_random_rotation_per_image():
+    x = uint8_images(64)
+    g = torch.Generator().manual_seed(3)
+    x_rot, k = R.make_rotation_inputs(x, R.RotationConfig(all_rotations=False, flip_p=0.0), g)
+    assert x_rot.shape == (64, 1, 12, 12) and k.shape == (64,)
+    assert set(k.tolist()) == {0, 1, 2, 3}  # 64 draws: every rotation occurs
+    for i in range(64):
+        torch.testing.assert_close(x_rot[i], torch.rot90(x[i].float() / 255, int(k[i]), dims=(1, 2)))
+
+
+@pytest.mark.parametrize("fn", [R.rotate_batch, lambda x: R.make_rotation_inputs(x, R.RotationConfig())])
+def test_bad_input_raises(fn):
+    with pytest.raises(ValueError, match="square"):
+        fn(torch.zeros(2, 1, 8, 9))
+    with pytest.raises(ValueError, match="4-D"):
+        fn(torch.zeros(1, 8, 8))
+    with pytest.raises(TypeError):
+        fn([[0.0]])
+
+
+@pytest.mark.parametrize("change", [{"images_per_batch": 0}, {"head_hidden_dim": -1}, {"flip_p": 1.5},
+                                    {"num_epochs": 0}, {"time_budget_s": 0.0}])
+def test_bad_config_raises(change):
+    with pytest.raises(ValueError):
+        R.RotationConfig(**change)
+
+
+def test_profile_defaults():
+    fast, grade, full = (get_profile(n) for n in ("fast", "grade", "full"))
+    assert R.get_rotation_config(fast).budget(fast) == 80.0
+    assert R.get_rotation_config(grade).budget(grade) == grade.time_budget_s  # the profile's smaller budget
+    cfg = R.get_rotation_config(full)
+    assert cfg.budget(full) is None and cfg.epochs(full) == full.num_epochs
+    assert cfg.batch_images(full) * 4 == full.batch_size  # a step sees batch_size rotated images
+    assert R.RotationConfig(all_rotations=False).batch_images(full) == full.batch_size
+
+
+# ---------------------------------------------------------------- head, loss, step
+
+
+def test_loss_of_uniform_logits_is_log_4_and_head_shapes():
+    assert R.rotation_loss(torch.zeros(10, 4), torch.arange(10) % 4).item() == pytest.approx(math.log(4))
+    for hidden in (0, 16):
+        head = R.RotationHead(8, hidden).eval()
+        assert head(torch.randn(5, 8)).shape == (5, 4)
+
+
+def test_step_returns_a_finite_loss_and_trains_the_backbone():
+    torch.manual_seed(0)
+    backbone, head = SmallConvNet(1, width=4), R.RotationHead(16)
+    step = R.rotation_step(backbone, head, R.RotationConfig(), torch.Generator().manual_seed(0))
+    x = uint8_images(8)
+    out = step(Batch(x=x, y=torch.full((8,), -1), index=torch.arange(8)))
+    assert out["loss"].ndim == 0 and torch.isfinite(out["loss"])
+    assert 0 <= out["acc"].item() <= 1
+    out["loss"].backward()
+    assert all(p.grad is not None for p in backbone.parameters())
+
+
+def test_training_on_marked_images_learns_the_rotation():
+    """Images with a bright top-left corner: rotation is easy, so the loss must fall far below log 4."""
+    x = uint8_images(64, size=12) // 4
+    x[:, :, :4, :4] = 255
+    torch.manual_seed(0)
+    backbone, head = SmallConvNet(1, width=4), R.RotationHead(16)
+    step = R.rotation_step(backbone, head, R.RotationConfig(flip_p=0.0))
+    batches = [Batch(x=x[i:i + 16], y=torch.zeros(16), index=torch.arange(16)) for i in range(0, 64, 16)]
+    opt = torch.optim.Adam([*backbone.parameters(), *head.parameters()], lr=1e-2)
+    history = train([backbone, head], step, batches, opt, num_epochs=10, progress=False)
+    assert history.losses[0] > 1.0 and history.losses[-1] < 0.3
+
+
+def test_recalibrate_batchnorm_replaces_stale_statistics_with_the_batches_average():
+    torch.manual_seed(0)
+    backbone, head = SmallConvNet(1, width=4), R.RotationHead(16, hidden_dim=8)
+    backbone.eval()
+    x = uint8_images(8)
+    batches = [Batch(x=x, y=torch.zeros(8), index=torch.arange(8))]  # one batch, reused
+    bn = backbone.stages[0][1]
+    bn.running_mean.fill_(100.0)  # stale
+    cfg = R.RotationConfig(flip_p=0.0)
+    R.recalibrate_batchnorm(backbone, head, batches, cfg, num_batches=3)
+    x_rot, _ = R.rotate_batch(x.float() / 255)
+    with torch.no_grad():
+        expected = backbone.stages[0][0](x_rot).mean(dim=(0, 2, 3))  # the first conv's output, per channel
+    torch.testing.assert_close(bn.running_mean, expected)
+    assert bn.momentum == 0.1 and not backbone.training and head.training  # restored
+    assert head.net[1].num_batches_tracked == 3
+
+
+class CornerOracle(nn.Module):
+    """Knows where the marked corner goes: h = the four corner pixels, ordered by the rotation that puts
+    the top-left corner there (0: top-left, 1: bottom-left, 2: bottom-right, 3: top-right)."""
+
+    feature_dim = 4
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(()))  # so that the oracle has a device
+
+    def forward_features(self, x):
+        return torch.stack([x[:, 0, 0, 0], x[:, 0, -1, 0], x[:, 0, -1, -1], x[:, 0, 0, -1]], dim=1)  # (B, 4)
+
+
+def test_a_rotation_oracle_scores_one_on_every_class():
+    x = torch.zeros(30, 1, 8, 8, dtype=torch.uint8)
+    x[:, :, 0, 0] = 255
+    labels = torch.arange(30) % 3
+    oracle, head = CornerOracle(), nn.Identity()
+    pred = R.predict_rotations(oracle, head, x, batch_size=7)  # batches of 7: the column order must survive
+    assert pred.shape == (30, 4)
+    assert torch.equal(pred, torch.arange(4).expand(30, 4))
+    k = torch.arange(4).expand_as(pred)
+    acc = R.per_class_rotation_accuracy(pred, k, labels[:, None].expand_as(pred), 3)
+    assert acc.tolist() == [1.0, 1.0, 1.0]
+    assert torch.equal(R.rotation_confusion(pred, k), 30 * torch.eye(4, dtype=torch.long))
+
+
+# ---------------------------------------------------------------- per-class accuracy
+
+
+def test_per_class_accuracy_matches_a_loop_and_gives_nan_for_empty_classes():
+    g = torch.Generator().manual_seed(0)
+    pred, k = torch.randint(0, 4, (200,), generator=g), torch.randint(0, 4, (200,), generator=g)
+    labels = torch.randint(0, 4, (200,), generator=g)  # class 4 of 5 never occurs
+    acc = R.per_class_rotation_accuracy(pred, k, labels, 5)
+    for c in range(4):
+        m = labels == c
+        assert acc[c].item() == pytest.approx((pred[m] == k[m]).float().mean().item())
+    assert math.isnan(acc[4].item())
+
+
+def test_per_class_accuracy_rejects_bad_input():
+    p = torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ValueError, match="one shape"):
+        R.per_class_rotation_accuracy(p, p, torch.zeros(3, dtype=torch.long), 2)
+    with pytest.raises(ValueError, match="labels must be in"):
+        R.per_class_rotation_accuracy(p, p, p + 2, 2)
+    with pytest.raises(TypeError):
+        R.per_class_rotation_accuracy(p.float(), p, p, 2)
+
+
+# ---------------------------------------------------------------- training, caching, determinism
+
+
+def test_train_rotation_is_deterministic_and_cached(cache):
+    data, profile = image_data(), tiny_profile()
+    cfg = R.RotationConfig(images_per_batch=8)
+    b1, _, h1 = R.train_rotation(data, profile, cfg, torch.device("cpu"), progress=False, retrain=True)
+    b2, _, h2 = R.train_rotation(data, profile, cfg, torch.device("cpu"), progress=False, retrain=True)
+    assert h1.steps == 5 and all(math.isfinite(v) for v in h1.losses)
+    assert h1.losses == h2.losses
+    for p1, p2 in zip(b1.state_dict().values(), b2.state_dict().values(), strict=True):
+        assert torch.equal(p1, p2)
+    b3, _, h3 = R.train_rotation(data, profile, cfg, torch.device("cpu"), progress=False)  # loaded
+    assert h3.losses == h1.losses and torch.equal(b3.stages[0][0].weight, b1.stages[0][0].weight)
+    assert len(list(cache.glob("checkpoints/rotation-*.pt"))) == 1
+
+
+def test_train_rotation_rejects_non_square_images_before_training(cache):
+    data = ImageData(torch.zeros(8, 1, 12, 10, dtype=torch.uint8), torch.zeros(8, dtype=torch.long), ["a"])
+    with pytest.raises(ValueError, match="square"):
+        R.train_rotation(data, tiny_profile(), progress=False)
+    assert not list(cache.glob("checkpoints/*"))
+
+
+def test_full_profile_runs_a_few_steps_on_cifar_shaped_data(cache):
+    """The full profile (ResNet-18, channels-last, bf16 autocast on CUDA only) on random (32, 3, 32, 32) uint8."""
+    full = get_profile("full")
+    data = image_data(n=8, c=3, size=32, num_classes=10)  # 2 steps of 4 images = 16 rotated images each
+    cfg = R.get_rotation_config(full).replace(images_per_batch=4, num_epochs=1, time_budget_s=None,
+                                              recalibration_batches=1)
+    backbone, head, history = R.train_rotation(data, full, cfg, torch.device("cpu"), progress=False)
+    assert history.steps == 2 and all(math.isfinite(v) for v in history.losses)
+    assert backbone.feature_dim == 512
+    assert R.predict_rotations(backbone, head, data.images[:3]).shape == (3, 4)
+
+
+# ---------------------------------------------------------------- features by depth
+
+
+def test_stage_features_shapes_and_last_stage_is_forward_features():
+    torch.manual_seed(0)
+    net = SmallConvNet(1, width=4).eval()
+    x = uint8_images(5, size=16)
+    feats = R.stage_features(net, x, grid=1, batch_size=2)
+    assert [tuple(f.shape) for f in feats] == [(5, 4), (5, 8), (5, 16), (5, 16)]
+    with torch.no_grad():
+        torch.testing.assert_close(feats[-1], net.forward_features(x.float() / 255))
+    assert [f.shape[1] for f in R.stage_features(net, x, grid=2)] == [16, 32, 64, 64]
+    with pytest.raises(ValueError):
+        R.stage_features(net, x, grid=0)
+
+
+def test_probe_by_depth_gives_one_accuracy_per_stage_and_leaves_the_backbone_unchanged():
+    torch.manual_seed(0)
+    net = SmallConvNet(1, width=4)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    train_data, test_data = image_data(40, size=16), image_data(20, size=16, seed=1)
+    accs = R.probe_by_depth(net, train_data, test_data, tiny_profile(), labels_per_class=5)
+    assert len(accs) == 4 and all(0 <= a <= 1 for a in accs)
+    assert net.training  # mode restored
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k])
