@@ -24,13 +24,7 @@ from course_lib.evaluate import (
 )
 from course_lib.models import SmallConvNet
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def blobs(n: int, num_classes: int = 3, dim: int = 10, spread: float = 1.5, seed: int = 0):

@@ -11,13 +11,7 @@ from course_lib.loader import DeviceLoader
 from course_lib.models import build_backbone
 from course_lib.train import train
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def images(n: int = 16, size: int = 28, channels: int = 1, seed: int = 0) -> torch.Tensor:

@@ -13,13 +13,7 @@ from course_lib.checkpoints import checkpoint_path, config_key, load_or_compute,
 from course_lib.config import get_profile
 from course_lib.train import History, train
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def separable_problem(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
