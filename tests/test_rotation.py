@@ -13,14 +13,7 @@ from course_lib.loader import Batch
 from course_lib.models import SmallConvNet
 from course_lib.train import train
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest (and without oversubscription on a busy 2-core box) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture
@@ -283,3 +276,24 @@ def test_probe_by_depth_gives_one_accuracy_per_stage_and_leaves_the_backbone_unc
     assert net.training  # mode restored
     for k, v in net.state_dict().items():
         assert torch.equal(v, before[k])
+
+
+# ---------------------------------------------------------------- the bar chart notebook 03 draws (plots.plot_bars)
+
+
+def test_plot_bars_draws_one_bar_per_value_and_checks_lengths():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_lib.plots import plot_bars
+
+    fig = plot_bars({"a": [0.5, 0.25, 1.0], "b": [0.1, 0.2, 0.3]}, ["x", "y", "z"], chance=0.25)
+    bars = fig.axes[0].patches
+    assert len(bars) == 6
+    assert [round(b.get_height(), 6) for b in bars[:3]] == [50.0, 25.0, 100.0]  # percent
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["x", "y", "z"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="categories"):
+        plot_bars({"a": [1.0, 2.0]}, ["x", "y", "z"])
