@@ -1,0 +1,275 @@
+"""Exemplar-based learning: every image is its own class (Dosovitskiy et al. 2014).
+
+"Discriminative unsupervised feature learning with exemplar convolutional neural
+networks" (NeurIPS 2014): sample N unlabelled images, the *exemplars*, and declare
+each one a *surrogate class* of its own. A training example is a heavily augmented
+view T(x_i) of exemplar i and its target is i. The paper's T: translation, scaling,
+rotation (up to 20 degrees), contrast and colour changes; here a random crop (position
+and scale), flip, rotation, brightness/contrast and blur, at a strength you choose. The network solves an N-way classification,
+
+    min_theta  mean_i  -log softmax(W h_theta(T(x_i)))_i ,   h = backbone features,
+
+so it must recognise an image under every transformation: its features become
+invariant to the augmentations while still telling images apart. The head W holds
+one weight vector per exemplar, which is why the method does not scale to millions
+of images (SimCLR, notebook 08, replaces W by the other images of the batch).
+
+Here views are drawn afresh every step (the paper made a fixed set of K views per
+exemplar); the data loader iterates over the N exemplars, so a batch's ``index``
+(its images' positions in the exemplar set) *is* the target.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from course_lib.augment import AugmentConfig, augment, to_float
+from course_lib.config import Profile
+from course_lib.models import Backbone
+
+MAX_STRENGTH = 1.5  # crop area down to 10% of the image
+
+
+@dataclass(frozen=True)
+class ExemplarConfig:
+    """Hyperparameters of the exemplar pretext task (the profile holds the shared ones: backbone,
+    batch size, lr...). The defaults are the fast profile's: about a minute on a laptop CPU."""
+
+    num_exemplars: int = 2000  # N: images sampled from the training set = surrogate classes
+    strength: float = 0.5  # augmentation strength s: crop area >= 1 - 0.6 s, rotation up to s * max_degrees,
+    #                        brightness/contrast 0.4 s, blur with probability 0.5 s (0 = no augmentation)
+    max_degrees: float = 20.0  # rotation range at strength 1 (the paper's +-20 degrees)
+    num_epochs: int | None = None  # passes over the N exemplars; None: as many steps as the profile's num_epochs
+    #                                over the whole training set (fast: 8 x 10,000 / 2,000 = 40 passes, 600 steps)
+    time_budget_s: float | None = 150.0  # stop pre-training after this long (the profile's budget wins if smaller)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.num_exemplars, bool) or not isinstance(self.num_exemplars, int) or self.num_exemplars < 2:
+            raise ValueError(f"num_exemplars must be an int >= 2, got {self.num_exemplars!r}")
+        _check_strength(self.strength)
+        d = self.max_degrees
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d <= 180:
+            raise ValueError(f"max_degrees must be in [0, 180], got {self.max_degrees!r}")
+        n = self.num_epochs
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"num_epochs must be a positive int or None, got {self.num_epochs!r}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ValueError(f"time_budget_s must be positive or None, got {self.time_budget_s!r}")
+
+    def replace(self, **changes) -> ExemplarConfig:
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def __str__(self) -> str:
+        lines = ["ExemplarConfig:"]
+        lines += [f"  {f.name:20s} = {getattr(self, f.name)!r}" for f in dataclasses.fields(self)]
+        return "\n".join(lines)
+
+
+def _check_strength(strength: float) -> None:
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= MAX_STRENGTH:
+        raise ValueError(f"strength must be a number in [0, {MAX_STRENGTH}], got {strength!r}")
+
+
+# Per-profile defaults. full: CIFAR-10 on a GPU, stronger views for natural images, no time budget.
+# Every profile trains as many steps as its num_epochs over the training set (grade: within its budget).
+EXEMPLAR_CONFIGS = {
+    "fast": ExemplarConfig(),
+    "full": ExemplarConfig(num_exemplars=8000, strength=1.0, time_budget_s=None),
+}
+
+
+def exemplar_config(profile: Profile, num_images: int | None = None, **overrides) -> ExemplarConfig:
+    """The exemplar settings for ``profile`` (by name; fast's for unknown names), with overrides.
+
+    A profile with a time budget (``grade``) caps the training time with it; with
+    ``num_images`` (the training set's size), N is at most that many.
+    """
+    cfg = EXEMPLAR_CONFIGS.get(profile.name, EXEMPLAR_CONFIGS["fast"])
+    budgets = [b for b in (cfg.time_budget_s, profile.time_budget_s) if b is not None]
+    cfg = cfg.replace(time_budget_s=min(budgets) if budgets else None)
+    if num_images is not None and num_images < cfg.num_exemplars:
+        cfg = cfg.replace(num_exemplars=num_images)
+    return cfg.replace(**overrides) if overrides else cfg
+
+
+def num_epochs(cfg: ExemplarConfig, profile: Profile, num_images: int) -> int:
+    """Passes over the N exemplars: ``cfg.num_epochs``, else the number that makes as many
+    steps as ``profile.num_epochs`` epochs over all ``num_images`` training images."""
+    if cfg.num_epochs is not None:
+        return cfg.num_epochs
+    return max(1, round(profile.num_epochs * num_images / cfg.num_exemplars))
+
+
+# --------------------------------------------------------------------------- inputs and targets
+
+
+def sample_exemplars(num_images: int, num_exemplars: int, seed: int = 0) -> Tensor:
+    """Sorted indices (N,) of ``num_exemplars`` distinct images out of ``num_images``: the exemplars."""
+    for value, name in ((num_images, "num_images"), (num_exemplars, "num_exemplars")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if num_exemplars > num_images:
+        raise ValueError(f"cannot sample {num_exemplars} exemplars from {num_images} images")
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(num_images, generator=g)[:num_exemplars].sort().values
+
+
+def surrogate_dataset(exemplar_ids: Tensor, views_per_exemplar: int) -> tuple[Tensor, Tensor]:
+    """K views of each exemplar, as (image_index (N*K,), targets (N*K,)).
+
+    ``image_index`` says which dataset image to augment (each of ``exemplar_ids``
+    repeated K times); ``targets`` is its surrogate class: the exemplar's *position*
+    0..N-1 in ``exemplar_ids``, not its index in the dataset.
+    """
+    if not torch.is_tensor(exemplar_ids) or exemplar_ids.dim() != 1 or exemplar_ids.is_floating_point():
+        got = f"{exemplar_ids.dtype} {tuple(exemplar_ids.shape)}" if torch.is_tensor(exemplar_ids) else type(
+            exemplar_ids).__name__
+        raise TypeError(f"exemplar_ids must be a 1-D integer tensor (N,), got {got}")
+    if isinstance(views_per_exemplar, bool) or not isinstance(views_per_exemplar, int) or views_per_exemplar < 1:
+        raise ValueError(f"views_per_exemplar must be a positive int, got {views_per_exemplar!r}")
+    image_index = exemplar_ids.long().repeat_interleave(views_per_exemplar)  # (N*K,)
+    targets = torch.arange(len(exemplar_ids), device=exemplar_ids.device).repeat_interleave(views_per_exemplar)
+    return image_index, targets
+
+
+def augment_config(size: int, strength: float = 1.0) -> AugmentConfig:
+    """The exemplar views at ``strength`` s: crop area in (1 - 0.6 s, 1) with aspect ratio
+    (1 - s/4, 1 + s/3), flip, brightness/contrast/saturation 0.4 s and hue 0.1 s
+    (p 0.8), blur (p 0.5 s). Rotation is added by :func:`make_views`."""
+    _check_strength(strength)
+    s = float(strength)
+    return AugmentConfig(size=size, crop_scale=(1 - 0.6 * s, 1.0),
+                         crop_ratio=(1 - s / 4, 1 + s / 3), flip_p=0.5 if s > 0 else 0.0,
+                         jitter=(0.4 * s, 0.4 * s, 0.4 * s, 0.1 * s), jitter_p=0.8 if s > 0 else 0.0,
+                         grayscale_p=0.0, blur_p=min(1.0, 0.5 * s), blur_sigma=(0.1, 1.0))
+
+
+def random_rotation(x: Tensor, max_degrees: float, generator: torch.Generator | None = None) -> Tensor:
+    """Rotate each image (B, C, H, W) by an angle uniform in [-max_degrees, max_degrees] about
+    its centre (bilinear, zeros outside): one ``affine_grid`` + ``grid_sample``."""
+    if not torch.is_tensor(x) or x.dim() != 4 or not x.is_floating_point():
+        got = f"{x.dtype} {tuple(x.shape)}" if torch.is_tensor(x) else type(x).__name__
+        raise TypeError(f"x must be a float tensor (B, C, H, W) in [0, 1], got {got}")
+    if max_degrees == 0:
+        return x
+    B = x.shape[0]
+    angle = (2 * torch.rand(B, generator=generator, device=x.device) - 1) * math.radians(max_degrees)  # (B,)
+    cos, sin = torch.cos(angle).to(x.dtype), torch.sin(angle).to(x.dtype)
+    theta = torch.zeros(B, 2, 3, dtype=x.dtype, device=x.device)
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # (B, H, W, 2)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False).clamp_(0, 1)
+
+
+def make_views(images: Tensor, cfg: ExemplarConfig, generator: torch.Generator | None = None) -> Tensor:
+    """One random view T(x) of each image: rotation, then crop, flip, colour and blur (float in [0, 1]).
+
+    ``images`` are uint8 (B, C, H, W); the views have the same shape, as floats.
+    """
+    if not torch.is_tensor(images) or images.dtype != torch.uint8 or images.dim() != 4:
+        got = f"{images.dtype} {tuple(images.shape)}" if torch.is_tensor(images) else type(images).__name__
+        raise TypeError(f"images must be a uint8 tensor (B, C, H, W), got {got}")
+    x = random_rotation(to_float(images), cfg.max_degrees * cfg.strength, generator)  # (B, C, H, W)
+    return augment(x, augment_config(images.shape[-1], cfg.strength), generator)
+
+
+# --------------------------------------------------------------------------- head, loss, step
+
+
+class ExemplarHead(nn.Module):
+    """N-way classifier on features h: one weight vector per exemplar, logits = W h + b (B, N)."""
+
+    def __init__(self, feature_dim: int, num_exemplars: int):
+        super().__init__()
+        self.fc = nn.Linear(feature_dim, num_exemplars)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.fc(h)
+
+
+def head_parameters(feature_dim: int, num_exemplars: int) -> int:
+    """Parameters of the exemplar head: a weight vector and a bias per exemplar, N (D + 1)."""
+    return num_exemplars * (feature_dim + 1)
+
+
+def exemplar_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean cross-entropy over the N surrogate classes: -log softmax(logits)_target.
+
+    Written as log-sum-exp minus the target's logit, which is stable for large logits.
+    With uniform logits it equals log N (chance).
+    """
+    if logits.dim() != 2 or targets.shape != logits.shape[:1]:
+        raise ValueError(f"expected logits (B, N) and targets (B,), got {tuple(logits.shape)} and "
+                         f"{tuple(targets.shape)}")
+    log_z = torch.logsumexp(logits, dim=1)  # (B,): log sum_j exp(logit_j)
+    correct = logits.gather(1, targets.long().unsqueeze(1)).squeeze(1)  # (B,): logit of the true exemplar
+    return (log_z - correct).mean()
+
+
+def exemplar_step(backbone: Backbone, head: ExemplarHead, cfg: ExemplarConfig,
+                  generator: torch.Generator | None = None, channels_last: bool = False):
+    """The step function for ``course_lib.train.train`` on a loader over the exemplars:
+    augment the batch, classify each view as its exemplar (the batch's ``index``).
+
+    The loader must iterate over the N exemplars only (``index`` < N = the head's outputs);
+    the first batch is checked, so a loader over the whole dataset fails with a clear error.
+    """
+    checked = False
+
+    def step(batch) -> dict[str, Tensor]:
+        nonlocal checked
+        if not checked:
+            num_classes = head.fc.out_features
+            if int(batch.index.max()) >= num_classes:
+                raise ValueError(f"batch.index goes up to {int(batch.index.max())} but the head has "
+                                 f"{num_classes} exemplar classes: iterate over the exemplars only "
+                                 "(DeviceLoader(images[exemplar_ids]))")
+            checked = True
+        x = make_views(batch.x, cfg, generator)  # (B, C, H, W) float: one fresh view per exemplar
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = batch.index  # (B,): the surrogate class is the exemplar's position in the exemplar set
+        logits = head(backbone.forward_features(x))  # (B, N)
+        return {"loss": exemplar_loss(logits, y), "acc": (logits.argmax(1) == y).float().mean()}
+
+    return step
+
+
+# --------------------------------------------------------------------------- what the features learned
+
+
+@torch.no_grad()
+def view_similarities(backbone: Backbone, images: Tensor, cfg: ExemplarConfig,
+                      generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Cosine similarities between features of two random views of the *same* image (B,),
+    and of two *different* images (B,: view 1 of image i against view 2 of image i + 1).
+
+    The features h are standardised over the 2B views first (as the linear probe sees
+    them): raw h after a ReLU and pooling are all positive, and every pair would look
+    alike. The exemplar task asks for both: invariance (same: high) and discrimination
+    (different: low).
+    """
+    if not torch.is_tensor(images) or len(images) < 2:
+        raise ValueError("need a uint8 tensor of at least 2 images to compare different ones")
+    device = next(backbone.parameters()).device
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        images = images.to(device)
+        h = torch.cat([backbone.forward_features(make_views(images, cfg, generator)) for _ in range(2)]).float()
+    finally:
+        backbone.train(was_training)
+    h = (h - h.mean(0)) / h.std(0).clamp_min(1e-6)  # (2B, D), standardised per feature
+    z1, z2 = F.normalize(h, dim=1).chunk(2)  # (B, D) each: view 1, view 2
+    same = (z1 * z2).sum(1)  # (B,)
+    different = (z1 * z2.roll(-1, dims=0)).sum(1)  # (B,): image i against image i + 1
+    return same.cpu(), different.cpu()
