@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("bench", help="time the course's input pipeline against a DataLoader (and the notebooks)")
     p.add_argument("--quick", action="store_true", help="short timing windows (about 1-2 minutes on 2 CPU cores)")
-    p.add_argument("--notebooks", action="store_true", help="also execute every notebook (the course run table)")
+    p.add_argument("--notebooks", action="store_true",
+                   help="also execute every notebook with a fresh cache (the course run table)")
+    p.add_argument("--warm", action="store_true", help="with --notebooks: reuse the usual cache (no training)")
     p.add_argument("--out", default=str(REPO_ROOT / "build" / "bench"), help="output folder")
     p.add_argument("--device", default="cpu", help="device of the course pipeline and the model (default: cpu)")
     p.add_argument("--num-images", type=int, default=None, help="number of images (default 5000)")

@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import os
 import platform
+import shutil
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -465,9 +466,21 @@ def main(args: argparse.Namespace) -> int:
     print("\n" + table.markdown() + f"\nwritten to {out / 'pipeline.md'}", flush=True)
     status = 0
     if args.notebooks:
-        from course_lib.runner import run_course
-
-        print("\nNotebook course run:", flush=True)
-        status = run_course(out_dir=out / "course", html=False)
+        status = course_run_table(out, warm=args.warm)
     return status
+
+
+def course_run_table(out: Path, warm: bool = False) -> int:
+    """Execute every notebook (fast profile unless ``COURSE_PROFILE`` says otherwise) and print
+    its time and peak memory. Cold by default: checkpoints and results go to a fresh
+    ``<out>/cache``, so every notebook trains from scratch as on a student's first run;
+    ``warm`` uses the usual cache (what a second run, or a live demo, costs)."""
+    from course_lib.runner import run_course
+
+    if not warm:
+        cache = out / "cache"
+        shutil.rmtree(cache, ignore_errors=True)
+        os.environ["COURSE_CACHE"] = str(cache)  # the notebooks' kernels inherit it
+    print(f"\nNotebook course run ({'warm' if warm else 'cold'} cache):", flush=True)
+    return run_course(out_dir=out / "course", html=False)
 
