@@ -80,12 +80,17 @@ def run_course(notebooks: list[str] | None = None, profile: str | None = None,
     print(f"{'notebook':44s} {'time':>7s} {'peak RSS':>9s}  headline", flush=True)
     for p in paths:
         cmd = [sys.executable, "-m", "course_lib.runner", str(p), str(out)] + ([] if html else ["--no-html"])
-        subprocess.call(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
+        log = out / (p.stem + ".log")  # the kernel's chatter; shown only when a notebook did not run
+        out.mkdir(parents=True, exist_ok=True)
+        with open(log, "w") as stderr:
+            subprocess.call(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
         rec_path = out / (p.stem + ".json")
         rec = json.loads(rec_path.read_text()) if rec_path.exists() else {"notebook": p.name, "seconds": float("nan"),
                                                                          "peak_rss_mb": 0, "headline": "",
                                                                          "error": "did not run"}
         records.append(rec)
+        if not rec_path.exists():
+            print(log.read_text()[-2000:], file=sys.stderr)
         status = f"FAILED: {rec['error']}" if rec["error"] else rec["headline"]
         print(f"{rec['notebook']:44s} {rec['seconds']:6.1f}s {rec['peak_rss_mb']:6d} MB  {status}", flush=True)
     total = sum(r["seconds"] for r in records)

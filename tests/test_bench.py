@@ -13,6 +13,7 @@ import dataclasses
 import importlib.util
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -256,6 +257,7 @@ def test_cli_bench_writes_the_table_and_runs_the_notebooks_on_request(tmp_path, 
 
     def fake_run_course(notebooks=None, profile=None, out_dir=None, html=True):
         seen["course_out"] = out_dir
+        seen["cache"] = os.environ.get("COURSE_CACHE")
         return 0
 
     monkeypatch.setattr(bench, "run", fake_run)
@@ -265,5 +267,13 @@ def test_cli_bench_writes_the_table_and_runs_the_notebooks_on_request(tmp_path, 
     assert "course_out" not in seen  # notebooks only with --notebooks
     text = (tmp_path / "pipeline.md").read_text()
     assert "**10.0x**" in text and "**1.25x**" in text and "10.0x" in capsys.readouterr().out
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "usual"))
+    stale = tmp_path / "cache" / "checkpoints" / "old.pt"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("from an earlier run")
     assert main(["bench", "--quick", "--notebooks", "--out", str(tmp_path)]) == 0
     assert seen["course_out"] == tmp_path / "course"
+    assert seen["cache"] == str(tmp_path / "cache") and not stale.exists()  # cold: a fresh cache of its own
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "usual"))
+    assert main(["bench", "--quick", "--notebooks", "--warm", "--out", str(tmp_path)]) == 0
+    assert seen["cache"] == str(tmp_path / "usual")  # warm: the usual cache

@@ -219,3 +219,31 @@ def test_cli_profile_option_sets_the_environment_variable(monkeypatch):
     monkeypatch.setattr(runner, "run_course", fake_run_course)
     assert main(["course", "--profile", "grade", "--no-html", "a.ipynb"]) == 0
     assert seen == {"notebooks": ["a.ipynb"], "profile": "grade", "env": "grade", "html": False}
+
+
+def tiny_notebook(path: Path, *sources: str) -> Path:
+    import nbformat
+
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources]), path)
+    return path
+
+
+def test_course_run_times_each_notebook_and_reports_a_failure(tmp_path, capsys):
+    ok = tiny_notebook(tmp_path / "01_ok.ipynb", "from course_lib.runner import headline",
+                       "headline('probe 12.5%')")
+    bad = tiny_notebook(tmp_path / "02_bad.ipynb", "x = 1", "assert x == 2, 'x should be 2'")
+    out = tmp_path / "out"
+    assert runner.run_course([str(ok), str(bad)], out_dir=out, html=False) == 1
+    printed = capsys.readouterr().out
+    assert re.search(r"01_ok\.ipynb\s+\d+\.\ds\s+\d+ MB  probe 12\.5%", printed)
+    assert re.search(r"02_bad\.ipynb\s+\d+\.\ds\s+\d+ MB  FAILED: AssertionError: x should be 2", printed)
+    assert "Kernel is running" not in printed  # the kernels' chatter goes to a log, not the table
+    summary = (out / "summary.md").read_text().splitlines()
+    assert summary[2].startswith("| 01_ok.ipynb |") and summary[2].endswith("| probe 12.5% |")
+    assert "AssertionError: x should be 2" in summary[3]
+    assert (out / "01_ok.ipynb").exists() and (out / "01_ok.log").exists()
+
+
+def test_course_run_of_a_missing_notebook_is_an_error(tmp_path, capsys):
+    assert runner.run_course([str(tmp_path / "nope.ipynb")], out_dir=tmp_path) == 2
+    assert "no such notebook" in capsys.readouterr().err
