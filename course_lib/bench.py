@@ -163,13 +163,11 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5) -> Tensor:
 
 
 def simclr_step(backbone: Backbone, head: nn.Module, device: torch.device | str,
-                temperature: float = 0.5, channels_last: bool = False) -> Callable[[Views], Tensor]:
+                temperature: float = 0.5) -> Callable[[Views], Tensor]:
     """A step function for ``train.train``: two views -> NT-Xent of their projections."""
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def step(views: Views) -> Tensor:
         x = torch.cat([v.to(device, non_blocking=True) for v in views])  # (2B, C, H, W)
-        x = x.contiguous(memory_format=memory_format)
         z = head(backbone.forward_features(x))  # (2B, D)
         z1, z2 = z.chunk(2)
         return nt_xent(z1, z2, temperature)

@@ -216,7 +216,7 @@ def exemplar_loss(logits: Tensor, targets: Tensor) -> Tensor:
 
 
 def exemplar_step(backbone: Backbone, head: ExemplarHead, cfg: ExemplarConfig,
-                  generator: torch.Generator | None = None, channels_last: bool = False):
+                  generator: torch.Generator | None = None):
     """The step function for ``course_lib.train.train`` on a loader over the exemplars:
     augment the batch, classify each view as its exemplar (the batch's ``index``).
 
@@ -235,8 +235,6 @@ def exemplar_step(backbone: Backbone, head: ExemplarHead, cfg: ExemplarConfig,
                                  "(DeviceLoader(images[exemplar_ids]))")
             checked = True
         x = make_views(batch.x, cfg, generator)  # (B, C, H, W) float: one fresh view per exemplar
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
         y = batch.index  # (B,): the surrogate class is the exemplar's position in the exemplar set
         logits = head(backbone.forward_features(x))  # (B, N)
         return {"loss": exemplar_loss(logits, y), "acc": (logits.argmax(1) == y).float().mean()}

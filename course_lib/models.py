@@ -31,10 +31,16 @@ def conv_block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class Backbone(nn.Module):
-    """Shared interface: a list of ``stages`` followed by global average pooling."""
+    """Shared interface: a list of ``stages`` followed by global average pooling.
+
+    ``channels_last``: the backbone keeps its weights and its inputs in the channels-last
+    (NHWC) memory layout; :func:`build_backbone` sets it from the profile, and
+    :meth:`forward_maps` converts every input, so callers never need to.
+    """
 
     in_channels: int
     stages: nn.ModuleList
+    channels_last: bool = False
 
     @property
     def feature_dim(self) -> int:
@@ -47,6 +53,8 @@ class Backbone(nn.Module):
     def forward_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps after every stage, shallow to deep."""
         _check_images(x, self.in_channels)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)  # a no-op if it already is
         maps = []
         for stage in self.stages:
             x = stage(x)
@@ -117,6 +125,7 @@ def build_backbone(profile: Profile, in_channels: int) -> Backbone:
         raise ValueError(f"unknown backbone {profile.backbone!r}: expected 'small_cnn' or 'resnet18'")
     if profile.channels_last:
         model = model.to(memory_format=torch.channels_last)
+        model.channels_last = True
     return model
 
 

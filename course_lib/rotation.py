@@ -185,7 +185,7 @@ def rotation_loss(logits: Tensor, k: Tensor) -> Tensor:
 
 
 def rotation_step(backbone: Backbone, head: RotationHead, cfg: RotationConfig,
-                  generator: torch.Generator | None = None, channels_last: bool = False):
+                  generator: torch.Generator | None = None):
     """The step function for ``course_lib.train.train``: batch -> {"loss", "acc"}.
 
     Labels in the batch are never looked at: the targets are the rotations we made.
@@ -193,8 +193,6 @@ def rotation_step(backbone: Backbone, head: RotationHead, cfg: RotationConfig,
 
     def step(batch) -> dict[str, Tensor]:
         x_rot, k = make_rotation_inputs(batch.x, cfg, generator)  # (4B, C, H, W), (4B,)
-        if channels_last:
-            x_rot = x_rot.contiguous(memory_format=torch.channels_last)
         logits = head(backbone.forward_features(x_rot))  # (4B, 4)
         return {"loss": rotation_loss(logits, k), "acc": (logits.argmax(1) == k).float().mean()}
 
@@ -203,8 +201,7 @@ def rotation_step(backbone: Backbone, head: RotationHead, cfg: RotationConfig,
 
 @torch.no_grad()
 def recalibrate_batchnorm(backbone: Backbone, head: RotationHead, loader, cfg: RotationConfig,
-                          generator: torch.Generator | None = None, num_batches: int = 20,
-                          channels_last: bool = False) -> None:
+                          generator: torch.Generator | None = None, num_batches: int = 20) -> None:
     """Re-estimate every batch-norm layer's running mean/variance on ``num_batches`` pretext batches.
 
     Training keeps an exponential moving average of batch statistics while the weights
@@ -229,8 +226,6 @@ def recalibrate_batchnorm(backbone: Backbone, head: RotationHead, loader, cfg: R
         while done < num_batches:
             for batch in loader:
                 x_rot, _ = make_rotation_inputs(batch.x, cfg, generator)
-                if channels_last:
-                    x_rot = x_rot.contiguous(memory_format=torch.channels_last)
                 head(backbone.forward_features(x_rot))
                 done += 1
                 if done == num_batches:
@@ -266,11 +261,10 @@ def train_rotation(train_data: ImageData, profile: Profile, cfg: RotationConfig 
 
     def run() -> History:
         opt = torch.optim.AdamW(model.parameters(), lr=profile.lr, weight_decay=profile.weight_decay)
-        step = rotation_step(backbone, head, cfg, generator, profile.channels_last)
+        step = rotation_step(backbone, head, cfg, generator)
         history = train(model, step, loader, opt, cfg.epochs(profile), time_budget_s=cfg.budget(profile),
                         amp=profile.amp, desc="rotation", progress=progress)
-        recalibrate_batchnorm(backbone, head, loader, cfg, generator, cfg.recalibration_batches,
-                              profile.channels_last)
+        recalibrate_batchnorm(backbone, head, loader, cfg, generator, cfg.recalibration_batches)
         return history
 
     config = {"task": "rotation", "profile": profile.as_dict(), "rotation": cfg.as_dict(),

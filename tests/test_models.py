@@ -136,6 +136,10 @@ def test_build_backbone_channels_last_keeps_the_features():
     x = images(2, 3, 16)
     with torch.no_grad():
         torch.testing.assert_close(cl.forward_features(x), plain.forward_features(x))
+        assert cl.channels_last and not plain.channels_last
+        # the backbone converts a plain (contiguous) input itself, so every map comes out channels-last
+        assert all(m.is_contiguous(memory_format=torch.channels_last) for m in cl.forward_maps(x))
+        assert cl.forward_maps(x)[0].stride()[1] == 1 and plain.forward_maps(x)[0].stride()[1] != 1
 
 
 def test_unknown_backbone_is_rejected():
