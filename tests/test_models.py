@@ -128,7 +128,7 @@ def test_build_backbone_follows_the_profile():
 
 def test_build_backbone_channels_last_keeps_the_features():
     torch.manual_seed(0)
-    plain = build_backbone(get_profile("fast", width=4), 3).eval()
+    plain = build_backbone(get_profile("fast", width=4, channels_last=False), 3).eval()
     torch.manual_seed(0)
     cl = build_backbone(get_profile("fast", width=4, channels_last=True), 3).eval()
     conv = next(m for m in cl.modules() if isinstance(m, nn.Conv2d))
