@@ -39,7 +39,8 @@ from torch import Tensor, nn
 
 from course_lib.augment import AugmentConfig, augment, simclr_config
 from course_lib.loader import DeviceLoader
-from course_lib.models import Backbone, ProjectionHead, SmallConvNet
+from course_lib.config import get_profile
+from course_lib.models import Backbone, ProjectionHead, build_backbone
 
 Views = tuple[Tensor, Tensor]  # two float batches (B, C, H, W) in [0, 1]: two views of the same images
 
@@ -250,8 +251,8 @@ class BenchConfig:
     repeats: int = 3  # timed windows per measurement; the table shows their median
     warmup: int = 2  # untimed batches before the windows
     max_seconds: float = 60.0  # no new window after this long (very slow settings get fewer windows)
-    train: bool = True  # also time a full training step (SmallConvNet + projection head + NT-Xent)
-    width: int = 32  # SmallConvNet width (the fast profile's)
+    train: bool = True  # also time a full training step (the fast backbone + projection head + NT-Xent)
+    width: int = 32  # width of the small CNN (the fast profile's)
     seed: int = 0
 
     def thread_counts(self) -> tuple[int, ...]:
@@ -327,8 +328,8 @@ class BenchTable:
                       f"batch(es); {c.num_images} {c.data} images, batch size {c.batch_size}. "
                       f"DataLoader workers run 1 torch thread each."]
         if train:
-            lines[-1] += (f" Training step: SmallConvNet(3, width={c.width}) + ProjectionHead + NT-Xent + AdamW "
-                          f"on both views, every row with {self.train_threads} torch thread(s) in the main "
+            lines[-1] += (f" Training step: the fast profile's SmallConvNet(3, width={c.width}), channels-last, + "
+                          f"ProjectionHead + NT-Xent + AdamW on both views, every row with {self.train_threads} torch thread(s) in the main "
                           f"process (the count that was fastest for the course pipeline alone).")
         lines += ["", f"Machine: {self.machine}"]
         return "\n".join(lines) + "\n"
@@ -354,9 +355,10 @@ def machine_description(device: torch.device) -> str:
 
 
 def _train_consumer(cfg: BenchConfig, device: torch.device) -> Callable[[Views], None]:
-    """One SimCLR training step on a two-view batch (a fresh model, seeded, per pipeline)."""
+    """One SimCLR training step on a two-view batch (a fresh model, seeded, per pipeline): the fast
+    profile's backbone (small CNN, channels-last) at ``cfg.width``."""
     torch.manual_seed(cfg.seed)
-    backbone = SmallConvNet(3, cfg.width).to(device)
+    backbone = build_backbone(get_profile("fast", width=cfg.width), 3).to(device)
     head = ProjectionHead(backbone.feature_dim).to(device)
     optimizer = torch.optim.AdamW([*backbone.parameters(), *head.parameters()], lr=1e-3)
     step = simclr_step(backbone, head, device)
