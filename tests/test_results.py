@@ -57,7 +57,7 @@ def test_saving_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):
         save_results(row("b", 0.1, 0.2, 0.3, 0.4), "fast", tmp_path)
     monkeypatch.undo()
     assert path.read_text() == good
-    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    assert [p.name for p in tmp_path.iterdir() if p.suffix != ".lock"] == [path.name]  # no temporary file
 
 
 @pytest.mark.parametrize("content", ["{truncated", "", "not json"])
@@ -94,3 +94,41 @@ def test_format_table_fractions_and_missing_budgets():
     assert lines[2] == "| a | 0.500 | 0.600 | 0.812 | 0.250 |"
     assert lines[3] == "| b | 0.300 | nan | nan | 0.100 |"
     assert format_table([]) == "(no results)"
+
+
+def test_saving_a_row_keeps_the_other_rows_source_and_time(tmp_path):
+    from course_lib.results import load_rows
+
+    save_results(row("rotation", 0.5, 0.6, 0.7, 0.65), "fast", tmp_path, source="03_rotation")
+    before = load_rows("fast", tmp_path)["rotation"]
+    save_results(row("exemplar", 0.4, 0.5, 0.6, 0.55), "fast", tmp_path, source="02_exemplar")
+    rows = load_rows("fast", tmp_path)
+    assert rows["rotation"] == before and rows["rotation"]["source"] == "03_rotation"
+    assert rows["exemplar"]["source"] == "02_exemplar"
+
+
+def _save_many(folder, prefix, n, barrier):
+    barrier.wait()  # both processes start saving at the same moment
+    for i in range(n):
+        save_results(row(f"{prefix}{i}", 0.1, 0.2, 0.3, 0.4), "fast", folder, source=prefix)
+
+
+def test_two_processes_saving_at_once_lose_no_row(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_save_many, args=(tmp_path, prefix, 150, barrier)) for prefix in "ab"]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+    assert [proc.exitcode for proc in procs] == [0, 0]
+    expected = [f"{prefix}{i}" for prefix in "ab" for i in range(150)]
+    assert sorted(load_results("fast", tmp_path)) == sorted(expected)  # a read-modify-write race would drop rows
+
+
+def test_saving_something_else_is_a_type_error(tmp_path):
+    with pytest.raises(TypeError, match="Evaluation"):
+        save_results({"method": "x"}, "fast", tmp_path)
+    assert not results_path("fast", tmp_path).exists()
