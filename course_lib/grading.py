@@ -36,14 +36,16 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
-from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
+    ClearHiddenTests,
     Execute,
+    GetGrades,
     IgnorePattern,
     LimitOutput,
     NbGraderPreprocessor,
@@ -112,6 +114,20 @@ class _Execute(Execute):
         return cell, self.resources
 
 
+class _HideHiddenTests(ClearHiddenTests):
+    """For the students' feedback: the hidden test regions are removed from the source (the comment
+    above each stays, saying what was checked), and a failing hidden test's traceback, which would
+    quote the hidden code, is cut to its error line (e.g. ``AssertionError: wrong targets``)."""
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type == "code" and self.begin_test_delimeter in cell.source:
+            cell, resources = super().preprocess_cell(cell, resources, index)
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "error":
+                    out.traceback = [f"{out.get('ename', 'Error')}: {out.get('evalue', '')}"]
+        return cell, resources
+
+
 class _TrimOutput(NbGraderPreprocessor):
     """Cut every text output to ``max_chars`` (LimitOutput counts lines: one 10 MB line passes it)."""
 
@@ -151,6 +167,7 @@ def _nbgrader(root: Path, db: Path, cell_timeout: int = 120) -> NbGraderAPI:
     c.Autograde.autograde_preprocessors = [  # nbgrader 0.9's list, with the two classes above
         _Execute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, _TrimOutput, SaveAutoGrades,
         AssignLatePenalties, CheckCellMetadata]
+    c.GenerateFeedback.preprocessors = [GetGrades, _HideHiddenTests, CSSHTMLHeaderPreprocessor]  # + hiding
     return NbGraderAPI(CourseDirectory(config=c), config=c)
 
 

@@ -217,6 +217,17 @@ def test_wrong_answer_names_the_failing_hidden_test(graded):
     assert "| `test_mean` | 1 / 1 | passed |" in feedback(graded, "b_wrong")
 
 
+def test_html_feedback_shows_no_hidden_test_code(graded):
+    import html
+    import re as re_
+
+    page = (graded["out"] / "feedback" / "b_wrong" / f"{NAME}.html").read_text()
+    text = html.unescape(re_.sub(r"<[^>]+>", "", page))
+    assert "# hidden tests of mean" in text  # what is checked stays
+    assert "HIDDEN TESTS" not in text and "mean([5])" not in text and "mean([])" not in text  # how, not
+    assert "ZeroDivisionError" in text  # the failure itself is reported
+
+
 def test_a_cell_that_raises_costs_its_exercise(graded):
     text = feedback(graded, "c_raises")
     assert "RuntimeError: my bug" in text and "test_square: NameError" in graded["rows"]["c_raises"]["failures"]
