@@ -312,17 +312,23 @@ def _load_embedded(split: str, folder: Path, download: bool) -> ImageData:
 # --- CIFAR-10 and STL-10: the official python-pickle and binary formats ----------------------------------
 
 
+def _fetch_archive(folder: Path, names: list[str], cache: Path, download: bool, what: str, name: str, size: str,
+                   url: str, md5: str) -> None:
+    """Make sure ``folder`` holds ``names``: download and extract ``url`` into ``cache`` if allowed,
+    else raise a DatasetMissingError that says how to get it."""
+    if all((folder / n).exists() for n in names):
+        return
+    if not download:
+        raise _missing(what, size, folder, f"run load_dataset('{name}', download=True) on a machine with internet, "
+                                           f"or download {url} and extract it into {cache}")
+    _download(url, cache, md5, what)
+
+
 def _load_cifar10(split: str, cache: Path, download: bool) -> ImageData:
     folder = cache / "cifar-10-batches-py"
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
-    if not all((folder / n).exists() for n in [*names, "batches.meta"]):
-        if not download:
-            raise _missing(
-                "CIFAR-10", "163 MB download", folder,
-                "run load_dataset('cifar10', download=True) on a machine with internet, "
-                f"or download {CIFAR10_URL} and extract it into {cache}",
-            )  # fmt: skip
-        _download(CIFAR10_URL, cache, CIFAR10_MD5, "CIFAR-10")
+    _fetch_archive(folder, [*names, "batches.meta"], cache, download, "CIFAR-10", "cifar10", "163 MB download",
+                   CIFAR10_URL, CIFAR10_MD5)
     batches = []
     for n in names:
         with open(folder / n, "rb") as f:
@@ -337,14 +343,7 @@ def _load_cifar10(split: str, cache: Path, download: bool) -> ImageData:
 def _load_stl10(split: str, cache: Path, download: bool) -> ImageData:
     folder = cache / "stl10_binary"
     names = [f"{split}_X.bin", "class_names.txt"] + ([f"{split}_y.bin"] if split != "unlabeled" else [])
-    if not all((folder / n).exists() for n in names):
-        if not download:
-            raise _missing(
-                "STL-10", "2.5 GB download", folder,
-                "run load_dataset('stl10', download=True) on a machine with internet, "
-                f"or download {STL10_URL} and extract it into {cache}",
-            )  # fmt: skip
-        _download(STL10_URL, cache, STL10_MD5, "STL-10")
+    _fetch_archive(folder, names, cache, download, "STL-10", "stl10", "2.5 GB download", STL10_URL, STL10_MD5)
     images = np.fromfile(folder / f"{split}_X.bin", dtype=np.uint8)
     images = images.reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)  # each plane is stored column-major
     if split == "unlabeled":

@@ -41,13 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZE = 32
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Per-image transforms are tiny ops; on a shared CPU, torch's thread pool makes them 10x slower."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: one thread is fastest on a busy CPU (conftest)
 
 
 def pattern() -> torch.Tensor:

@@ -17,13 +17,7 @@ from course_lib.models import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest (and without oversubscription on a busy 2-core box) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: one thread is fastest on a busy CPU (conftest)
 
 
 def images(b: int, c: int, size: int, seed: int = 0) -> torch.Tensor:
