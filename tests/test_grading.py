@@ -359,3 +359,23 @@ def test_grade_profile_limits_images_per_class():
     assert get_profile("fast").limit(data) is data
     with pytest.raises(ValueError, match="max_images_per_class"):
         get_profile("grade", max_images_per_class=0).limit(data)
+
+
+def test_every_course_notebook_has_two_graded_exercises_and_releases_without_leaks(tmp_path):
+    """The issue's format for notebooks 02 on (and 01): at least two exercises, each with a graded test
+    cell and hidden tests; unique grade ids; a student version with no solution and no hidden test."""
+    written = release(ROOT / "notebooks", tmp_path / "release")
+    assert len(written) == len(list((ROOT / "notebooks").glob("[0-9]*.ipynb"))) >= 4
+    for path in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
+        cells = nbformat.read(path, as_version=4).cells
+        meta = [c.metadata.get("nbgrader", {}) for c in cells]
+        ids = [m["grade_id"] for m in meta if "grade_id" in m]
+        assert len(ids) == len(set(ids)), f"{path.name}: duplicate grade ids"
+        solutions = [m for m in meta if m.get("solution")]
+        tests = [(c, m) for c, m in zip(cells, meta) if m.get("grade") and not m.get("solution")]
+        assert len(solutions) >= 2, f"{path.name}: fewer than two exercises"
+        assert all(m.get("points", 0) > 0 for _, m in tests), f"{path.name}: a test cell without points"
+        assert sum("BEGIN HIDDEN TESTS" in c.source for c, _ in tests) >= 2, f"{path.name}: hidden tests missing"
+        student = (tmp_path / "release" / path.stem / path.name).read_text()
+        assert "BEGIN SOLUTION" not in student and "HIDDEN TESTS" not in student
+        assert student.count("NotImplementedError") >= len(solutions)
