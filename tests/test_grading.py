@@ -315,19 +315,18 @@ def test_no_submissions_is_an_error(course, tmp_path):
 # ------------------------------------------------------------------ notebook 01, end to end
 
 
-def test_notebook_01_release_and_grading_end_to_end(tmp_path):
-    """Notebook 01's student version, answered with the instructor's solutions, gets full marks under the
-    grade profile (no warm-up: one submission trains from scratch)."""
-    name = "01_learning_paradigms"
+def graded_instructor_solutions(tmp_path: Path, name: str):
+    """Release course notebook ``name``, answer the student version with the instructor's solutions, grade
+    it under the grade profile (no warm-up: it trains from scratch). Returns (score, its max points, the
+    student version's text)."""
     (tmp_path / "source").mkdir()
     shutil.copy(ROOT / "notebooks" / f"{name}.ipynb", tmp_path / "source")
     assert release(tmp_path / "source", tmp_path / "release") == [tmp_path / "release" / name / f"{name}.ipynb"]
     text = (tmp_path / "release" / name / f"{name}.ipynb").read_text()
-    assert "def knn_vote" in text and "NotImplementedError" in text
-    assert "BEGIN HIDDEN TESTS" not in text and "knn_predict(h_train" not in text and "topk(k" not in text
     source = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
-    solutions = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells
-                 if c.metadata.get("nbgrader", {}).get("solution")}
+    meta = [c.metadata.get("nbgrader", {}) for c in source.cells]
+    solutions = {m["grade_id"]: c.source for c, m in zip(source.cells, meta) if m.get("solution")}
+    max_points = sum(m.get("points", 0) for m in meta if m.get("grade") and not m.get("solution"))
     assert len(solutions) >= 2
     nb = nbformat.read(tmp_path / "release" / name / f"{name}.ipynb", as_version=4)
     for cell in nb.cells:
@@ -337,8 +336,24 @@ def test_notebook_01_release_and_grading_end_to_end(tmp_path):
     (tmp_path / "subs" / "student").mkdir(parents=True)
     nbformat.write(nb, tmp_path / "subs" / "student" / f"{name}.ipynb")
     [score] = grade(tmp_path / "subs", tmp_path / "out", tmp_path / "source", cell_timeout=300, warm_up=False)
-    assert (score.points, score.max_points) == (6, 6), score.failures
+    return score, max_points, text
+
+
+def test_notebook_01_release_and_grading_end_to_end(tmp_path):
+    """Notebook 01's student version, answered with the instructor's solutions, gets full marks under the
+    grade profile (no warm-up: one submission trains from scratch)."""
+    score, max_points, text = graded_instructor_solutions(tmp_path, "01_learning_paradigms")
+    assert "def knn_vote" in text and "NotImplementedError" in text
+    assert "BEGIN HIDDEN TESTS" not in text and "knn_predict(h_train" not in text and "topk(k" not in text
+    assert (score.points, score.max_points) == (max_points, max_points) == (6, 6), score.failures
     assert score.seconds < 120
+
+
+@pytest.mark.parametrize("name", ["02_exemplar", "03_rotation", "04_patch_position"])
+def test_instructor_solutions_get_full_marks_under_the_grade_profile(tmp_path, name):
+    """Every test of notebooks 02-04 passes, hidden ones included, under the grade profile's tiny budgets."""
+    score, max_points, _ = graded_instructor_solutions(tmp_path, name)
+    assert max_points >= 5 and (score.points, score.max_points) == (max_points, max_points), score.failures
 
 
 # ------------------------------------------------------------------ the grade profile
