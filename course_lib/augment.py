@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from course_lib.config import check_number
+
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma (PIL's "L"; torchvision uses 0.2989 for red)
 
 
@@ -72,16 +74,6 @@ def _check_generator(generator: torch.Generator | None, x: Tensor) -> None:
             f"generator is on {generator.device} but x is on {x.device}: "
             f"create it with torch.Generator(device=x.device)"
         )
-
-
-def _check_prob(p: float, name: str = "p") -> None:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
-
-
-def _check_nonneg(value: float, name: str, upper: float = math.inf) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= upper:
-        raise ValueError(f"{name} must be a number in [0, {upper}], got {value!r}")
 
 
 def _check_range_pair(pair: tuple[float, float], name: str) -> tuple[float, float]:
@@ -256,7 +248,7 @@ def _random_resized_crop(x, size, scale, ratio, generator) -> Tensor:
 def random_flip(x: Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> Tensor:
     """Horizontal flip of each sample with probability ``p`` (RandomHorizontalFlip)."""
     _check_images(x)
-    _check_prob(p)
+    check_number(p, "p", 0, 1)
     _check_generator(generator, x)
     return _random_flip(x, p, generator)
 
@@ -426,9 +418,9 @@ def color_jitter(
     _check_images(x)
     _check_channels(x)
     for value, name in ((brightness, "brightness"), (contrast, "contrast"), (saturation, "saturation")):
-        _check_nonneg(value, name)
-    _check_nonneg(hue, "hue", upper=0.5)
-    _check_prob(p)
+        check_number(value, name, 0, math.inf)
+    check_number(hue, "hue", 0, 0.5)
+    check_number(p, "p", 0, 1)
     _check_generator(generator, x)
     return _color_jitter(x, brightness, contrast, saturation, hue, p, generator)
 
@@ -457,7 +449,7 @@ def random_grayscale(x: Tensor, p: float = 0.2, generator: torch.Generator | Non
     channel by the luma 0.299 R + 0.587 G + 0.114 B. Keeps C channels; 1-channel input unchanged."""
     _check_images(x)
     _check_channels(x)
-    _check_prob(p)
+    check_number(p, "p", 0, 1)
     _check_generator(generator, x)
     return _random_grayscale(x, p, generator)
 
@@ -509,7 +501,7 @@ def gaussian_blur(
             f"kernel_size {kernel_size} is too large for images of shape {tuple(x.shape)}: "
             f"reflect padding needs kernel_size // 2 < min(H, W)"
         )
-    _check_prob(p)
+    check_number(p, "p", 0, 1)
     _check_generator(generator, x)
     return _gaussian_blur(x, kernel_size, sigma, p, generator)
 
@@ -556,12 +548,12 @@ class AugmentConfig:
         _check_range_pair(self.crop_ratio, "crop_ratio")
         _check_range_pair(self.blur_sigma, "blur_sigma")
         for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p"):
-            _check_prob(getattr(self, name), name)
+            check_number(getattr(self, name), name, 0, 1)
         if not isinstance(self.jitter, (tuple, list)) or len(self.jitter) != 4:
             raise ValueError(f"jitter must be (brightness, contrast, saturation, hue), got {self.jitter!r}")
         for value, name in zip(self.jitter[:3], ("brightness", "contrast", "saturation"), strict=True):
-            _check_nonneg(value, f"jitter {name}")
-        _check_nonneg(self.jitter[3], "jitter hue", upper=0.5)
+            check_number(value, f"jitter {name}", 0, math.inf)
+        check_number(self.jitter[3], "jitter hue", 0, 0.5)
         k = self.kernel_size
         if isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0:
             raise ValueError(f"blur_kernel_size must be a positive odd int or None, got {k!r}")
@@ -579,7 +571,7 @@ def simclr_config(size: int, strength: float = 1.0) -> AugmentConfig:
     """SimCLR's two-view distribution at colour strength s (Chen et al. 2020, appendix A):
     crop (0.08, 1) + flip, jitter (0.8s, 0.8s, 0.8s, 0.2s) with p 0.8, grayscale p 0.2,
     blur p 0.5 with a kernel of 10% of the image size."""
-    _check_nonneg(strength, "strength", upper=2.5)  # hue 0.2 s must stay <= 0.5
+    check_number(strength, "strength", 0, 2.5)  # hue 0.2 s must stay <= 0.5
     s = float(strength)
     return AugmentConfig(size=size, jitter=(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s))
 

@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.augment import AugmentConfig, augment, simclr_config
+from course_lib.config import check_int, get_profile
 from course_lib.loader import DeviceLoader
-from course_lib.config import get_profile
 from course_lib.models import Backbone, ProjectionHead, build_backbone
 
 Views = tuple[Tensor, Tensor]  # two float batches (B, C, H, W) in [0, 1]: two views of the same images
@@ -54,8 +54,7 @@ def cifar_like_images(num_images: int = 5000, source: str = "photos", seed: int 
     ``source="photos"``: the course's 32x32 photo patches (``datasets.load_photos``),
     repeated to ``num_images``; ``"random"``: uniform noise.
     """
-    if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
-        raise ValueError(f"num_images must be a positive int, got {num_images!r}")
+    check_int(num_images, "num_images")
     if source == "random":
         g = torch.Generator().manual_seed(seed)
         return torch.randint(0, 256, (num_images, 3, 32, 32), dtype=torch.uint8, generator=g)

@@ -21,8 +21,40 @@ PROFILE_ENV = "COURSE_PROFILE"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+class Settings:
+    """What the course's frozen hyperparameter dataclasses share (the profile and each method's
+    config): a changed copy, a JSON-ready dict (checkpoint keys), and a readable listing."""
+
+    def replace(self, **changes):
+        """A copy with some fields changed (settings are immutable)."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def __str__(self) -> str:
+        lines = [f"{type(self).__name__}:"]
+        lines += [f"  {f.name:20s} = {getattr(self, f.name)!r}" for f in dataclasses.fields(self)]
+        return "\n".join(lines)
+
+
+def check_int(value, name: str, minimum: int = 1, optional: bool = False) -> None:
+    """Raise ``ValueError`` unless ``value`` is an int >= ``minimum`` (or None when ``optional``)."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name} must be {kind}{' or None' if optional else ''}, got {value!r}")
+
+
+def check_number(value, name: str, low: float, high: float) -> None:
+    """Raise ``ValueError`` unless ``value`` is a number (not a bool) in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+
+
 @dataclass(frozen=True)
-class Profile:
+class Profile(Settings):
     """Hyperparameters shared by every notebook of one profile."""
 
     name: str = "fast"
@@ -60,13 +92,6 @@ class Profile:
         labels = data.labels.cpu()[order]
         keep = torch.cat([order[labels == c][:n] for c in labels.unique()])
         return data.subset(keep.sort().values)
-
-    def replace(self, **changes) -> Profile:
-        """A copy with some fields changed (profiles are immutable)."""
-        return dataclasses.replace(self, **changes)
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
     def __str__(self) -> str:
         lines = [f"Profile {self.name!r}:"]

@@ -21,7 +21,6 @@ exemplar); the data loader iterates over the N exemplars, so a batch's ``index``
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -30,14 +29,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.augment import AugmentConfig, augment, to_float
-from course_lib.config import Profile
+from course_lib.config import Profile, Settings, check_int, check_number
 from course_lib.models import Backbone
 
 MAX_STRENGTH = 1.5  # crop area down to 10% of the image
 
 
 @dataclass(frozen=True)
-class ExemplarConfig:
+class ExemplarConfig(Settings):
     """Hyperparameters of the exemplar pretext task (the profile holds the shared ones: backbone,
     batch size, lr...). The defaults are the fast profile's: about a minute on a laptop CPU."""
 
@@ -50,33 +49,12 @@ class ExemplarConfig:
     time_budget_s: float | None = 150.0  # stop pre-training after this long (the profile's budget wins if smaller)
 
     def __post_init__(self) -> None:
-        if isinstance(self.num_exemplars, bool) or not isinstance(self.num_exemplars, int) or self.num_exemplars < 2:
-            raise ValueError(f"num_exemplars must be an int >= 2, got {self.num_exemplars!r}")
-        _check_strength(self.strength)
-        d = self.max_degrees
-        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d <= 180:
-            raise ValueError(f"max_degrees must be in [0, 180], got {self.max_degrees!r}")
-        n = self.num_epochs
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-            raise ValueError(f"num_epochs must be a positive int or None, got {self.num_epochs!r}")
+        check_int(self.num_exemplars, "num_exemplars", minimum=2)
+        check_number(self.strength, "strength", 0, MAX_STRENGTH)
+        check_number(self.max_degrees, "max_degrees", 0, 180)
+        check_int(self.num_epochs, "num_epochs", optional=True)
         if self.time_budget_s is not None and not self.time_budget_s > 0:
             raise ValueError(f"time_budget_s must be positive or None, got {self.time_budget_s!r}")
-
-    def replace(self, **changes) -> ExemplarConfig:
-        return dataclasses.replace(self, **changes)
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def __str__(self) -> str:
-        lines = ["ExemplarConfig:"]
-        lines += [f"  {f.name:20s} = {getattr(self, f.name)!r}" for f in dataclasses.fields(self)]
-        return "\n".join(lines)
-
-
-def _check_strength(strength: float) -> None:
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= MAX_STRENGTH:
-        raise ValueError(f"strength must be a number in [0, {MAX_STRENGTH}], got {strength!r}")
 
 
 # Per-profile defaults. full: CIFAR-10 on a GPU, stronger views for natural images, no time budget.
@@ -114,9 +92,8 @@ def num_epochs(cfg: ExemplarConfig, profile: Profile, num_images: int) -> int:
 
 def sample_exemplars(num_images: int, num_exemplars: int, seed: int = 0) -> Tensor:
     """Sorted indices (N,) of ``num_exemplars`` distinct images out of ``num_images``: the exemplars."""
-    for value, name in ((num_images, "num_images"), (num_exemplars, "num_exemplars")):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    check_int(num_images, "num_images")
+    check_int(num_exemplars, "num_exemplars")
     if num_exemplars > num_images:
         raise ValueError(f"cannot sample {num_exemplars} exemplars from {num_images} images")
     g = torch.Generator().manual_seed(seed)
@@ -134,8 +111,7 @@ def surrogate_dataset(exemplar_ids: Tensor, views_per_exemplar: int) -> tuple[Te
         got = f"{exemplar_ids.dtype} {tuple(exemplar_ids.shape)}" if torch.is_tensor(exemplar_ids) else type(
             exemplar_ids).__name__
         raise TypeError(f"exemplar_ids must be a 1-D integer tensor (N,), got {got}")
-    if isinstance(views_per_exemplar, bool) or not isinstance(views_per_exemplar, int) or views_per_exemplar < 1:
-        raise ValueError(f"views_per_exemplar must be a positive int, got {views_per_exemplar!r}")
+    check_int(views_per_exemplar, "views_per_exemplar")
     image_index = exemplar_ids.long().repeat_interleave(views_per_exemplar)  # (N*K,)
     targets = torch.arange(len(exemplar_ids), device=exemplar_ids.device).repeat_interleave(views_per_exemplar)
     return image_index, targets
@@ -145,7 +121,7 @@ def augment_config(size: int, strength: float = 1.0) -> AugmentConfig:
     """The exemplar views at ``strength`` s: crop area in (1 - 0.6 s, 1) with aspect ratio
     (1 - s/4, 1 + s/3), flip, brightness/contrast/saturation 0.4 s and hue 0.1 s
     (p 0.8), blur (p 0.5 s). Rotation is added by :func:`make_views`."""
-    _check_strength(strength)
+    check_number(strength, "strength", 0, MAX_STRENGTH)
     s = float(strength)
     return AugmentConfig(size=size, crop_scale=(1 - 0.6 * s, 1.0),
                          crop_ratio=(1 - s / 4, 1 + s / 3), flip_p=0.5 if s > 0 else 0.0,

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from course_lib.config import get_device
+from course_lib.config import check_int, get_device
 
 
 class Batch(NamedTuple):
@@ -49,15 +49,13 @@ class DeviceLoader:
         n = images.shape[0]
         if labels is not None:
             _check_labels(labels, n)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        check_int(batch_size, "batch_size")
         if drop_last and batch_size > n:
             raise ValueError(
                 f"batch_size {batch_size} is larger than the dataset ({n} images) and drop_last=True "
                 f"would yield no batch: use batch_size <= {n} or drop_last=False"
             )
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        check_int(seed, "seed", minimum=0)
 
         self.device = get_device() if device is None else torch.device(device)
         self.images = images.to(self.device)  # (N, C, H, W) uint8, moved once

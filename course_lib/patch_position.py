@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from course_lib.augment import to_float
 from course_lib.checkpoints import load_or_train
-from course_lib.config import Profile, get_device
+from course_lib.config import Profile, Settings, check_int, get_device
 from course_lib.datasets import ImageData
 from course_lib.loader import DeviceLoader
 from course_lib.models import Backbone, build_backbone
@@ -58,7 +58,7 @@ def label_to_cell(label: int) -> int:
 
 
 @dataclass(frozen=True)
-class PatchConfig:
+class PatchConfig(Settings):
     """How pairs of patches are cut (sizes in pixels of the resized image)."""
 
     image_size: int = 32  # images are resized to this side first (Fashion-MNIST 28 px -> 32 px)
@@ -66,10 +66,6 @@ class PatchConfig:
     gap: int = 2  # empty pixels between neighbouring cells (Doersch: 48 px between 96-px patches)
     jitter: int = 2  # each patch moves independently by up to +-jitter pixels per axis (Doersch: 7 of 96)
     hidden_dim: int = 256  # hidden width of the pair head
-
-    def replace(self, **changes) -> PatchConfig:
-        """A copy with some fields changed (configs are immutable)."""
-        return dataclasses.replace(self, **changes)
 
     def __str__(self) -> str:
         lines = [f"{type(self).__name__}:"]
@@ -89,9 +85,7 @@ class PatchConfig:
     def check(self, image_size: int | None = None) -> None:
         """Raise ``ValueError`` if the numbers are not valid (or the grid does not fit ``image_size``)."""
         for name in ("image_size", "patch_size", "gap", "jitter", "hidden_dim"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+            check_int(getattr(self, name), name, minimum=0)
         if self.patch_size < 8:
             raise ValueError(f"patch_size must be >= 8 (the backbones need 8x8 inputs), got {self.patch_size}")
         if self.hidden_dim < 1:
@@ -292,7 +286,7 @@ def pretrain(train_data: ImageData, profile: Profile, cfg: PatchConfig, device: 
                      profile.time_budget_s, amp=profile.amp, desc=f"{name} (gap {cfg.gap}, jitter {cfg.jitter})",
                      progress=progress)
 
-    config = {"task": "patch_position", "profile": profile.as_dict(), "patches": dataclasses.asdict(cfg),
+    config = {"task": "patch_position", "profile": profile.as_dict(), "patches": cfg.as_dict(),
               "train": len(train_data)}
     history = load_or_train(name, config, model, run)
     return backbone, head, history

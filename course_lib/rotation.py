@@ -20,7 +20,6 @@ rotated copies with ``torch.rot90``, ``rotation_step`` is the step function for
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -30,7 +29,7 @@ from torch import Tensor, nn
 
 from course_lib.augment import random_flip, random_rotate90, to_float
 from course_lib.checkpoints import load_or_train
-from course_lib.config import Profile, get_device
+from course_lib.config import Profile, Settings, check_int, check_number, get_device
 from course_lib.datasets import ImageData
 from course_lib.evaluate import linear_probe_accuracy, sample_per_class
 from course_lib.loader import DeviceLoader
@@ -42,7 +41,7 @@ ROTATION_NAMES = ("0°", "90°", "180°", "270°")  # target k = quarter turns c
 
 
 @dataclass(frozen=True)
-class RotationConfig:
+class RotationConfig(Settings):
     """Hyperparameters of the rotation pretext task (the rest comes from the profile)."""
 
     all_rotations: bool = True  # each image in all 4 rotations in one batch (as the paper); False: one random k
@@ -54,33 +53,13 @@ class RotationConfig:
     recalibration_batches: int = 20  # batches that re-estimate the batch-norm statistics after training (0: skip)
 
     def __post_init__(self) -> None:
-        ipb = self.images_per_batch
-        if ipb is not None and (isinstance(ipb, bool) or not isinstance(ipb, int) or ipb < 1):
-            raise ValueError(f"images_per_batch must be a positive int or None, got {ipb!r}")
-        hidden = self.head_hidden_dim
-        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 0:
-            raise ValueError(f"head_hidden_dim must be an int >= 0, got {hidden!r}")
-        if isinstance(self.flip_p, bool) or not isinstance(self.flip_p, (int, float)) or not 0 <= self.flip_p <= 1:
-            raise ValueError(f"flip_p must be a probability in [0, 1], got {self.flip_p!r}")
-        n = self.num_epochs
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-            raise ValueError(f"num_epochs must be a positive int or None, got {n!r}")
-        r = self.recalibration_batches
-        if isinstance(r, bool) or not isinstance(r, int) or r < 0:
-            raise ValueError(f"recalibration_batches must be an int >= 0, got {r!r}")
+        check_int(self.images_per_batch, "images_per_batch", optional=True)
+        check_int(self.head_hidden_dim, "head_hidden_dim", minimum=0)
+        check_number(self.flip_p, "flip_p", 0, 1)
+        check_int(self.num_epochs, "num_epochs", optional=True)
+        check_int(self.recalibration_batches, "recalibration_batches", minimum=0)
         if self.time_budget_s is not None and not self.time_budget_s > 0:
             raise ValueError(f"time_budget_s must be positive or None, got {self.time_budget_s!r}")
-
-    def replace(self, **changes) -> RotationConfig:
-        return dataclasses.replace(self, **changes)
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def __str__(self) -> str:
-        lines = ["RotationConfig:"]
-        lines += [f"  {f.name:20s} = {getattr(self, f.name)!r}" for f in dataclasses.fields(self)]
-        return "\n".join(lines)
 
     def batch_images(self, profile: Profile) -> int:
         """Images drawn per step (each becomes 4 rotated copies when ``all_rotations``)."""
@@ -312,8 +291,7 @@ def per_class_rotation_accuracy(pred: Tensor, k: Tensor, labels: Tensor, num_cla
     if not pred.shape == k.shape == labels.shape:
         raise ValueError(f"pred, k and labels must have one shape, got {tuple(pred.shape)}, {tuple(k.shape)}, "
                          f"{tuple(labels.shape)}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    check_int(num_classes, "num_classes")
     labels = labels.reshape(-1).long()
     if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels must be in [0, {num_classes}), got [{int(labels.min())}, {int(labels.max())}]")
@@ -343,8 +321,7 @@ def stage_features(backbone: Backbone, images: Tensor, grid: int = 1, batch_size
     """
     if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
         raise TypeError(f"images must be a uint8 tensor (N, C, H, W), got {getattr(images, 'dtype', type(images))}")
-    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
-        raise ValueError(f"grid must be a positive int, got {grid!r}")
+    check_int(grid, "grid")
     device = next(backbone.parameters()).device
     was_training = backbone.training
     backbone.eval()

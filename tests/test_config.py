@@ -119,3 +119,39 @@ def test_printed_profile_shows_every_hyperparameter():
     for f in dataclasses.fields(Profile):
         if f.name != "name":
             assert re.search(rf"^\s+{f.name}\s+= {re.escape(repr(getattr(p, f.name)))}$", text, flags=re.M), f.name
+
+
+@pytest.mark.parametrize("value, minimum, optional, ok", [
+    (1, 1, False, True), (0, 1, False, False), (0, 0, False, True), (True, 0, False, False), (2.0, 1, False, False),
+    (None, 1, True, True), (None, 1, False, False), (1, 2, True, False),
+])
+def test_check_int(value, minimum, optional, ok):
+    from course_lib.config import check_int
+
+    if ok:
+        check_int(value, "n", minimum, optional)
+    else:
+        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        with pytest.raises(ValueError, match=f"^n must be {kind}{' or None' if optional else ''}, got "):
+            check_int(value, "n", minimum, optional)
+
+
+@pytest.mark.parametrize("value, ok", [(0, True), (0.5, True), (1, True), (-0.1, False), (1.1, False),
+                                       (False, False), ("0.5", False), (None, False)])
+def test_check_number(value, ok):
+    from course_lib.config import check_number
+
+    if ok:
+        check_number(value, "p", 0, 1)
+    else:
+        with pytest.raises(ValueError, match=r"^p must be a number in \[0, 1\], got "):
+            check_number(value, "p", 0, 1)
+
+
+def test_settings_replace_as_dict_and_listing():
+    from course_lib.rotation import RotationConfig
+
+    cfg = RotationConfig()
+    assert cfg.replace(flip_p=0.0).flip_p == 0.0 and cfg.flip_p == 0.5  # a copy; the original is unchanged
+    assert cfg.as_dict()["recalibration_batches"] == 20
+    assert str(cfg).splitlines()[0] == "RotationConfig:" and "  flip_p               = 0.5" in str(cfg)

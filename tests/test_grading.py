@@ -325,7 +325,7 @@ def graded_instructor_solutions(tmp_path: Path, name: str):
     text = (tmp_path / "release" / name / f"{name}.ipynb").read_text()
     source = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
     meta = [c.metadata.get("nbgrader", {}) for c in source.cells]
-    solutions = {m["grade_id"]: c.source for c, m in zip(source.cells, meta) if m.get("solution")}
+    solutions = {m["grade_id"]: c.source for c, m in zip(source.cells, meta, strict=True) if m.get("solution")}
     max_points = sum(m.get("points", 0) for m in meta if m.get("grade") and not m.get("solution"))
     assert len(solutions) >= 2
     nb = nbformat.read(tmp_path / "release" / name / f"{name}.ipynb", as_version=4)
@@ -387,7 +387,7 @@ def test_every_course_notebook_has_two_graded_exercises_and_releases_without_lea
         ids = [m["grade_id"] for m in meta if "grade_id" in m]
         assert len(ids) == len(set(ids)), f"{path.name}: duplicate grade ids"
         solutions = [m for m in meta if m.get("solution")]
-        tests = [(c, m) for c, m in zip(cells, meta) if m.get("grade") and not m.get("solution")]
+        tests = [(c, m) for c, m in zip(cells, meta, strict=True) if m.get("grade") and not m.get("solution")]
         assert len(solutions) >= 2, f"{path.name}: fewer than two exercises"
         assert all(m.get("points", 0) > 0 for _, m in tests), f"{path.name}: a test cell without points"
         assert sum("BEGIN HIDDEN TESTS" in c.source for c, _ in tests) >= 2, f"{path.name}: hidden tests missing"

@@ -16,7 +16,6 @@ from course_lib.models import (
     freeze,
 )
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: one thread is fastest on a busy CPU (conftest)
 
 
