@@ -10,7 +10,7 @@ Three parts (four with ``--compile``), each with its own time limit, on CIFAR-10
 1. **pipeline**: images/s of two SimCLR views produced by the course pipeline
    (``DeviceLoader`` + ``augment`` on the GPU) and by the DataLoader baseline (per-image
    ``transforms.v2`` in worker processes, pinned memory, copied to the GPU), via
-   ``course_lib.bench.run``.
+   ``course_lib.tools.bench.run``.
 2. **throughput**: training images/s of the full profile (``get_profile("full")``:
    ResNet-18 with the CIFAR stem, batch 512, bf16 autocast through ``train(amp=True)``,
    channels-last), a supervised step with the light augmentation; eager, and compiled
@@ -39,11 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from course_lib import bench  # noqa: E402
 from course_lib.augment import augment, light_config, simclr_config  # noqa: E402
 from course_lib.config import get_device, get_profile  # noqa: E402
 from course_lib.loader import DeviceLoader  # noqa: E402
 from course_lib.models import LinearHead, ProjectionHead, build_backbone  # noqa: E402
+from course_lib.tools import bench  # noqa: E402
 from course_lib.train import train  # noqa: E402
 
 

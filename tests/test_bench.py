@@ -1,6 +1,6 @@
 """The pipeline benchmark is a fair race: both pipelines draw the same random views.
 
-``course_lib.bench`` times the course pipeline (``augment.augment`` on whole batches)
+``course_lib.tools.bench`` times the course pipeline (``augment.augment`` on whole batches)
 against per-image ``torchvision.transforms.v2`` built from the same ``AugmentConfig``
 (``bench.torchvision_transform``). These tests draw many views from each and compare
 the statistics that define the distribution: crop area, flip rate, grayscale and
@@ -21,7 +21,6 @@ import pytest
 import torch
 from PIL import Image
 
-from course_lib import bench
 from course_lib.augment import (
     AugmentConfig,
     augment,
@@ -36,6 +35,7 @@ from course_lib.augment import (
     simclr_config,
     to_float,
 )
+from course_lib.tools import bench
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -238,8 +238,8 @@ def test_gpu_check_tiny_runs_the_full_profile_code_on_cpu(tmp_path, monkeypatch)
 
 
 def test_cli_bench_writes_the_table_and_runs_the_notebooks_on_request(tmp_path, monkeypatch, capsys):
-    from course_lib import runner
-    from course_lib.__main__ import main
+    from course_lib.tools import runner
+    from course_lib.tools.cli import main
 
     rows = [bench.Row("course", None, 1, 1000.0, 50.0, [1000.0], [50.0]),
             bench.Row("dataloader", 2, None, 100.0, 40.0, [100.0], [40.0])]

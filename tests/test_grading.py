@@ -1,4 +1,4 @@
-"""Homework release and autograding (course_lib.grading), with real submission notebooks.
+"""Homework release and autograding (course_lib.tools.grading), with real submission notebooks.
 
 Most cases grade a tiny two-exercise notebook made here, so a kernel run takes a
 second; one grading run takes every kind of bad submission at once (module
@@ -16,7 +16,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from course_lib.grading import GradingError, find_submissions, grade, release
+from course_lib.tools.grading import GradingError, find_submissions, grade, release
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "01_homework"

@@ -13,8 +13,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from course_lib import runner
-from course_lib.__main__ import main
+from course_lib.tools import runner
+from course_lib.tools.cli import main
 
 try:
     import tomllib
@@ -229,7 +229,7 @@ def tiny_notebook(path: Path, *sources: str) -> Path:
 
 
 def test_course_run_times_each_notebook_and_reports_a_failure(tmp_path, capfd):
-    ok = tiny_notebook(tmp_path / "01_ok.ipynb", "from course_lib.runner import headline",
+    ok = tiny_notebook(tmp_path / "01_ok.ipynb", "from course_lib.tools.runner import headline",
                        "headline('probe 12.5%')")
     bad = tiny_notebook(tmp_path / "02_bad.ipynb", "x = 1", "assert x == 2, 'x should be 2'")
     out = tmp_path / "out"

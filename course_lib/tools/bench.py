@@ -474,7 +474,7 @@ def course_run_table(out: Path, warm: bool = False) -> int:
     its time and peak memory. Cold by default: checkpoints and results go to a fresh
     ``<out>/cache``, so every notebook trains from scratch as on a student's first run;
     ``warm`` uses the usual cache (what a second run, or a live demo, costs)."""
-    from course_lib.runner import run_course
+    from course_lib.tools.runner import run_course
 
     if not warm:
         cache = out / "cache"

@@ -79,7 +79,7 @@ def run_course(notebooks: list[str] | None = None, profile: str | None = None,
     records = []
     print(f"{'notebook':44s} {'time':>7s} {'peak RSS':>9s}  headline", flush=True)
     for p in paths:
-        cmd = [sys.executable, "-m", "course_lib.runner", str(p), str(out)] + ([] if html else ["--no-html"])
+        cmd = [sys.executable, "-m", "course_lib.tools.runner", str(p), str(out)] + ([] if html else ["--no-html"])
         log = out / (p.stem + ".log")  # the kernel's chatter; shown only when a notebook did not run
         out.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as stderr:
@@ -103,5 +103,5 @@ def run_course(notebooks: list[str] | None = None, profile: str | None = None,
     return 1 if any(r["error"] for r in records) else 0
 
 
-if __name__ == "__main__":  # one notebook in this process: python -m course_lib.runner NOTEBOOK OUT [--no-html]
+if __name__ == "__main__":  # one notebook in this process: python -m course_lib.tools.runner NOTEBOOK OUT [--no-html]
     sys.exit(execute_notebook_here(sys.argv[1], sys.argv[2], html="--no-html" not in sys.argv[3:]))

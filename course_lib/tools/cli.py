@@ -1,0 +1,134 @@
+"""Command line of the course: ``python -m course_lib <command>``.
+
+The Makefile's targets call these, so everything also works without make:
+
+    python -m course_lib course        # execute every notebook, write build/course/
+    python -m course_lib test          # unit tests + every notebook under nbval
+    python -m course_lib lab           # JupyterLab on notebooks/
+    python -m course_lib build-data    # rebuild data/fashion_mnist_subset.npz
+    python -m course_lib release       # student versions of every notebook in build/release/
+    python -m course_lib grade DIR     # autograde submissions: scores.csv, feedback, gradebook in build/grading/
+    python -m course_lib bench         # time the input pipeline (--notebooks: the course table too)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from course_lib.config import PROFILE_ENV, REPO_ROOT
+
+
+def _test(args: argparse.Namespace) -> int:
+    cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=900",
+           "-p", "no:cacheprovider", *(args.pytest_args or ["tests", "notebooks"])]
+    print("+", " ".join(cmd), flush=True)
+    return subprocess.call(cmd, cwd=REPO_ROOT)
+
+
+def _lab(args: argparse.Namespace) -> int:
+    return subprocess.call([sys.executable, "-m", "jupyter", "lab", str(REPO_ROOT / "notebooks")])
+
+
+def _course(args: argparse.Namespace) -> int:
+    from course_lib.tools.runner import run_course
+    return run_course(args.notebooks, profile=args.profile, out_dir=args.out, html=not args.no_html)
+
+
+def _build_data(args: argparse.Namespace) -> int:
+    from course_lib.datasets import main
+    return main(args.rest)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from course_lib.tools.bench import main
+    return main(args)
+
+
+def _release(args: argparse.Namespace) -> int:
+    from course_lib.tools.grading import GradingError, release
+    try:
+        written = release(args.source, args.out)
+    except GradingError as e:
+        print(f"release failed: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(["student versions (hand these out):", *(f"  {p}" for p in written)]))
+    return 0
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from course_lib.tools.grading import GradingError, grade
+    try:
+        grade(args.submissions, args.out, args.source, args.cell_timeout, args.profile, warm_up=not args.no_warm_up)
+    except GradingError as e:
+        print(f"grading failed: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_lib", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("test", help="run the unit tests and execute every notebook under nbval")
+    p.add_argument("pytest_args", nargs="*", help="passed to pytest (default: tests notebooks)")
+    p.set_defaults(fn=_test)
+
+    p = sub.add_parser("course", help="execute every notebook; write executed copies, HTML and a summary")
+    p.add_argument("notebooks", nargs="*", help="notebook files (default: notebooks/*.ipynb)")
+    p.add_argument("--profile", default=None, help=f"profile name (default: ${PROFILE_ENV} or 'fast')")
+    p.add_argument("--out", default=str(REPO_ROOT / "build" / "course"), help="output folder")
+    p.add_argument("--no-html", action="store_true", help="skip the HTML copies")
+    p.set_defaults(fn=_course)
+
+    p = sub.add_parser("lab", help="start JupyterLab on notebooks/")
+    p.set_defaults(fn=_lab)
+
+    p = sub.add_parser("build-data", help="rebuild the embedded Fashion-MNIST subset in data/")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="see: python -m course_lib build-data --help")
+    p.set_defaults(fn=_build_data)
+
+    p = sub.add_parser("bench", help="time the course's input pipeline against a DataLoader (and the notebooks)")
+    p.add_argument("--quick", action="store_true", help="short timing windows (about 1-2 minutes on 2 CPU cores)")
+    p.add_argument("--notebooks", action="store_true",
+                   help="also execute every notebook with a fresh cache (the course run table)")
+    p.add_argument("--warm", action="store_true", help="with --notebooks: reuse the usual cache (no training)")
+    p.add_argument("--out", default=str(REPO_ROOT / "build" / "bench"), help="output folder")
+    p.add_argument("--device", default="cpu", help="device of the course pipeline and the model (default: cpu)")
+    p.add_argument("--num-images", type=int, default=None, help="number of images (default 5000)")
+    p.add_argument("--batch-size", type=int, default=None, help="images per batch (default 256)")
+    p.add_argument("--workers", type=int, nargs="+", default=None, help="DataLoader num_workers to try (default 0 1 2)")
+    p.add_argument("--threads", type=int, nargs="+", default=None,
+                   help="torch threads of the main process to try (default: 1 and the number of CPUs)")
+    p.add_argument("--data", choices=["photos", "random"], default=None, help="image source (default photos)")
+    p.add_argument("--no-train", action="store_true", help="time the pipelines alone, not the training step")
+    p.set_defaults(fn=_bench)
+
+    p = sub.add_parser("release", help="student versions of every notebook (solutions and hidden tests removed)")
+    p.add_argument("--source", default=str(REPO_ROOT / "notebooks"), help="folder of the course notebooks")
+    p.add_argument("--out", default=str(REPO_ROOT / "build" / "release"), help="output folder")
+    p.set_defaults(fn=_release)
+
+    p = sub.add_parser("grade", help="autograde a folder of submissions: scores.csv, feedback, gradebook")
+    p.add_argument("submissions", help="folder of <student>/<notebook>.ipynb, or nbgrader's "
+                                       "submitted/<student>/<assignment>/<notebook>.ipynb (docs/exercises.md)")
+    p.add_argument("--out", default=str(REPO_ROOT / "build" / "grading"),
+                   help="output folder: gradebook.db (kept between runs), scores.csv, feedback/")
+    p.add_argument("--source", default=str(REPO_ROOT / "notebooks"), help="folder of the course notebooks")
+    p.add_argument("--cell-timeout", type=int, default=120, help="seconds a cell may run (default 120)")
+    p.add_argument("--profile", default="grade", help="profile the submissions run under (default 'grade')")
+    p.add_argument("--no-warm-up", action="store_true",
+                   help="skip the instructor's run that seeds every submission's cache (fine for 1-2 submissions)")
+    p.set_defaults(fn=_grade)
+
+    args = parser.parse_args(argv)
+    if args.command == "course" and args.profile:
+        os.environ[PROFILE_ENV] = args.profile  # the notebooks' kernels inherit it
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
