@@ -22,13 +22,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_moons
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import NearestNeighbors
 from sklearn.semi_supervised import LabelSpreading
 from torch import nn
+
+from course_lib.contrastive import info_nce
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
@@ -88,13 +89,6 @@ class PointEncoder(nn.Module):
         return self.net(p)
 
 
-def neighbour_infonce(h: torch.Tensor, h_pos: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """InfoNCE: each point must pick its neighbour's embedding among all in the batch."""
-    z, z_pos = F.normalize(h, dim=1), F.normalize(h_pos, dim=1)
-    logits = z @ z_pos.T / temperature  # (N, N); the diagonal holds the positive pairs
-    return F.cross_entropy(logits, torch.arange(len(z)))
-
-
 def pretrain_point_encoder(points: np.ndarray, steps: int = 600, k: int = 30,
                            seed: int = 0) -> tuple[PointEncoder, list[float]]:
     """The self-supervised pretext task: no labels, only which points are neighbours."""
@@ -107,7 +101,7 @@ def pretrain_point_encoder(points: np.ndarray, steps: int = 600, k: int = 30,
     losses = []
     for _ in range(steps):
         pick = torch.as_tensor(neighbours)[torch.arange(len(x)), torch.randint(k, (len(x),), generator=g)]
-        loss = neighbour_infonce(encoder(x), encoder(x[pick]))
+        loss = info_nce(encoder(x), encoder(x[pick]))  # source: a point; positive: a neighbour
         opt.zero_grad()
         loss.backward()
         opt.step()

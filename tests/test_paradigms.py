@@ -11,7 +11,6 @@ from course_lib import paradigms
 from course_lib.paradigms import (
     accuracy_on_test,
     make_toy_problem,
-    neighbour_infonce,
     pretrain_point_encoder,
     self_supervised,
     semi_supervised,
@@ -121,35 +120,6 @@ def test_pretraining_is_deterministic(problem):
     for pa, pb in zip(a[0].parameters(), b[0].parameters(), strict=True):
         assert torch.equal(pa, pb)
     assert not a[0].training
-
-
-def reference_neighbour_infonce(h, h_pos, temperature):
-    """Row by row: -log( exp(z_i.p_i / t) / sum_j exp(z_i.p_j / t) ), averaged."""
-    total = 0.0
-    for i in range(len(h)):
-        z = h[i] / h[i].norm()
-        sims = [float(z @ (h_pos[j] / h_pos[j].norm())) / temperature for j in range(len(h_pos))]
-        total += -(sims[i] - math.log(sum(math.exp(s) for s in sims)))
-    return total / len(h)
-
-
-@pytest.mark.parametrize("temperature", [1.0, 0.1])
-def test_neighbour_infonce_matches_a_loop_reference(temperature):
-    g = torch.Generator().manual_seed(0)
-    h, h_pos = torch.randn(6, 4, generator=g, dtype=torch.float64), torch.randn(6, 4, generator=g, dtype=torch.float64)
-    loss = neighbour_infonce(h, h_pos, temperature)
-    assert loss.shape == ()
-    assert loss.item() == pytest.approx(reference_neighbour_infonce(h, h_pos, temperature), rel=1e-9)
-    # invariant to the length of each embedding (it is a cosine similarity)
-    scaled = neighbour_infonce(3 * h, h_pos * torch.arange(1, 7, dtype=torch.float64)[:, None], temperature)
-    assert scaled.item() == pytest.approx(loss.item(), rel=1e-9)
-
-
-def test_neighbour_infonce_exact_value_on_orthonormal_pairs():
-    n, t = 5, 0.5
-    eye = torch.eye(n)
-    expected = -math.log(math.exp(1 / t) / (math.exp(1 / t) + (n - 1)))
-    assert neighbour_infonce(eye, eye, t).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_self_supervised_fits_the_head_on_labelled_points_only(problem, short_pretraining, monkeypatch):

@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.augment import AugmentConfig, augment, simclr_config
 from course_lib.config import check_int, get_profile
+from course_lib.contrastive import nt_xent
 from course_lib.loader import DeviceLoader
 from course_lib.models import Backbone, ProjectionHead, build_backbone
 
@@ -145,21 +145,6 @@ def dataloader_two_views(images: Tensor, cfg: AugmentConfig, batch_size: int = 2
 
 
 # --------------------------------------------------------------------------- the training step
-
-
-def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5) -> Tensor:
-    """SimCLR's NT-Xent loss (Chen et al. 2020, eq. 1), averaged over the 2N views.
-
-    For view i with positive j(i) (the other view of the same image):
-    l_i = -log exp(sim(z_i, z_j) / t) / sum_{k != i} exp(sim(z_i, z_k) / t), sim = cosine.
-    """
-    n = z1.shape[0]
-    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)  # (2N, D), unit length
-    sim = z @ z.T / temperature  # (2N, 2N)
-    self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
-    sim = sim.masked_fill(self_mask, float("-inf"))  # a view is not its own negative
-    positive = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)  # (2N,): j(i)
-    return F.cross_entropy(sim, positive)
 
 
 def simclr_step(backbone: Backbone, head: nn.Module, device: torch.device | str,
