@@ -67,19 +67,26 @@ def load_or_train(
     train_fn: Callable[[], History],
     folder: Path | None = None,
     retrain: bool = False,
+    time_budget_s: float | None = None,
 ) -> History:
     """Load ``model``'s weights for ``config`` if a checkpoint exists, else train and save.
 
     ``train_fn()`` trains ``model`` in place and returns its :class:`History`,
     which is stored beside the weights so that loss plots survive a reload.
+    ``time_budget_s`` is the current run's budget: a checkpoint that a budget cut short is
+    reused only by a run that has a budget too (a run without one trains to the end).
     """
     path = checkpoint_path(name, config, folder)
     if path.exists() and not retrain:
         try:
             state = load_checkpoint(path)
-            model.load_state_dict(state["model"])
-            model.eval()
-            return History.from_dict(state["history"])
+            history = History.from_dict(state["history"])
+            if history.stopped_by_budget and time_budget_s is None:
+                print(f"checkpoint {path.name} was cut by a time budget and this run has none; retraining")
+            else:
+                model.load_state_dict(state["model"])
+                model.eval()
+                return history
         except Exception as e:  # an unreadable file is retrained, not trusted
             print(f"checkpoint {path.name} unreadable ({type(e).__name__}: {e}); retraining")
     history = train_fn()
