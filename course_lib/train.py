@@ -224,3 +224,13 @@ def pretrain_and_cache(name: str, key: dict, backbone: nn.Module, heads: dict[st
     history = load_or_train(name, key, model, run, time_budget_s=time_budget_s)
     model.eval()
     return Pretrained(backbone, history, nn.ModuleDict(heads))
+
+
+def pretrain_key(method: str, profile, cfg, train_data) -> dict:
+    """The cache key of a pre-training run: the whole profile and the whole method config (all but their
+    time budgets, which ``load_or_train`` handles) and the training set's size and image shape."""
+    drop = {"time_budget_s"}
+    return {"method": method,
+            "profile": {k: v for k, v in profile.as_dict().items() if k not in drop},
+            "config": {k: v for k, v in cfg.as_dict().items() if k not in drop},
+            "train": len(train_data), "image_shape": list(train_data.images.shape[1:])}
