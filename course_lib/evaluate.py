@@ -99,6 +99,7 @@ class Protocol(Settings):
     validation_per_class: int = 100  # training images per class held out to choose the probe's penalty
     weight_decays: tuple[float, ...] = (1e-3, 1e-2, 1e-1)  # the grid the penalty is chosen from
     knn_k: int = 20
+    finetune_labels: int = FINETUNE_LABELS  # labels per class of the fine-tune column
     finetune_steps: int = 100  # optimiser steps of the fine-tune recipe (AdamW, crop + flip)
     finetune_lr: float = 2e-3
     finetune_weight_decay: float = 5e-4
@@ -117,6 +118,7 @@ class Protocol(Settings):
         for wd in self.weight_decays:
             check_number(wd, "a probe weight decay", 0, 1e3)
         check_int(self.knn_k, "knn_k")
+        check_int(self.finetune_labels, "finetune_labels")
         check_int(self.finetune_steps, "finetune_steps")
         check_number(self.finetune_lr, "finetune_lr", 1e-8, 10)
         check_number(self.finetune_weight_decay, "finetune_weight_decay", 0, 10)
@@ -222,8 +224,8 @@ def check_features(h_train: torch.Tensor, y_train: torch.Tensor, h_query: torch.
         if y is not None:
             check_labels(y)
             if y.shape != (len(h),):
-                raise ValueError(f"{yname} must have one label per row of {hname}: expected shape ({len(h)},), "
-                                 f"got {tuple(y.shape)}")
+                raise ValueError(f"{yname} must have one label per row of {hname} {tuple(h.shape)}: expected "
+                                 f"shape ({len(h)},), got {tuple(y.shape)}")
     if h_query is not None and h_query.shape[1] != h_train.shape[1]:
         raise ValueError(f"feature sizes differ: h_train is {tuple(h_train.shape)}, h_query is "
                          f"{tuple(h_query.shape)} (the same encoder must make both)")
@@ -366,10 +368,10 @@ def evaluate_features(method: str, h_train: torch.Tensor, y_train: torch.Tensor,
 
 
 def finetune_draws(labels: torch.Tensor, protocol: Protocol) -> list[torch.Tensor]:
-    """The labelled subsets of the fine-tune column: ``FINETUNE_LABELS`` per class, one per draw
-    (the same images as the 10-label probes)."""
+    """The labelled subsets of the fine-tune column: ``protocol.finetune_labels`` per class, one per
+    draw (the same images as the probes with that many labels)."""
     pool, _ = split_validation(labels, protocol.validation_per_class, protocol.seed)
-    return [pool[sample_per_class(labels[pool], FINETUNE_LABELS, s)] for s in protocol.draw_seeds()]
+    return [pool[sample_per_class(labels[pool], protocol.finetune_labels, s)] for s in protocol.draw_seeds()]
 
 
 def finetune_accuracy(backbone: nn.Module, train, index: torch.Tensor, test, protocol: Protocol, seed: int = 0,
@@ -427,20 +429,21 @@ class _Steps:
 
 
 def evaluate(method: str, encoder: Encoder, train, test, profile: Profile, finetune: bool = True,
-             compute: dict | None = None, progress: bool = False) -> Evaluation:
+             compute: dict | None = None, progress: bool = False, protocol: Protocol | None = None) -> Evaluation:
     """The whole protocol for one frozen encoder on ``train``/``test`` (ImageData): features once, tuned
     probes over label draws, kNN, and (``finetune``, backbones only) the fine-tune column.
 
     ``compute``: what pre-training the encoder cost (``History.compute()``), shown beside its row.
     The raw-pixel encoder (:func:`pixels`) gets its 10-label probe as its fine-tune figure.
+    ``protocol``: ``protocol_for(profile)`` unless given.
     """
-    protocol = protocol_for(profile)
+    protocol = protocol or protocol_for(profile)
     h_train = extract_features(encoder, train.images)
     h_test = extract_features(encoder, test.images)
     result = evaluate_features(method, h_train, train.labels, h_test, test.labels, protocol)
     result.compute = dict(compute or {"images": 0, "steps": 0, "seconds": 0.0})
     if encoder is pixels:
-        result.finetune = list(result.probe.get(str(FINETUNE_LABELS), []))
+        result.finetune = list(result.probe.get(str(protocol.finetune_labels), []))
     elif finetune:
         result.finetune = [finetune_accuracy(encoder, train, idx, test, protocol, seed=s, progress=progress)
                            for idx, s in zip(finetune_draws(train.labels, protocol), protocol.draw_seeds(),
