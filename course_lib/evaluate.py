@@ -438,14 +438,15 @@ def evaluate(method: str, encoder: Encoder, train, test, profile: Profile, finet
     ``protocol``: ``protocol_for(profile)`` unless given.
     """
     protocol = protocol or protocol_for(profile)
+    tune = finetune and encoder is not pixels
+    draws = finetune_draws(train.labels, protocol) if tune else []  # fails now, not after the probes, if too few
     h_train = extract_features(encoder, train.images)
     h_test = extract_features(encoder, test.images)
     result = evaluate_features(method, h_train, train.labels, h_test, test.labels, protocol)
     result.compute = dict(compute or {"images": 0, "steps": 0, "seconds": 0.0})
     if encoder is pixels:
         result.finetune = list(result.probe.get(str(protocol.finetune_labels), []))
-    elif finetune:
+    elif tune:
         result.finetune = [finetune_accuracy(encoder, train, idx, test, protocol, seed=s, progress=progress)
-                           for idx, s in zip(finetune_draws(train.labels, protocol), protocol.draw_seeds(),
-                                             strict=True)]
+                           for idx, s in zip(draws, protocol.draw_seeds(), strict=True)]
     return result

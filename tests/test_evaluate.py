@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import make_image_data
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
@@ -10,7 +11,6 @@ from torch import nn
 
 from course_lib.config import get_profile
 from course_lib.datasets import ImageData
-from conftest import make_image_data
 from course_lib.evaluate import (
     Evaluation,
     Protocol,

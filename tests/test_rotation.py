@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
+from conftest import make_image_data
 from torch import nn
 
-from conftest import make_image_data
 from course_lib import rotation as R
 from course_lib.config import get_profile
 from course_lib.datasets import ImageData
