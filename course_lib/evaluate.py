@@ -98,6 +98,7 @@ class Protocol(Settings):
     draws: int = 3  # random labelled subsets per budget (mean ± std over them)
     validation_per_class: int = 100  # training images per class held out to choose the probe's penalty
     weight_decays: tuple[float, ...] = (1e-3, 1e-2, 1e-1)  # the grid the penalty is chosen from
+    probe_max_iter: int = 100  # L-BFGS iterations per probe fit
     knn_k: int = 20
     finetune_labels: int = FINETUNE_LABELS  # labels per class of the fine-tune column
     finetune_steps: int = 100  # optimiser steps of the fine-tune recipe (AdamW, crop + flip)
@@ -118,6 +119,7 @@ class Protocol(Settings):
         for wd in self.weight_decays:
             check_number(wd, "a probe weight decay", 0, 1e3)
         check_int(self.knn_k, "knn_k")
+        check_int(self.probe_max_iter, "probe_max_iter")
         check_int(self.finetune_labels, "finetune_labels")
         check_int(self.finetune_steps, "finetune_steps")
         check_number(self.finetune_lr, "finetune_lr", 1e-8, 10)
@@ -129,14 +131,19 @@ class Protocol(Settings):
         return [100 * self.seed + d for d in range(self.draws)]
 
 
+FAST_FINETUNE_STEPS = 50  # fine-tune steps on a laptop CPU: 3 draws x 50 steps of 100 images per encoder
+
+
 def protocol_for(profile: Profile, **overrides) -> Protocol:
-    """The protocol for ``profile``: its budgets, k, seed and learning rate; fine-tuning as many steps
-    as the profile's ``supervised_steps``; a validation split of 100 images per class (a fifth of the
-    images when ``max_images_per_class`` keeps fewer than 500)."""
+    """The protocol for ``profile``: its budgets, k, seed and learning rate; a validation split of 100
+    images per class (a fifth of the images when ``max_images_per_class`` keeps fewer than 500);
+    fine-tuning for the profile's ``supervised_steps``, at most ``FAST_FINETUNE_STEPS`` on the CPU
+    profiles (every encoder is fine-tuned three times, and a notebook must stay within 3 minutes)."""
     per_class = profile.max_images_per_class
     validation = 100 if per_class is None else max(1, min(100, per_class // 5))
+    steps = profile.supervised_steps if profile.name == "full" else min(FAST_FINETUNE_STEPS, profile.supervised_steps)
     protocol = Protocol(labels_per_class=tuple(profile.labels_per_class), validation_per_class=validation,
-                        knn_k=profile.knn_k, finetune_steps=profile.supervised_steps, finetune_lr=profile.lr,
+                        knn_k=profile.knn_k, finetune_steps=steps, finetune_lr=profile.lr,
                         finetune_weight_decay=profile.weight_decay, finetune_batch_size=profile.batch_size,
                         seed=profile.seed)
     return protocol.replace(**overrides) if overrides else protocol
@@ -281,11 +288,11 @@ def accuracy(logits_or_pred: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def linear_probe_accuracy(h_train: torch.Tensor, y_train: torch.Tensor, h_test: torch.Tensor, y_test: torch.Tensor,
-                          weight_decay: float = 1e-3) -> float:
+                          weight_decay: float = 1e-3, max_iter: int = 200) -> float:
     """Test accuracy of a probe fitted on (h_train, y_train) with this L2 penalty."""
     check_features(h_train, y_train, h_test, y_test)
     num_classes = int(max(y_train.max(), y_test.max())) + 1
-    probe = fit_linear_probe(h_train, y_train, num_classes, weight_decay)
+    probe = fit_linear_probe(h_train, y_train, num_classes, weight_decay, max_iter)
     return accuracy(probe(h_test.float()), y_test)
 
 
@@ -332,11 +339,11 @@ def split_validation(labels: torch.Tensor, per_class: int, seed: int = 0) -> tup
 
 
 def choose_weight_decay(h: torch.Tensor, y: torch.Tensor, h_val: torch.Tensor, y_val: torch.Tensor,
-                        grid: tuple[float, ...], num_classes: int) -> tuple[float, dict[float, float]]:
+                        grid: tuple[float, ...], num_classes: int, max_iter: int = 200) -> tuple[float, dict[float, float]]:
     """The penalty of ``grid`` whose probe, fitted on (h, y), is most accurate on the validation split
     (ties: the larger penalty); also every candidate's validation accuracy."""
     check_features(h, y, h_val, y_val)
-    scores = {wd: accuracy(fit_linear_probe(h, y, num_classes, wd)(h_val.float()), y_val) for wd in grid}
+    scores = {wd: accuracy(fit_linear_probe(h, y, num_classes, wd, max_iter)(h_val.float()), y_val) for wd in grid}
     best = max(scores.values())
     return max(wd for wd, acc in scores.items() if acc == best), scores
 
@@ -359,10 +366,10 @@ def evaluate_features(method: str, h_train: torch.Tensor, y_train: torch.Tensor,
         if n is None:
             draws = draws[:1]  # all labels: every draw is the same set
         wd, _ = choose_weight_decay(h_train[draws[0]], y_train[draws[0]], h_train[val], y_train[val],
-                                    protocol.weight_decays, num_classes)
+                                    protocol.weight_decays, num_classes, protocol.probe_max_iter)
         result.weight_decay[budget_name(n)] = wd
-        result.probe[budget_name(n)] = [linear_probe_accuracy(h_train[idx], y_train[idx], h_test, y_test, wd)
-                                        for idx in draws]
+        result.probe[budget_name(n)] = [linear_probe_accuracy(h_train[idx], y_train[idx], h_test, y_test, wd,
+                                                              protocol.probe_max_iter) for idx in draws]
     result.knn = knn_accuracy(h_train[pool], y_train[pool], h_test, y_test, protocol.knn_k)
     return result
 

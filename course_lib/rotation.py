@@ -302,6 +302,7 @@ def probe_by_depth(backbone: Backbone, train_data: ImageData, test_data: ImageDa
     for a, b in zip(h_train, h_test, strict=True):
         first = position[draws[0]]
         wd, _ = choose_weight_decay(a[first], y[draws[0]], a[position[val]], y[val], protocol.weight_decays,
-                                    num_classes)
-        result.append([linear_probe_accuracy(a[position[idx]], y[idx], b, test_data.labels, wd) for idx in draws])
+                                    num_classes, protocol.probe_max_iter)
+        result.append([linear_probe_accuracy(a[position[idx]], y[idx], b, test_data.labels, wd,
+                                             protocol.probe_max_iter) for idx in draws])
     return result

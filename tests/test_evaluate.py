@@ -244,7 +244,8 @@ def test_evaluate_features_reports_every_budget_over_draws_with_a_tuned_penalty(
     for n, name in ((10, "10"), (100, "100")):
         for acc, seed in zip(result.probe[name], protocol.draw_seeds(), strict=True):
             idx = pool[sample_per_class(y[pool], n, seed)]
-            assert acc == linear_probe_accuracy(h[idx], y[idx], h_test, y_test, result.weight_decay[name])
+            assert acc == linear_probe_accuracy(h[idx], y[idx], h_test, y_test, result.weight_decay[name],
+                                                protocol.probe_max_iter)
     assert result.knn == knn_accuracy(h[pool], y[pool], h_test, y_test, 5)  # validation images are not voters
     assert result.mean("10") == pytest.approx(sum(result.probe["10"]) / 3)
     # the same seed gives the same numbers; the dict round trip keeps everything
@@ -295,6 +296,8 @@ def test_protocol_for_sizes_the_validation_split_and_checks_values():
     assert protocol_for(get_profile("fast")).validation_per_class == 100
     assert protocol_for(get_profile("grade")).validation_per_class == 10  # 50 images per class kept
     assert protocol_for(get_profile("fast")).labels_per_class == (10, 100, None)
+    assert protocol_for(get_profile("fast")).finetune_steps == 50  # capped on the CPU profiles
+    assert protocol_for(get_profile("full")).finetune_steps == get_profile("full").supervised_steps
     with pytest.raises(ValueError, match="draws"):
         Protocol(draws=0)
     with pytest.raises(ValueError, match="weight_decays"):
