@@ -10,7 +10,7 @@ same procedure:
    per class. For each budget the L2 penalty is chosen from a small grid by accuracy on
    the validation split; then the probe is fitted on ``draws`` different random
    labelled subsets and the test accuracies are reported as mean ± std.
-4. **kNN** (cosine, k votes) with all labels.
+4. **kNN** (cosine, k votes) with all labels (nothing is tuned, so the validation images vote too).
 5. **Fine-tuning**: the whole encoder plus a linear head trained with 10 labels per class,
    one recipe for every starting point (:func:`finetune_accuracy`; AdamW, light crop +
    flip augmentation, a fixed number of steps), once per label draw. From random init
@@ -370,7 +370,7 @@ def evaluate_features(method: str, h_train: torch.Tensor, y_train: torch.Tensor,
         result.weight_decay[budget_name(n)] = wd
         result.probe[budget_name(n)] = [linear_probe_accuracy(h_train[idx], y_train[idx], h_test, y_test, wd,
                                                               protocol.probe_max_iter) for idx in draws]
-    result.knn = knn_accuracy(h_train[pool], y_train[pool], h_test, y_test, protocol.knn_k)
+    result.knn = knn_accuracy(h_train, y_train, h_test, y_test, protocol.knn_k)  # nothing to tune: every label votes
     return result
 
 
