@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
+from conftest import make_images
 
 from course_lib import augment as aug
 from course_lib.augment import (
@@ -33,10 +34,7 @@ def gen(seed: int = 0) -> torch.Generator:
 
 
 def images(b: int = 8, c: int = 3, h: int = 32, w: int = 32, seed: int = 0) -> torch.Tensor:
-    """Smooth random float images in [0, 1] (so crops and blurs change them visibly)."""
-    small = torch.rand(b, c, h // 4, w // 4, generator=gen(seed))
-    smooth = torch.nn.functional.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
-    return smooth.clamp(0, 1)
+    return make_images(b, c, (h, w), dtype=torch.float32, smooth=True, seed=seed)
 
 
 def assert_images(y: torch.Tensor, shape: tuple[int, ...]) -> None:

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_images
 from torch import nn
 
 from course_lib import exemplar
@@ -22,10 +23,7 @@ def gen(seed: int = 0) -> torch.Generator:
 
 
 def uint8_images(n: int = 16, c: int = 1, size: int = 28, seed: int = 0) -> torch.Tensor:
-    """Smooth random uint8 images (so that crops, rotations and blurs change them visibly)."""
-    small = torch.rand(n, c, size // 4, size // 4, generator=gen(seed))
-    smooth = F.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
-    return (smooth * 255).round().to(torch.uint8)
+    return make_images(n, c, size, smooth=True, seed=seed)
 
 
 # --------------------------------------------------------------------------- exemplars and surrogate classes

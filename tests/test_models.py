@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import make_images
 from torch import nn
 
 from course_lib.config import get_profile
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: one thread is fa
 
 
 def images(b: int, c: int, size: int, seed: int = 0) -> torch.Tensor:
-    return torch.rand(b, c, size, size, generator=torch.Generator().manual_seed(seed))
+    return make_images(b, c, size, dtype=torch.float32, seed=seed)
 
 
 def conv_out(size: int) -> int:

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from conftest import make_images
 
 from course_lib import patch_position as pp
 from course_lib.config import get_profile
@@ -15,8 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def images(n: int = 16, size: int = 28, channels: int = 1, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (n, channels, size, size), dtype=torch.uint8, generator=g)
+    return make_images(n, channels, size, seed=seed)
 
 
 def gen(seed: int = 0) -> torch.Generator:
