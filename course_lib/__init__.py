@@ -1,0 +1,24 @@
+"""course_lib: the code behind the lectures, one file per concept.
+
+Lecture topic -> file (read it beside the notebook):
+
+* learning paradigms, the toy of notebook 01 ............ paradigms.py
+* the contrastive loss (InfoNCE, NT-Xent: CPC, SimCLR) .. contrastive.py
+* exemplar CNN (notebook 02) ............................ exemplar.py
+* rotation prediction (notebook 03) ..................... rotation.py
+* relative patch position (notebook 04) ................. patch_position.py
+* the evaluation protocol (probes, kNN, fine-tuning) .... evaluate.py, baselines.py, results.py
+* encoders and heads .................................... models.py
+* the one training loop (budgets, batch-norm recalibration, caching) ... train.py, checkpoints.py
+* data augmentation (crops, colour, rotations) .......... augment.py
+* data and batches ...................................... datasets.py, loader.py
+* profiles, seeds and devices ........................... config.py
+* figures and sliders ................................... plots.py, widgets.py
+
+Every method module has the same shape (docs/adding-a-method.md): ``XConfig`` and
+``config_for(profile, **overrides)``, the loss as a pure function, a step function for
+``train.train``, and ``pretrain(train_data, profile, cfg=None, device=None, progress=True)``
+returning ``train.Pretrained(backbone, history, heads)``.
+
+Instructor tooling (CLI, course runner, grading, benchmark) lives apart, in ``course_lib/tools/``.
+"""

@@ -306,6 +306,42 @@ def random_rotate90(x: Tensor, generator: torch.Generator | None = None) -> tupl
 # --------------------------------------------------------------------------- colour
 
 
+def rotate(x: Tensor, degrees: Tensor | float) -> Tensor:
+    """Rotate each image (B, C, H, W), float, counter-clockwise by ``degrees`` (a number or (B,)) about
+    its centre: bilinear, zeros outside, one ``affine_grid`` + ``grid_sample``. For quarter turns
+    :func:`rotate90` is exact (no interpolation)."""
+    if not torch.is_tensor(x) or x.dim() != 4 or not x.is_floating_point():
+        got = f"{x.dtype} {tuple(x.shape)}" if torch.is_tensor(x) else type(x).__name__
+        raise TypeError(f"x must be a float tensor (B, C, H, W) in [0, 1], got {got}")
+    B = x.shape[0]
+    angle = torch.as_tensor(degrees, dtype=torch.float32, device=x.device)
+    if angle.dim() == 0:
+        angle = angle.expand(B)
+    if angle.shape != (B,):
+        raise ValueError(f"degrees must be a number or a tensor of shape ({B},), got shape {tuple(angle.shape)}")
+    angle = torch.deg2rad(angle)
+    cos, sin = torch.cos(angle).to(x.dtype), torch.sin(angle).to(x.dtype)
+    theta = torch.zeros(B, 2, 3, dtype=x.dtype, device=x.device)
+    # grid_sample maps output to input coordinates (y pointing down): this matrix turns the image content
+    # counter-clockwise as seen on screen, like rotate90
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # (B, H, W, 2)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False).clamp_(0, 1)
+
+
+def random_rotation(x: Tensor, max_degrees: float, generator: torch.Generator | None = None) -> Tensor:
+    """Rotate each image (B, C, H, W), float, by its own angle uniform in [-max_degrees, max_degrees]."""
+    if not torch.is_tensor(x) or x.dim() != 4 or not x.is_floating_point():
+        got = f"{x.dtype} {tuple(x.shape)}" if torch.is_tensor(x) else type(x).__name__
+        raise TypeError(f"x must be a float tensor (B, C, H, W) in [0, 1], got {got}")
+    if isinstance(max_degrees, bool) or not isinstance(max_degrees, (int, float)) or not 0 <= max_degrees <= 180:
+        raise ValueError(f"max_degrees must be a number in [0, 180], got {max_degrees!r}")
+    if max_degrees == 0:
+        return x
+    angle = (2 * torch.rand(x.shape[0], generator=generator, device=x.device) - 1) * max_degrees  # (B,)
+    return rotate(x, angle)
+
+
 def rgb_to_grayscale(x: Tensor) -> Tensor:
     """Luma (B, 1, H, W) = 0.299 R + 0.587 G + 0.114 B (ITU-R 601-2); 1-channel input unchanged."""
     _check_images(x, check_range=False)

@@ -92,7 +92,7 @@ def checkpoint_path(name: str, config: dict, folder: Path | None = None,
     return Path(folder or cache_dir() / "checkpoints") / f"{name}-{key}.pt"
 
 
-def _code_of(fn: Callable) -> tuple[str, ...]:
+def code_of(fn: Callable) -> tuple[str, ...]:
     """:data:`CORE_MODULES`, plus the course module that defines ``fn`` (a method's own file)."""
     module = getattr(fn, "__module__", "") or ""
     return (*CORE_MODULES, module) if module.startswith("course_lib.") else CORE_MODULES
@@ -119,7 +119,7 @@ def load_or_train(
         code: modules whose source is part of the key; default: :data:`CORE_MODULES` and the
             course module that defines ``train_fn`` (the method's own).
     """
-    code = code if code is not None else _code_of(train_fn)
+    code = code if code is not None else code_of(train_fn)
     if not time_budgets_enabled():
         time_budget_s = None
     path = checkpoint_path(name, config, folder, code)
@@ -158,7 +158,7 @@ def load_or_compute(name: str, config: dict, compute: Callable[[], dict], folder
                     code: tuple[str, ...] | None = None) -> dict:
     """Like :func:`load_or_train` for a JSON-serialisable result (e.g. an evaluation), keyed by config and code
     (default: :data:`CORE_MODULES`, the evaluation protocol and the course module that defines ``compute``)."""
-    code = code if code is not None else (*_code_of(compute), "course_lib.evaluate")
+    code = code if code is not None else (*code_of(compute), "course_lib.evaluate")
     path = checkpoint_path(name, config, folder, code).with_suffix(".json")
     if path.exists():
         try:

@@ -88,7 +88,7 @@ class Profile(Settings):
             if not isinstance(getattr(self, f), str):
                 raise TypeError(f"{f} must be a str, got {getattr(self, f)!r}")
         if self.backbone not in ("small_cnn", "resnet18"):
-            raise ValueError(f"backbone must be 'small_cnn' or 'resnet18', got {self.backbone!r}")
+            raise ValueError(f"unknown backbone {self.backbone!r}: expected 'small_cnn' or 'resnet18'")
         for f in ("width", "batch_size", "num_epochs", "knn_k", "supervised_steps"):
             check_int(getattr(self, f), f)
         check_int(self.seed, "seed", minimum=0)

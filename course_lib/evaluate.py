@@ -1,16 +1,31 @@
-"""The course's evaluation protocol: frozen features, then a linear probe and kNN.
+"""The course's evaluation protocol (v2): frozen features, tuned linear probes, kNN, and fine-tuning.
 
-Every method is judged the same way (the "linear classification" tables of the
-lecture): freeze the encoder, compute features h for the labelled training images
-and the test images, then
-  (a) fit a logistic-regression probe on standardised h with 10, 100 and all
-      labels per class, and report test accuracy;
-  (b) report the accuracy of a k-nearest-neighbour vote (cosine similarity).
-The encoder never changes during evaluation.
+Every method is judged the same way, every feature type (raw pixels included) by the
+same procedure:
+
+1. Carve a **validation split** (``validation_per_class`` images of every class) out of
+   the training set; the labelled subsets are drawn from the rest.
+2. Compute the features h of every training and test image **once** (frozen encoder).
+3. **Linear probe** (logistic regression on standardised h) with 10, 100 and all labels
+   per class. For each budget the L2 penalty is chosen from a small grid by accuracy on
+   the validation split; then the probe is fitted on ``draws`` different random
+   labelled subsets and the test accuracies are reported as mean ± std.
+4. **kNN** (cosine, k votes) with all labels (nothing is tuned, so the validation images vote too).
+5. **Fine-tuning**: the whole encoder plus a linear head trained with 10 labels per class,
+   one recipe for every starting point (:func:`finetune_accuracy`; AdamW, light crop +
+   flip augmentation, a fixed number of steps), once per label draw. From random init
+   this *is* the supervised baseline with 10 labels per class. Raw pixels have no
+   encoder: their fine-tune figure is their 10-label probe.
+
+The spread over label draws is not the spread over training seeds: the notebooks give
+the gains over random init for training seeds 0-2 as well.
 """
 
 from __future__ import annotations
 
+import copy
+import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,9 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.augment import to_float
+from course_lib.augment import augment, light_config, to_float
+from course_lib.config import Profile, Settings, check_int, check_number
+from course_lib.loader import DeviceLoader
+from course_lib.models import LinearHead
+from course_lib.train import train as train_loop
 
 Encoder = nn.Module | Callable[[torch.Tensor], torch.Tensor]
+FINETUNE_LABELS = 10  # labels per class of the fine-tune column
 
 
 def budget_name(n: int | None) -> str:
@@ -28,20 +48,105 @@ def budget_name(n: int | None) -> str:
     return "all" if n is None else str(n)
 
 
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value; NaN, NaN for none)."""
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
 @dataclass
 class Evaluation:
-    """One row of the comparison table."""
+    """One row of the comparison table: accuracies per label draw, so that mean and spread are both kept."""
 
     method: str
-    probe: dict[str, float] = field(default_factory=dict)  # label budget -> test accuracy
-    knn: float = float("nan")  # kNN test accuracy with all labels
+    probe: dict[str, list[float]] = field(default_factory=dict)  # label budget -> test accuracy of each draw
+    knn: float = math.nan  # kNN test accuracy with all labels
+    finetune: list[float] = field(default_factory=list)  # 10 labels/class, one per draw ([] = not measured)
+    weight_decay: dict[str, float] = field(default_factory=dict)  # the probe's L2 penalty chosen per budget
+    compute: dict = field(default_factory=dict)  # pre-training cost: images, steps, seconds
+
+    def __post_init__(self) -> None:
+        self.probe = {str(k): [float(x) for x in (v if isinstance(v, (list, tuple)) else [v])]
+                      for k, v in self.probe.items()}
+        self.finetune = [float(x) for x in self.finetune]
+
+    def mean(self, budget: str) -> float:
+        return mean_std(self.probe.get(budget, []))[0]
+
+    def std(self, budget: str) -> float:
+        return mean_std(self.probe.get(budget, []))[1]
 
     def as_dict(self) -> dict:
-        return {"method": self.method, "probe": dict(self.probe), "knn": self.knn}
+        return {"method": self.method, "probe": {k: list(v) for k, v in self.probe.items()}, "knn": self.knn,
+                "finetune": list(self.finetune), "weight_decay": dict(self.weight_decay),
+                "compute": dict(self.compute)}
 
     @classmethod
     def from_dict(cls, d: dict) -> Evaluation:
-        return cls(method=d["method"], probe={k: float(v) for k, v in d["probe"].items()}, knn=float(d["knn"]))
+        return cls(method=d["method"], probe=dict(d["probe"]), knn=float(d["knn"]),
+                   finetune=list(d.get("finetune", [])),
+                   weight_decay={k: float(v) for k, v in d.get("weight_decay", {}).items()},
+                   compute=dict(d.get("compute", {})))
+
+
+@dataclass(frozen=True)
+class Protocol(Settings):
+    """How every encoder is evaluated (resolved from the profile by :func:`protocol_for`)."""
+
+    labels_per_class: tuple[int | None, ...] = (10, 100, None)  # probe budgets; None = all labels
+    draws: int = 3  # random labelled subsets per budget (mean ± std over them)
+    validation_per_class: int = 100  # training images per class held out to choose the probe's penalty
+    weight_decays: tuple[float, ...] = (1e-3, 1e-2, 1e-1)  # the grid the penalty is chosen from
+    probe_max_iter: int = 100  # L-BFGS iterations per probe fit
+    knn_k: int = 20
+    finetune_labels: int = FINETUNE_LABELS  # labels per class of the fine-tune column
+    finetune_steps: int = 100  # optimiser steps of the fine-tune recipe (AdamW, crop + flip)
+    finetune_lr: float = 2e-3
+    finetune_weight_decay: float = 5e-4
+    finetune_batch_size: int = 128  # at most; 10 labels x 10 classes = one batch of 100
+    seed: int = 0  # label draw d uses seed 100 * seed + d
+
+    def __post_init__(self) -> None:
+        if not self.labels_per_class:
+            raise ValueError("labels_per_class must name at least one budget")
+        for n in self.labels_per_class:
+            check_int(n, "a labels_per_class budget", optional=True)
+        check_int(self.draws, "draws")
+        check_int(self.validation_per_class, "validation_per_class")
+        if not self.weight_decays:
+            raise ValueError("weight_decays must hold at least one value")
+        for wd in self.weight_decays:
+            check_number(wd, "a probe weight decay", 0, 1e3)
+        check_int(self.knn_k, "knn_k")
+        check_int(self.probe_max_iter, "probe_max_iter")
+        check_int(self.finetune_labels, "finetune_labels")
+        check_int(self.finetune_steps, "finetune_steps")
+        check_number(self.finetune_lr, "finetune_lr", 1e-8, 10)
+        check_number(self.finetune_weight_decay, "finetune_weight_decay", 0, 10)
+        check_int(self.finetune_batch_size, "finetune_batch_size")
+        check_int(self.seed, "seed", minimum=0)
+
+    def draw_seeds(self) -> list[int]:
+        return [100 * self.seed + d for d in range(self.draws)]
+
+
+FAST_FINETUNE_STEPS = 50  # fine-tune steps on a laptop CPU: 3 draws x 50 steps of 100 images per encoder
+
+
+def protocol_for(profile: Profile, **overrides) -> Protocol:
+    """The protocol for ``profile``: its budgets, k, seed and learning rate; a validation split of 100
+    images per class (a fifth of the images when ``max_images_per_class`` keeps fewer than 500);
+    fine-tuning for the profile's ``supervised_steps``, at most ``FAST_FINETUNE_STEPS`` on the CPU
+    profiles (every encoder is fine-tuned three times, and a notebook must stay within 3 minutes)."""
+    per_class = profile.max_images_per_class
+    validation = 100 if per_class is None else max(1, min(100, per_class // 5))
+    steps = profile.supervised_steps if profile.name == "full" else min(FAST_FINETUNE_STEPS, profile.supervised_steps)
+    protocol = Protocol(labels_per_class=tuple(profile.labels_per_class), validation_per_class=validation,
+                        knn_k=profile.knn_k, finetune_steps=steps, finetune_lr=profile.lr,
+                        finetune_weight_decay=profile.weight_decay, finetune_batch_size=profile.batch_size,
+                        seed=profile.seed)
+    return protocol.replace(**overrides) if overrides else protocol
 
 
 def check_labels(labels: torch.Tensor, num_classes: int | None = None) -> None:
@@ -105,6 +210,34 @@ def pixels(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1)
 
 
+def check_features(h_train: torch.Tensor, y_train: torch.Tensor, h_query: torch.Tensor | None = None,
+                   y_query: torch.Tensor | None = None) -> None:
+    """Raise ``ValueError``/``TypeError``, naming the shapes, unless the features and labels fit together:
+    2-D float features with the same size D, non-empty, finite; 1-D integer labels, one per row."""
+    named = [("h_train", h_train, "y_train", y_train)]
+    if h_query is not None:
+        named.append(("h_query", h_query, "y_query", y_query))
+    for hname, h, yname, y in named:
+        if not torch.is_tensor(h) or not (h.is_floating_point() or h.dtype in (torch.uint8, torch.int64)):
+            raise TypeError(f"{hname} must be a tensor of features (N, D), got {type(h).__name__} "
+                            f"{getattr(h, 'dtype', '')}")
+        if h.dim() != 2:
+            raise ValueError(f"{hname} must be 2-D (N, D), got shape {tuple(h.shape)}")
+        if len(h) == 0:
+            raise ValueError(f"{hname} is empty (shape {tuple(h.shape)}): need at least one example")
+        if h.is_floating_point() and not torch.isfinite(h).all():
+            bad = int((~torch.isfinite(h)).any(1).sum())
+            raise ValueError(f"{hname} (shape {tuple(h.shape)}) holds NaN or inf in {bad} row(s)")
+        if y is not None:
+            check_labels(y)
+            if y.shape != (len(h),):
+                raise ValueError(f"{yname} must have one label per row of {hname} {tuple(h.shape)}: expected "
+                                 f"shape ({len(h)},), got {tuple(y.shape)}")
+    if h_query is not None and h_query.shape[1] != h_train.shape[1]:
+        raise ValueError(f"feature sizes differ: h_train is {tuple(h_train.shape)}, h_query is "
+                         f"{tuple(h_query.shape)} (the same encoder must make both)")
+
+
 def fit_linear_probe(h: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float = 1e-3,
                      max_iter: int = 200) -> nn.Module:
     """Multinomial logistic regression on standardised features, fitted with L-BFGS.
@@ -113,9 +246,9 @@ def fit_linear_probe(h: torch.Tensor, y: torch.Tensor, num_classes: int, weight_
     the objective of scikit-learn's LogisticRegression with C = 1 / (N * weight_decay).
     Returns a module mapping raw features to logits (standardisation included).
     """
+    check_features(h, y)
     check_labels(y, num_classes)
-    if h.dim() != 2 or len(h) != len(y):
-        raise ValueError(f"expected features (N, D) and labels (N,), got {tuple(h.shape)} and {tuple(y.shape)}")
+    check_number(weight_decay, "weight_decay", 0, 1e6)
     h = h.float()
     mean, std = h.mean(0), h.std(0, unbiased=False).clamp_min(1e-6)
     hs = (h - mean) / std  # (N, D)
@@ -149,13 +282,17 @@ class _Standardize(nn.Module):
 
 def accuracy(logits_or_pred: torch.Tensor, y: torch.Tensor) -> float:
     pred = logits_or_pred.argmax(1) if logits_or_pred.dim() == 2 else logits_or_pred
+    if pred.shape != y.shape:
+        raise ValueError(f"predictions {tuple(pred.shape)} and labels {tuple(y.shape)} must have one shape")
     return (pred.cpu() == y.cpu()).float().mean().item()
 
 
 def linear_probe_accuracy(h_train: torch.Tensor, y_train: torch.Tensor, h_test: torch.Tensor, y_test: torch.Tensor,
-                          weight_decay: float = 1e-3) -> float:
+                          weight_decay: float = 1e-3, max_iter: int = 200) -> float:
+    """Test accuracy of a probe fitted on (h_train, y_train) with this L2 penalty."""
+    check_features(h_train, y_train, h_test, y_test)
     num_classes = int(max(y_train.max(), y_test.max())) + 1
-    probe = fit_linear_probe(h_train, y_train, num_classes, weight_decay)
+    probe = fit_linear_probe(h_train, y_train, num_classes, weight_decay, max_iter)
     return accuracy(probe(h_test.float()), y_test)
 
 
@@ -163,9 +300,9 @@ def linear_probe_accuracy(h_train: torch.Tensor, y_train: torch.Tensor, h_test: 
 def knn_predict(h_train: torch.Tensor, y_train: torch.Tensor, h_query: torch.Tensor, k: int = 20,
                 chunk: int = 1024) -> torch.Tensor:
     """Majority vote of the k training points with the highest cosine similarity (ties -> smallest label)."""
-    check_labels(y_train)
-    if not 1 <= k <= len(h_train):
-        raise ValueError(f"k must be between 1 and the number of training points {len(h_train)}, got {k}")
+    check_features(h_train, y_train, h_query)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(h_train):
+        raise ValueError(f"k must be between 1 and the number of training points {len(h_train)}, got {k!r}")
     bank = F.normalize(h_train.float(), dim=1)  # (N, D)
     num_classes = int(y_train.max()) + 1
     preds = []
@@ -179,24 +316,144 @@ def knn_predict(h_train: torch.Tensor, y_train: torch.Tensor, h_query: torch.Ten
 
 def knn_accuracy(h_train: torch.Tensor, y_train: torch.Tensor, h_test: torch.Tensor, y_test: torch.Tensor,
                  k: int = 20) -> float:
+    check_features(h_train, y_train, h_test, y_test)
     return accuracy(knn_predict(h_train, y_train, h_test, k), y_test)
 
 
+# --------------------------------------------------------------------------- protocol v2
+
+
+def split_validation(labels: torch.Tensor, per_class: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pool, validation): sorted indices. ``per_class`` random images of every class form the
+    validation split; the labelled subsets of the probes are drawn from the rest (the pool)."""
+    check_labels(labels)
+    check_int(per_class, "per_class")
+    validation = sample_per_class(labels, per_class, seed=10_000 + seed)
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[validation] = False
+    pool = keep.nonzero().squeeze(1)
+    if len(pool) == 0 or any(int((labels[pool] == c).sum()) == 0 for c in labels.unique().tolist()):
+        raise ValueError(f"a validation split of {per_class} images per class leaves a class without "
+                         "training images")
+    return pool, validation
+
+
+def choose_weight_decay(h: torch.Tensor, y: torch.Tensor, h_val: torch.Tensor, y_val: torch.Tensor,
+                        grid: tuple[float, ...], num_classes: int, max_iter: int = 200) -> tuple[float, dict[float, float]]:
+    """The penalty of ``grid`` whose probe, fitted on (h, y), is most accurate on the validation split
+    (ties: the larger penalty); also every candidate's validation accuracy."""
+    check_features(h, y, h_val, y_val)
+    scores = {wd: accuracy(fit_linear_probe(h, y, num_classes, wd, max_iter)(h_val.float()), y_val) for wd in grid}
+    best = max(scores.values())
+    return max(wd for wd, acc in scores.items() if acc == best), scores
+
+
 def evaluate_features(method: str, h_train: torch.Tensor, y_train: torch.Tensor, h_test: torch.Tensor,
-                      y_test: torch.Tensor, labels_per_class=(10, 100, None), k: int = 20,
-                      weight_decay: float = 1e-3, seed: int = 0) -> Evaluation:
-    """Probe with every label budget (same labelled subsets for every method, given the seed) and kNN."""
+                      y_test: torch.Tensor, protocol: Protocol) -> Evaluation:
+    """Steps 1, 3 and 4 of the protocol on precomputed features: tuned probes over label draws, and kNN.
+
+    The validation split and the labelled draws depend only on the labels and
+    ``protocol.seed``, so every method gets the same ones.
+    """
+    check_features(h_train, y_train, h_test, y_test)
+    if not isinstance(protocol, Protocol):
+        raise TypeError(f"protocol must be a Protocol (evaluate.protocol_for(profile)), got {type(protocol).__name__}")
+    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    pool, val = split_validation(y_train, protocol.validation_per_class, protocol.seed)
     result = Evaluation(method)
-    for n in labels_per_class:
-        idx = sample_per_class(y_train, n, seed)
-        result.probe[budget_name(n)] = linear_probe_accuracy(h_train[idx], y_train[idx], h_test, y_test, weight_decay)
-    result.knn = knn_accuracy(h_train, y_train, h_test, y_test, k)
+    for n in protocol.labels_per_class:
+        draws = [pool[sample_per_class(y_train[pool], n, s)] for s in protocol.draw_seeds()]
+        if n is None:
+            draws = draws[:1]  # all labels: every draw is the same set
+        wd, _ = choose_weight_decay(h_train[draws[0]], y_train[draws[0]], h_train[val], y_train[val],
+                                    protocol.weight_decays, num_classes, protocol.probe_max_iter)
+        result.weight_decay[budget_name(n)] = wd
+        result.probe[budget_name(n)] = [linear_probe_accuracy(h_train[idx], y_train[idx], h_test, y_test, wd,
+                                                              protocol.probe_max_iter) for idx in draws]
+    result.knn = knn_accuracy(h_train, y_train, h_test, y_test, protocol.knn_k)  # nothing to tune: every label votes
     return result
 
 
-def evaluate(method: str, encoder: Encoder, train, test, profile) -> Evaluation:
-    """The whole protocol for one frozen encoder on ``train``/``test`` (ImageData)."""
+def finetune_draws(labels: torch.Tensor, protocol: Protocol) -> list[torch.Tensor]:
+    """The labelled subsets of the fine-tune column: ``protocol.finetune_labels`` per class, one per
+    draw (the same images as the probes with that many labels)."""
+    pool, _ = split_validation(labels, protocol.validation_per_class, protocol.seed)
+    return [pool[sample_per_class(labels[pool], protocol.finetune_labels, s)] for s in protocol.draw_seeds()]
+
+
+def finetune_accuracy(backbone: nn.Module, train, index: torch.Tensor, test, protocol: Protocol, seed: int = 0,
+                      progress: bool = False) -> float:
+    """The fine-tune recipe: a copy of ``backbone`` and a new linear head, trained together on the
+    labelled images ``train.images[index]`` for ``protocol.finetune_steps`` AdamW steps (light crop +
+    flip augmentation, batches of up to ``finetune_batch_size``); returns the test accuracy.
+
+    The same recipe for every starting point: from random init it is the supervised baseline.
+    ``backbone`` itself is not changed.
+    """
+    if not isinstance(backbone, nn.Module) or not hasattr(backbone, "forward_features"):
+        raise TypeError(f"fine-tuning needs a backbone with forward_features, got {type(backbone).__name__}")
+    device = next(backbone.parameters()).device
+    torch.manual_seed(seed)
+    net = copy.deepcopy(backbone)
+    head = LinearHead(net.feature_dim, train.num_classes).to(device)
+    labels = train.labels[index]
+    batch = min(protocol.finetune_batch_size, len(index))
+    loader = DeviceLoader(train.images[index], labels, batch, device=device, seed=seed)
+    cfg = light_config(train.images.shape[-1])
+    generator = torch.Generator(device=device).manual_seed(seed)
+
+    def step(b):
+        logits = head(net.forward_features(augment(b.x, cfg, generator)))
+        return F.cross_entropy(logits, b.y)
+
+    opt = torch.optim.AdamW([*net.parameters(), *head.parameters()], lr=protocol.finetune_lr,
+                            weight_decay=protocol.finetune_weight_decay)
+    train_loop([net, head], step, _Steps(loader, protocol.finetune_steps), opt, 1, desc="fine-tune",
+               progress=progress)
+    with torch.no_grad():
+        logits = torch.cat([head(net.forward_features(to_float(test.images[i:i + 512].to(device)))).cpu()
+                            for i in range(0, len(test.images), 512)])
+    return accuracy(logits, test.labels)
+
+
+class _Steps:
+    """Exactly ``steps`` batches from a loader, epoch after epoch."""
+
+    def __init__(self, loader, steps: int):
+        self.loader, self.steps = loader, steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        done = 0
+        while done < self.steps:
+            for batch in self.loader:
+                yield batch
+                done += 1
+                if done == self.steps:
+                    return
+
+
+def evaluate(method: str, encoder: Encoder, train, test, profile: Profile, finetune: bool = True,
+             compute: dict | None = None, progress: bool = False, protocol: Protocol | None = None) -> Evaluation:
+    """The whole protocol for one frozen encoder on ``train``/``test`` (ImageData): features once, tuned
+    probes over label draws, kNN, and (``finetune``, backbones only) the fine-tune column.
+
+    ``compute``: what pre-training the encoder cost (``History.compute()``), shown beside its row.
+    The raw-pixel encoder (:func:`pixels`) gets its 10-label probe as its fine-tune figure.
+    ``protocol``: ``protocol_for(profile)`` unless given.
+    """
+    protocol = protocol or protocol_for(profile)
+    tune = finetune and encoder is not pixels
+    draws = finetune_draws(train.labels, protocol) if tune else []  # fails now, not after the probes, if too few
     h_train = extract_features(encoder, train.images)
     h_test = extract_features(encoder, test.images)
-    return evaluate_features(method, h_train, train.labels, h_test, test.labels, profile.labels_per_class,
-                             profile.knn_k, profile.probe_weight_decay, profile.seed)
+    result = evaluate_features(method, h_train, train.labels, h_test, test.labels, protocol)
+    result.compute = dict(compute or {"images": 0, "steps": 0, "seconds": 0.0})
+    if encoder is pixels:
+        result.finetune = list(result.probe.get(str(protocol.finetune_labels), []))
+    elif tune:
+        result.finetune = [finetune_accuracy(encoder, train, idx, test, protocol, seed=s, progress=progress)
+                           for idx, s in zip(draws, protocol.draw_seeds(), strict=True)]
+    return result

@@ -21,70 +21,65 @@ exemplar); the data loader iterates over the N exemplars, so a batch's ``index``
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from course_lib.augment import AugmentConfig, augment, to_float
-from course_lib.config import Profile, Settings, check_int, check_number
-from course_lib.models import Backbone
+from course_lib.augment import AugmentConfig, augment, random_rotation, to_float
+from course_lib.config import Profile, Settings, check_int, check_number, get_device
+from course_lib.datasets import ImageData
+from course_lib.loader import DeviceLoader
+from course_lib.models import Backbone, LinearHead, build_backbone
+from course_lib.train import Pretrained, effective_budget, pretrain_and_cache, pretrain_key
 
 MAX_STRENGTH = 1.5  # crop area down to 10% of the image
 
 
 @dataclass(frozen=True)
 class ExemplarConfig(Settings):
-    """Hyperparameters of the exemplar pretext task (the profile holds the shared ones: backbone,
-    batch size, lr...). The defaults are the fast profile's: about a minute on a laptop CPU."""
+    """Hyperparameters of the exemplar pretext task, resolved and checked when built (``config_for``):
+    the printed values are the values used. The profile holds the shared ones (backbone, batch size, lr)."""
 
     num_exemplars: int = 2000  # N: images sampled from the training set = surrogate classes
     strength: float = 0.5  # augmentation strength s: crop area >= 1 - 0.6 s, rotation up to s * max_degrees,
     #                        brightness/contrast 0.4 s, blur with probability 0.5 s (0 = no augmentation)
     max_degrees: float = 20.0  # rotation range at strength 1 (the paper's +-20 degrees)
-    num_epochs: int | None = None  # passes over the N exemplars; None: as many steps as the profile's num_epochs
-    #                                over the whole training set (fast: 8 x 10,000 / 2,000 = 40 passes, 600 steps)
-    time_budget_s: float | None = 150.0  # stop pre-training after this long (the profile's budget wins if smaller)
+    num_epochs: int = 40  # passes over the N exemplars (fast: 40 x 16 batches = 640 steps)
+    time_budget_s: float | None = 150.0  # stop pre-training after this long (None: no budget)
+    recalibration_batches: int = 20  # batches that re-estimate the batch-norm statistics after training (0: skip)
 
     def __post_init__(self) -> None:
         check_int(self.num_exemplars, "num_exemplars", minimum=2)
         check_number(self.strength, "strength", 0, MAX_STRENGTH)
         check_number(self.max_degrees, "max_degrees", 0, 180)
-        check_int(self.num_epochs, "num_epochs", optional=True)
-        if self.time_budget_s is not None and not self.time_budget_s > 0:
-            raise ValueError(f"time_budget_s must be positive or None, got {self.time_budget_s!r}")
+        check_int(self.num_epochs, "num_epochs")
+        check_int(self.recalibration_batches, "recalibration_batches", minimum=0)
+        effective_budget(self.time_budget_s)  # raises unless positive or None
 
 
-# Per-profile defaults. full: CIFAR-10 on a GPU, stronger views for natural images, no time budget.
-# Every profile trains as many steps as its num_epochs over the training set (grade: within its budget).
-EXEMPLAR_CONFIGS = {
-    "fast": ExemplarConfig(),
-    "full": ExemplarConfig(num_exemplars=8000, strength=1.0, time_budget_s=None),
-}
+def config_for(profile: Profile, **overrides) -> ExemplarConfig:
+    """The exemplar settings for ``profile``, every value resolved, then ``overrides``.
 
-
-def exemplar_config(profile: Profile, num_images: int | None = None, **overrides) -> ExemplarConfig:
-    """The exemplar settings for ``profile`` (by name; fast's for unknown names), with overrides.
-
-    A profile with a time budget (``grade``) caps the training time with it; with
-    ``num_images`` (the training set's size), N is at most that many.
+    Every profile trains as many steps as ``num_epochs`` epochs over its training set would take:
+    passes over the N exemplars = num_epochs x training images / N (fast: 8 x 10,000 / 2,000 = 40).
+    full: CIFAR-10 on a GPU, N = 8,000, stronger views for natural images, no time budget.
+    With ``max_images_per_class`` (grade), N is at most the images kept (10 classes in every
+    course dataset). The profile's own budget wins when it is smaller.
     """
-    cfg = EXEMPLAR_CONFIGS.get(profile.name, EXEMPLAR_CONFIGS["fast"])
-    budgets = [b for b in (cfg.time_budget_s, profile.time_budget_s) if b is not None]
-    cfg = cfg.replace(time_budget_s=min(budgets) if budgets else None)
-    if num_images is not None and num_images < cfg.num_exemplars:
-        cfg = cfg.replace(num_exemplars=num_images)
+    train_images = {"cifar10": 50_000}.get(profile.dataset, 10_000)
+    if profile.max_images_per_class is not None:
+        train_images = min(train_images, 10 * profile.max_images_per_class)
+    if profile.name == "full":
+        n, strength, budget = 8000, 1.0, None
+    else:
+        n, strength, budget = 2000, 0.5, 150.0
+    n = overrides.get("num_exemplars", min(n, train_images))
+    cfg = ExemplarConfig(num_exemplars=n, strength=strength,
+                         num_epochs=max(1, round(profile.num_epochs * train_images / n)),
+                         time_budget_s=effective_budget(budget, profile.time_budget_s))
     return cfg.replace(**overrides) if overrides else cfg
-
-
-def num_epochs(cfg: ExemplarConfig, profile: Profile, num_images: int) -> int:
-    """Passes over the N exemplars: ``cfg.num_epochs``, else the number that makes as many
-    steps as ``profile.num_epochs`` epochs over all ``num_images`` training images."""
-    if cfg.num_epochs is not None:
-        return cfg.num_epochs
-    return max(1, round(profile.num_epochs * num_images / cfg.num_exemplars))
 
 
 # --------------------------------------------------------------------------- inputs and targets
@@ -129,23 +124,6 @@ def augment_config(size: int, strength: float = 1.0) -> AugmentConfig:
                          grayscale_p=0.0, blur_p=min(1.0, 0.5 * s), blur_sigma=(0.1, 1.0))
 
 
-def random_rotation(x: Tensor, max_degrees: float, generator: torch.Generator | None = None) -> Tensor:
-    """Rotate each image (B, C, H, W) by an angle uniform in [-max_degrees, max_degrees] about
-    its centre (bilinear, zeros outside): one ``affine_grid`` + ``grid_sample``."""
-    if not torch.is_tensor(x) or x.dim() != 4 or not x.is_floating_point():
-        got = f"{x.dtype} {tuple(x.shape)}" if torch.is_tensor(x) else type(x).__name__
-        raise TypeError(f"x must be a float tensor (B, C, H, W) in [0, 1], got {got}")
-    if max_degrees == 0:
-        return x
-    B = x.shape[0]
-    angle = (2 * torch.rand(B, generator=generator, device=x.device) - 1) * math.radians(max_degrees)  # (B,)
-    cos, sin = torch.cos(angle).to(x.dtype), torch.sin(angle).to(x.dtype)
-    theta = torch.zeros(B, 2, 3, dtype=x.dtype, device=x.device)
-    theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # (B, H, W, 2)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False).clamp_(0, 1)
-
-
 def make_views(images: Tensor, cfg: ExemplarConfig, generator: torch.Generator | None = None) -> Tensor:
     """One random view T(x) of each image: rotation, then crop, flip, colour and blur (float in [0, 1]).
 
@@ -161,15 +139,9 @@ def make_views(images: Tensor, cfg: ExemplarConfig, generator: torch.Generator |
 # --------------------------------------------------------------------------- head, loss, step
 
 
-class ExemplarHead(nn.Module):
-    """N-way classifier on features h: one weight vector per exemplar, logits = W h + b (B, N)."""
-
-    def __init__(self, feature_dim: int, num_exemplars: int):
-        super().__init__()
-        self.fc = nn.Linear(feature_dim, num_exemplars)
-
-    def forward(self, h: Tensor) -> Tensor:
-        return self.fc(h)
+def make_head(in_dim: int, cfg: ExemplarConfig) -> nn.Module:
+    """The N-way classifier on features h: one weight vector per exemplar, logits = W h + b (B, N)."""
+    return LinearHead(in_dim, cfg.num_exemplars)
 
 
 def head_parameters(feature_dim: int, num_exemplars: int) -> int:
@@ -178,7 +150,8 @@ def head_parameters(feature_dim: int, num_exemplars: int) -> int:
 
 
 def exemplar_loss(logits: Tensor, targets: Tensor) -> Tensor:
-    """Mean cross-entropy over the N surrogate classes: -log softmax(logits)_target.
+    """Mean cross-entropy over the N surrogate classes, -log softmax(logits)_target: the objective of
+    Dosovitskiy et al. 2014 (eq. 1, with the softmax loss), logits (B, N), targets (B,) in 0..N-1.
 
     Written as log-sum-exp minus the target's logit, which is stable for large logits.
     With uniform logits it equals log N (chance).
@@ -191,7 +164,7 @@ def exemplar_loss(logits: Tensor, targets: Tensor) -> Tensor:
     return (log_z - correct).mean()
 
 
-def exemplar_step(backbone: Backbone, head: ExemplarHead, cfg: ExemplarConfig,
+def exemplar_step(backbone: Backbone, head: LinearHead, cfg: ExemplarConfig,
                   generator: torch.Generator | None = None):
     """The step function for ``course_lib.train.train`` on a loader over the exemplars:
     augment the batch, classify each view as its exemplar (the batch's ``index``).
@@ -216,6 +189,38 @@ def exemplar_step(backbone: Backbone, head: ExemplarHead, cfg: ExemplarConfig,
         return {"loss": exemplar_loss(logits, y), "acc": (logits.argmax(1) == y).float().mean()}
 
     return step
+
+
+def pretrain(train_data: ImageData, profile: Profile, cfg: ExemplarConfig | None = None,
+             device: torch.device | None = None, progress: bool = True) -> Pretrained:
+    """Sample the exemplars, pre-train a backbone and the N-way head on their views (cached), then
+    recalibrate batch norm. The backbone starts from the same seeded initialisation as the random-init
+    baseline. Returns ``Pretrained(backbone, history, heads={"head": ...})``."""
+    cfg = cfg or config_for(profile)
+    if not isinstance(cfg, ExemplarConfig):
+        raise TypeError(f"cfg must be an ExemplarConfig (exemplar.config_for(profile)), got {type(cfg).__name__}")
+    if cfg.num_exemplars > len(train_data):
+        raise ValueError(f"num_exemplars={cfg.num_exemplars} but the training set has only {len(train_data)} images")
+    device = device or get_device()
+    exemplar_ids = sample_exemplars(len(train_data), cfg.num_exemplars, seed=profile.seed)
+    exemplars = train_data.images[exemplar_ids]  # (N, C, H, W): row i is surrogate class i
+    torch.manual_seed(profile.seed)
+    backbone = build_backbone(profile, train_data.images.shape[1]).to(device)
+    head = make_head(backbone.feature_dim, cfg).to(device)
+    loader = DeviceLoader(exemplars, batch_size=min(profile.batch_size, len(exemplars)), device=device,
+                          seed=profile.seed)  # no labels: the batch's index is the target
+    generator = torch.Generator(device=device).manual_seed(profile.seed)
+    if profile.compile:
+        backbone.compile()
+
+    def forward(batch) -> Tensor:  # the pretext inputs through both modules (batch-norm recalibration)
+        return head(backbone.forward_features(make_views(batch.x, cfg, generator)))
+
+    return pretrain_and_cache("exemplar", pretrain_key("exemplar", profile, cfg, train_data), backbone,
+                              {"head": head}, exemplar_step(backbone, head, cfg, generator), loader, profile.lr,
+                              profile.weight_decay, cfg.num_epochs, cfg.time_budget_s, amp=profile.amp,
+                              recalibrate=forward, recalibration_batches=cfg.recalibration_batches,
+                              progress=progress)
 
 
 # --------------------------------------------------------------------------- what the features learned

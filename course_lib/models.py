@@ -130,21 +130,29 @@ def build_backbone(profile: Profile, in_channels: int) -> Backbone:
 
 
 class LinearHead(nn.Module):
-    """A linear classifier on top of features h (B, in_dim) -> logits (B, num_classes)."""
+    """A linear map on features h (B, in_dim) -> (B, out_dim): a classifier's logits."""
 
-    def __init__(self, in_dim: int, num_classes: int):
+    def __init__(self, in_dim: int, out_dim: int):
         super().__init__()
-        self.fc = nn.Linear(in_dim, num_classes)
+        self.fc = nn.Linear(in_dim, out_dim)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.fc(h)
 
 
-class ProjectionHead(nn.Module):
-    """The MLP projection g(h) = W2 ReLU(BN(W1 h)) of SimCLR (Chen et al. 2020): h -> z."""
+class MLPHead(nn.Module):
+    """The course's one MLP head, Linear-BN-ReLU-Linear: h (B, in_dim) -> (B, out_dim).
+
+    SimCLR's projection g(h) = W2 ReLU(BN(W1 h)) (Chen et al. 2020), the rotation head and the
+    patch-pair head are all this module; only the sizes differ. The first linear layer has no
+    bias (batch norm right after it would cancel one).
+    """
 
     def __init__(self, in_dim: int, hidden_dim: int = 256, out_dim: int = 128):
         super().__init__()
+        for name, value in (("in_dim", in_dim), ("hidden_dim", hidden_dim), ("out_dim", out_dim)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
         self.net = nn.Sequential(
             nn.Linear(in_dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True),
             nn.Linear(hidden_dim, out_dim),
@@ -152,6 +160,14 @@ class ProjectionHead(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.net(h)
+
+
+ProjectionHead = MLPHead  # SimCLR's name for it (h -> z, 256 hidden, 128 out by default)
+
+
+def make_head(in_dim: int, out_dim: int, hidden_dim: int = 0) -> nn.Module:
+    """An :class:`MLPHead` with ``hidden_dim`` hidden units, or a :class:`LinearHead` when it is 0."""
+    return MLPHead(in_dim, hidden_dim, out_dim) if hidden_dim else LinearHead(in_dim, out_dim)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -22,24 +22,19 @@ one tensor, patches are cut with one indexing op, no Python loop over samples.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.augment import to_float
-from course_lib.checkpoints import load_or_train
 from course_lib.config import Profile, Settings, check_int, get_device
 from course_lib.datasets import ImageData
 from course_lib.loader import DeviceLoader
-from course_lib.models import Backbone, build_backbone
-from course_lib.train import History, train
-
-if TYPE_CHECKING:
-    import matplotlib.pyplot as plt
+from course_lib.models import Backbone, MLPHead, build_backbone
+from course_lib.train import Pretrained, effective_budget, pretrain_and_cache, pretrain_key
 
 # (row, col) step from the centre cell to the neighbour with label k, in reading order.
 NEIGHBOURS: tuple[tuple[int, int], ...] = (
@@ -59,18 +54,35 @@ def label_to_cell(label: int) -> int:
 
 @dataclass(frozen=True)
 class PatchConfig(Settings):
-    """How pairs of patches are cut (sizes in pixels of the resized image)."""
+    """How pairs of patches are cut (sizes in pixels of the resized image) and how long to train;
+    resolved and checked when built (``config_for``): the printed values are the values used."""
 
     image_size: int = 32  # images are resized to this side first (Fashion-MNIST 28 px -> 32 px)
     patch_size: int = 8  # side of each square patch (the backbones need >= 8 px)
     gap: int = 2  # empty pixels between neighbouring cells (Doersch: 48 px between 96-px patches)
     jitter: int = 2  # each patch moves independently by up to +-jitter pixels per axis (Doersch: 7 of 96)
     hidden_dim: int = 256  # hidden width of the pair head
+    num_epochs: int = 8  # passes over the training images
+    time_budget_s: float | None = None  # stop pre-training after this many seconds (None: no budget)
+    recalibration_batches: int = 20  # batches that re-estimate the batch-norm statistics after training (0: skip)
+
+    def __post_init__(self) -> None:
+        for name in ("image_size", "patch_size", "gap", "jitter", "hidden_dim", "recalibration_batches"):
+            check_int(getattr(self, name), name, minimum=0)
+        check_int(self.num_epochs, "num_epochs")
+        effective_budget(self.time_budget_s)  # raises unless positive or None
+        if self.patch_size < 8:
+            raise ValueError(f"patch_size must be >= 8 (the backbones need 8x8 inputs), got {self.patch_size}")
+        if self.hidden_dim < 1:
+            raise ValueError(f"hidden_dim must be >= 1, got {self.hidden_dim}")
+        if self.image_size < self.grid_size:
+            raise ValueError(
+                f"image of {self.image_size} px is too small for a 3x3 grid of {self.patch_size}-px patches with "
+                f"gap {self.gap} and jitter {self.jitter}: need >= 3*patch + 2*gap + 2*jitter = {self.grid_size} px"
+            )
 
     def __str__(self) -> str:
-        lines = [f"{type(self).__name__}:"]
-        lines += [f"  {f.name:12s} = {getattr(self, f.name)!r}" for f in dataclasses.fields(self)]
-        return "\n".join(lines + [f"  (grid of {self.grid_size} px, chance = 1/8)"])
+        return super().__str__() + f"\n  (grid of {self.grid_size} px, chance = 1/8)"
 
     @property
     def stride(self) -> int:
@@ -82,34 +94,23 @@ class PatchConfig(Settings):
         """The smallest image side that holds the jittered 3x3 grid."""
         return 3 * self.patch_size + 2 * self.gap + 2 * self.jitter
 
-    def check(self, image_size: int | None = None) -> None:
-        """Raise ``ValueError`` if the numbers are not valid (or the grid does not fit ``image_size``)."""
-        for name in ("image_size", "patch_size", "gap", "jitter", "hidden_dim"):
-            check_int(getattr(self, name), name, minimum=0)
-        if self.patch_size < 8:
-            raise ValueError(f"patch_size must be >= 8 (the backbones need 8x8 inputs), got {self.patch_size}")
-        if self.hidden_dim < 1:
-            raise ValueError(f"hidden_dim must be >= 1, got {self.hidden_dim}")
-        size = self.image_size if image_size is None else image_size
-        if size < self.grid_size:
-            raise ValueError(
-                f"image of {size} px is too small for a 3x3 grid of {self.patch_size}-px patches with gap "
-                f"{self.gap} and jitter {self.jitter}: need >= 3*patch + 2*gap + 2*jitter = {self.grid_size} px"
-            )
 
-
-def config_for(profile: Profile) -> PatchConfig:
-    """The patch sizes for a profile's data.
+def config_for(profile: Profile, **overrides) -> PatchConfig:
+    """The patch settings for ``profile``, every value resolved, then ``overrides``.
 
     Fashion-MNIST (28 px) is resized to 32 px and CIFAR-10 used as it is: 8-px patches, close
     to the scale of the whole images the probe sees (measured in notebook 04: larger,
     upsampled patches transfer worse to whole images). STL-10 (96 px) gets 24-px patches.
+    Training: the profile's epochs and time budget.
     """
+    common = {"num_epochs": profile.num_epochs, "time_budget_s": effective_budget(profile.time_budget_s)}
     if profile.dataset == "stl10":
-        return PatchConfig(image_size=96, patch_size=24, gap=6, jitter=6, hidden_dim=512)
-    if profile.backbone == "resnet18":
-        return PatchConfig(hidden_dim=512)
-    return PatchConfig()
+        cfg = PatchConfig(image_size=96, patch_size=24, gap=6, jitter=6, hidden_dim=512, **common)
+    elif profile.backbone == "resnet18":
+        cfg = PatchConfig(hidden_dim=512, **common)
+    else:
+        cfg = PatchConfig(**common)
+    return cfg.replace(**overrides) if overrides else cfg
 
 
 def neighbour_offsets(patch_size: int, gap: int) -> Tensor:
@@ -124,7 +125,9 @@ def grid_corners(batch_size: int, cfg: PatchConfig, image_size: int, generator: 
     The whole grid moves to a random position that fits the image; then every patch
     moves on its own by a random jitter in [-jitter, jitter] per axis.
     """
-    free = image_size - cfg.grid_size  # room to move the whole grid (>= 0 after cfg.check)
+    free = image_size - cfg.grid_size  # room to move the whole grid
+    if free < 0:
+        raise ValueError(f"a {cfg.grid_size}-px grid does not fit in a {image_size}-px image")
     origin = cfg.jitter + torch.randint(0, free + 1, (batch_size, 1, 2), generator=generator, device=device)
     cells = torch.tensor([(r, c) for r in range(3) for c in range(3)], device=device) * cfg.stride  # (9, 2)
     shake = torch.randint(-cfg.jitter, cfg.jitter + 1, (batch_size, 9, 2), generator=generator, device=device)
@@ -200,7 +203,6 @@ def make_pairs(x: Tensor, cfg: PatchConfig, generator: torch.Generator | None = 
     """
     if not torch.is_tensor(x) or x.dim() != 4:
         raise TypeError(f"x must be an image batch (B, C, H, W), got {type(x).__name__} {tuple(getattr(x, 'shape', ()))}")
-    cfg.check()
     x = resize(to_float(x) if x.dtype == torch.uint8 else x, cfg.image_size)  # (B, C, S, S)
     B = x.shape[0]
     if labels is None:
@@ -213,20 +215,29 @@ def make_pairs(x: Tensor, cfg: PatchConfig, generator: torch.Generator | None = 
 
 
 class PairHead(nn.Module):
-    """Late fusion: the features of the two patches, concatenated, through a small MLP -> 8 logits.
+    """Late fusion: the features of the two patches, concatenated, through the course's MLP head -> 8 logits.
 
     Like the paper's network, the two patches meet only here: the encoder sees one patch at a time.
     """
 
-    def __init__(self, feature_dim: int, hidden_dim: int = 256, num_positions: int = NUM_POSITIONS):
+    def __init__(self, in_dim: int, hidden_dim: int = 256):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(2 * feature_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True),
-            nn.Linear(hidden_dim, num_positions),
-        )
+        self.mlp = MLPHead(2 * in_dim, hidden_dim, NUM_POSITIONS)
 
     def forward(self, h_centre: Tensor, h_neighbour: Tensor) -> Tensor:
-        return self.net(torch.cat([h_centre, h_neighbour], dim=1))  # (B, 2D) -> (B, 8)
+        return self.mlp(torch.cat([h_centre, h_neighbour], dim=1))  # (B, 2D) -> (B, 8)
+
+
+def make_head(in_dim: int, cfg: PatchConfig) -> PairHead:
+    return PairHead(in_dim, cfg.hidden_dim)
+
+
+def position_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Doersch et al. 2015 (sec. 3): mean cross-entropy of the 8-way position logits (B, 8) against the
+    neighbour labels (B,) in 0..7; chance = log 8."""
+    if logits.dim() != 2 or logits.shape[1] != NUM_POSITIONS or labels.shape != logits.shape[:1]:
+        raise ValueError(f"expected logits (B, 8) and labels (B,), got {tuple(logits.shape)} and {tuple(labels.shape)}")
+    return F.cross_entropy(logits, labels)
 
 
 def pair_logits(backbone: Backbone, head: PairHead, pairs: PatchPairs) -> Tensor:
@@ -239,12 +250,11 @@ def pair_logits(backbone: Backbone, head: PairHead, pairs: PatchPairs) -> Tensor
 def patch_position_step(backbone: Backbone, head: PairHead, cfg: PatchConfig,
                         generator: torch.Generator | None = None):
     """The step function for ``course_lib.train.train``: cross-entropy over the 8 positions."""
-    cfg.check()
 
     def step(batch):
         pairs = make_pairs(batch.x, cfg, generator)
         logits = pair_logits(backbone, head, pairs)  # (B, 8)
-        return {"loss": F.cross_entropy(logits, pairs.label), "acc": (logits.argmax(1) == pairs.label).float().mean()}
+        return {"loss": position_loss(logits, pairs.label), "acc": (logits.argmax(1) == pairs.label).float().mean()}
 
     return step
 
@@ -252,84 +262,47 @@ def patch_position_step(backbone: Backbone, head: PairHead, cfg: PatchConfig,
 @torch.no_grad()
 def pretext_accuracy(backbone: Backbone, head: PairHead, images: Tensor, cfg: PatchConfig, seed: int = 0,
                      batch_size: int = 512) -> float:
-    """Accuracy of the 8-way position guess on ``images`` (uint8), with fixed random pairs (``seed``)."""
+    """Accuracy of the 8-way position guess on ``images`` (uint8), with fixed random pairs (``seed``);
+    computed in eval mode, the modules' modes restored afterwards."""
+    modes = backbone.training, head.training
     backbone.eval()
     head.eval()
     device = next(backbone.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     correct = 0
-    for i in range(0, len(images), batch_size):
-        pairs = make_pairs(images[i:i + batch_size].to(device), cfg, generator)
-        correct += (pair_logits(backbone, head, pairs).argmax(1) == pairs.label).sum().item()
+    try:
+        for i in range(0, len(images), batch_size):
+            pairs = make_pairs(images[i:i + batch_size].to(device), cfg, generator)
+            correct += (pair_logits(backbone, head, pairs).argmax(1) == pairs.label).sum().item()
+    finally:
+        backbone.train(modes[0])
+        head.train(modes[1])
     return correct / len(images)
 
 
-def pretrain(train_data: ImageData, profile: Profile, cfg: PatchConfig, device: torch.device | None = None,
-             name: str = "patch_position", progress: bool = True) -> tuple[Backbone, PairHead, History]:
-    """Train a backbone and a pair head on the pretext task with ``profile``'s budget.
-
-    Cached by ``checkpoints.load_or_train``: the config dict holds everything that changes
-    the result, so a second run loads in a second and a changed knob retrains.
-    """
-    cfg.check()
+def pretrain(train_data: ImageData, profile: Profile, cfg: PatchConfig | None = None,
+             device: torch.device | None = None, progress: bool = True) -> Pretrained:
+    """Pre-train a backbone and the pair head on the pretext task (cached: the key holds the whole
+    profile and config, so a changed knob -- a gap of 0 -- retrains), then recalibrate batch norm.
+    Returns ``Pretrained(backbone, history, heads={"head": ...})``."""
+    cfg = cfg or config_for(profile)
+    if not isinstance(cfg, PatchConfig):
+        raise TypeError(f"cfg must be a PatchConfig (patch_position.config_for(profile)), got {type(cfg).__name__}")
     device = device or get_device()
     torch.manual_seed(profile.seed)
     backbone = build_backbone(profile, train_data.images.shape[1]).to(device)
-    head = PairHead(backbone.feature_dim, cfg.hidden_dim).to(device)
-    model = nn.ModuleDict({"backbone": backbone, "head": head})
-    loader = DeviceLoader(train_data.images, batch_size=profile.batch_size, device=device, seed=profile.seed)
+    head = make_head(backbone.feature_dim, cfg).to(device)
+    loader = DeviceLoader(train_data.images, batch_size=min(profile.batch_size, len(train_data)), device=device,
+                          seed=profile.seed)
     generator = torch.Generator(device=device).manual_seed(profile.seed)
+    if profile.compile:
+        backbone.compile()
 
-    def run() -> History:
-        opt = torch.optim.AdamW(model.parameters(), lr=profile.lr, weight_decay=profile.weight_decay)
-        return train(model, patch_position_step(backbone, head, cfg, generator), loader, opt, profile.num_epochs,
-                     profile.time_budget_s, amp=profile.amp, desc=f"{name} (gap {cfg.gap}, jitter {cfg.jitter})",
-                     progress=progress)
+    def forward(batch) -> Tensor:  # the pretext inputs through both modules (batch-norm recalibration)
+        return pair_logits(backbone, head, make_pairs(batch.x, cfg, generator))
 
-    config = {"task": "patch_position", "profile": profile.as_dict(), "patches": cfg.as_dict(),
-              "train": len(train_data)}
-    history = load_or_train(name, config, model, run)
-    return backbone, head, history
-
-
-def show_grid(image: Tensor, cfg: PatchConfig, label: int = 3, seed: int = 0) -> plt.Figure:
-    """The lecture's figure with real patches: the numbered 3x3 grid on ``image`` (C, H, W), the nine
-    patches as the network gets them, and one pair X = (patch 5, patch n) with its label Y."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    cfg.check()
-    x = resize(to_float(image[None]) if image.dtype == torch.uint8 else image[None], cfg.image_size)  # (1, C, S, S)
-    corners = grid_corners(1, cfg, cfg.image_size, torch.Generator().manual_seed(seed))[0]  # (9, 2)
-    patches = cut_patches(x.expand(9, -1, -1, -1), corners, cfg.patch_size)  # (9, C, p, p)
-    cell = label_to_cell(label)
-    gray = {"cmap": "gray", "vmin": 0, "vmax": 1}
-    fig = plt.figure(figsize=(9, 3.3))
-    axes = fig.subplots(1, 4, gridspec_kw={"width_ratios": [3, 3, 1.2, 1.2]})
-    axes[0].imshow(_hwc(x[0]), **gray)
-    for k, (r, c) in enumerate(corners.tolist()):
-        colour = "tab:orange" if k == 4 else "tab:cyan" if k + 1 == cell else "white"
-        axes[0].add_patch(Rectangle((c - 0.5, r - 0.5), cfg.patch_size, cfg.patch_size, fill=False, ec=colour, lw=1.5))
-        axes[0].text(c + 1, r + 1, str(k + 1), color=colour, fontsize=9, va="top", weight="bold")
-    axes[0].set_title(f"{cfg.image_size}-px image, gap {cfg.gap}, jitter {cfg.jitter}", fontsize=9)
-    mosaic = torch.ones(x.shape[1], 3 * cfg.patch_size + 4, 3 * cfg.patch_size + 4)  # white 2-px separators
-    for k in range(9):
-        r, c = divmod(k, 3)
-        mosaic[:, r * (cfg.patch_size + 2):r * (cfg.patch_size + 2) + cfg.patch_size,
-               c * (cfg.patch_size + 2):c * (cfg.patch_size + 2) + cfg.patch_size] = patches[k]
-    axes[1].imshow(_hwc(mosaic), **gray)
-    axes[1].set_title("the nine patches, side by side", fontsize=9)
-    axes[2].imshow(_hwc(patches[4]), **gray)
-    axes[2].set_title("patch 5 (centre)", fontsize=9, color="tab:orange")
-    axes[3].imshow(_hwc(patches[cell - 1]), **gray)
-    axes[3].set_title(f"patch {cell}", fontsize=9, color="tab:cyan")
-    for ax in axes:
-        ax.axis("off")
-    fig.suptitle(f"X = (patch 5, patch {cell});  Y = {label}", fontsize=11)
-    fig.tight_layout()
-    return fig
-
-
-def _hwc(img: Tensor) -> Tensor:
-    """(C, H, W) -> (H, W) or (H, W, 3) for imshow."""
-    return img[0].cpu() if img.shape[0] == 1 else img.permute(1, 2, 0).cpu()
+    return pretrain_and_cache("patch_position", pretrain_key("patch_position", profile, cfg, train_data), backbone,
+                              {"head": head}, patch_position_step(backbone, head, cfg, generator), loader, profile.lr,
+                              profile.weight_decay, cfg.num_epochs, cfg.time_budget_s, amp=profile.amp,
+                              recalibrate=forward, recalibration_batches=cfg.recalibration_batches,
+                              progress=progress)

@@ -6,12 +6,16 @@ Every function draws on a new matplotlib figure and returns it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from course_lib.evaluate import Evaluation
+
+if TYPE_CHECKING:
+    from course_lib.patch_position import PatchConfig
 
 
 def _as_hwc(img: torch.Tensor) -> np.ndarray:
@@ -66,19 +70,21 @@ def plot_losses(curves: dict[str, Sequence[float]], smooth: int = 20, chance: fl
 
 
 def plot_label_efficiency(evaluations: Sequence[Evaluation], all_labels: int | None = None) -> plt.Figure:
-    """Probe accuracy against labels per class, one line per method (the label-efficiency curve)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    """Probe accuracy against labels per class, one line per method, error bars = std over label draws;
+    the y axis zooms to the plotted range, the legend sits outside the axes."""
+    fig, ax = plt.subplots(figsize=(7, 4))
     for e in evaluations:
         budgets = list(e.probe)
         x = [all_labels if b == "all" else int(b) for b in budgets]
         if None in x:
             raise ValueError("pass all_labels (labels per class in the full set) to place the 'all' budget")
-        ax.plot(x, [100 * e.probe[b] for b in budgets], marker="o", label=e.method)
+        ax.errorbar(x, [100 * e.mean(b) for b in budgets], yerr=[100 * e.std(b) for b in budgets], marker="o",
+                    capsize=3, label=e.method)
     ax.set_xscale("log")
     ax.set_xlabel("labels per class (log scale)")
-    ax.set_ylabel("linear-probe test accuracy (%)")
+    ax.set_ylabel("linear-probe test accuracy (%)\nmean ± std over label draws")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -155,28 +161,90 @@ def plot_decision_boundaries(points: np.ndarray, labels: np.ndarray, labeled: np
 
 
 def plot_bars(values: dict[str, Sequence[float]], categories: Sequence[str], ylabel: str = "accuracy (%)",
-              chance: float | None = None, title: str = "", percent: bool = True) -> plt.Figure:
+              chance: float | None = None, title: str = "", percent: bool = True,
+              errors: dict[str, Sequence[float]] | None = None, sort_by: str | None = None,
+              zoom: bool = True) -> plt.Figure:
     """Grouped bars: one group per category, one bar per name in ``values`` (each a value per category).
 
-    ``percent`` shows values in [0, 1] as %; ``chance`` (same units as the values) draws a dashed line.
+    ``percent`` shows values in [0, 1] as %; ``chance`` (same units) draws a dashed line;
+    ``errors`` (same shape as ``values``) draws error bars; ``sort_by`` (a name in ``values``)
+    orders the categories by that name's values, smallest first (for a claim about an ordering);
+    ``zoom`` starts the y axis near the smallest bar, so that a few points' difference shows.
+    The legend sits outside the axes, where it covers no bar.
     """
     for name, v in values.items():
         if len(v) != len(categories):
             raise ValueError(f"{name!r} has {len(v)} values for {len(categories)} categories")
+    for name, v in (errors or {}).items():
+        if name not in values or len(v) != len(categories):
+            raise ValueError(f"errors[{name!r}] must match a name of values and have {len(categories)} entries")
+    order = np.arange(len(categories))
+    if sort_by is not None:
+        if sort_by not in values:
+            raise ValueError(f"sort_by must be one of {list(values)}, got {sort_by!r}")
+        order = np.argsort(np.asarray(values[sort_by], dtype=float), kind="stable")
     scale = 100 if percent else 1
     width = 0.8 / max(1, len(values))
-    fig, ax = plt.subplots(figsize=(max(4.5, 0.55 * len(categories) * max(1, len(values)) + 1.5), 3.6))
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.55 * len(categories) * max(1, len(values)) + 2.5), 3.6))
+    low, high = np.inf, -np.inf
     for i, (name, v) in enumerate(values.items()):
-        ax.bar(np.arange(len(categories)) + (i - (len(values) - 1) / 2) * width, scale * np.asarray(v, dtype=float),
-               width, label=name)
+        y = scale * np.asarray(v, dtype=float)[order]
+        err = None if errors is None or name not in errors else scale * np.asarray(errors[name], dtype=float)[order]
+        ax.bar(np.arange(len(categories)) + (i - (len(values) - 1) / 2) * width, y, width, yerr=err, capsize=2,
+               label=name)
+        low = min(low, np.nanmin(y - (err if err is not None else 0)))
+        high = max(high, np.nanmax(y + (err if err is not None else 0)))
     if chance is not None:
         ax.axhline(scale * chance, ls="--", c="gray", label="chance")
+        low, high = min(low, scale * chance), max(high, scale * chance)
+    if zoom and np.isfinite(low) and high > low:
+        pad = 0.15 * (high - low)
+        ax.set_ylim(max(0.0, low - pad), high + pad)
     tilt = len(categories) > 5
-    ax.set_xticks(np.arange(len(categories)), list(categories), rotation=30 if tilt else 0,
+    ax.set_xticks(np.arange(len(categories)), [categories[c] for c in order], rotation=30 if tilt else 0,
                   ha="right" if tilt else "center")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def show_patch_grid(image: torch.Tensor, cfg: PatchConfig, label: int = 3, seed: int = 0) -> plt.Figure:
+    """The lecture's figure with real patches: the numbered 3x3 grid on ``image`` (C, H, W), the nine
+    patches as the network gets them, and one pair X = (patch 5, patch n) with its label Y."""
+    from matplotlib.patches import Rectangle
+
+    from course_lib.augment import to_float
+    from course_lib.patch_position import cut_patches, grid_corners, label_to_cell, resize
+
+    x = resize(to_float(image[None]) if image.dtype == torch.uint8 else image[None], cfg.image_size)  # (1, C, S, S)
+    corners = grid_corners(1, cfg, cfg.image_size, torch.Generator().manual_seed(seed))[0]  # (9, 2)
+    patches = cut_patches(x.expand(9, -1, -1, -1), corners, cfg.patch_size)  # (9, C, p, p)
+    cell = label_to_cell(label)
+    gray = {"cmap": "gray", "vmin": 0, "vmax": 1}
+    fig = plt.figure(figsize=(9, 3.3))
+    axes = fig.subplots(1, 4, gridspec_kw={"width_ratios": [3, 3, 1.2, 1.2]})
+    axes[0].imshow(_as_hwc(x[0]), **gray)
+    for k, (r, c) in enumerate(corners.tolist()):
+        colour = "tab:orange" if k == 4 else "tab:cyan" if k + 1 == cell else "white"
+        axes[0].add_patch(Rectangle((c - 0.5, r - 0.5), cfg.patch_size, cfg.patch_size, fill=False, ec=colour, lw=1.5))
+        axes[0].text(c + 1, r + 1, str(k + 1), color=colour, fontsize=9, va="top", weight="bold")
+    axes[0].set_title(f"{cfg.image_size}-px image, gap {cfg.gap}, jitter {cfg.jitter}", fontsize=9)
+    mosaic = torch.ones(x.shape[1], 3 * cfg.patch_size + 4, 3 * cfg.patch_size + 4)  # white 2-px separators
+    for k in range(9):
+        r, c = divmod(k, 3)
+        mosaic[:, r * (cfg.patch_size + 2):r * (cfg.patch_size + 2) + cfg.patch_size,
+               c * (cfg.patch_size + 2):c * (cfg.patch_size + 2) + cfg.patch_size] = patches[k]
+    axes[1].imshow(_as_hwc(mosaic), **gray)
+    axes[1].set_title("the nine patches, side by side", fontsize=9)
+    axes[2].imshow(_as_hwc(patches[4]), **gray)
+    axes[2].set_title("patch 5 (centre)", fontsize=9, color="tab:orange")
+    axes[3].imshow(_as_hwc(patches[cell - 1]), **gray)
+    axes[3].set_title(f"patch {cell}", fontsize=9, color="tab:cyan")
+    for ax in axes:
+        ax.axis("off")
+    fig.suptitle(f"X = (patch 5, patch {cell});  Y = {label}", fontsize=11)
     fig.tight_layout()
     return fig

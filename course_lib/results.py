@@ -8,6 +8,7 @@ notebooks saving at once both keep their rows.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ except ImportError:  # Windows: no advisory locks; saves from two notebooks at t
 
 from course_lib.checkpoints import atomic_write
 from course_lib.config import cache_dir
-from course_lib.evaluate import Evaluation
+from course_lib.evaluate import FINETUNE_LABELS, Evaluation, mean_std
 
 
 def results_path(profile_name: str, folder: Path | None = None) -> Path:
@@ -80,16 +81,43 @@ def save_results(evaluations: list[Evaluation] | Evaluation, profile_name: str, 
 
 
 def format_table(evaluations: list[Evaluation], percent: bool = True) -> str:
-    """A Markdown table: one row per method, probe accuracy per label budget, then kNN."""
+    """A Markdown table: one row per method; probe accuracy per label budget and the fine-tune column
+    as mean ± std over the label draws; kNN; and what pre-training cost (images, steps, seconds)."""
     if not evaluations:
         return "(no results)"
-    budgets = list(evaluations[0].probe)
-    head = "| method | " + " | ".join(f"probe {b}/class" for b in budgets) + " | kNN |"
-    sep = "|---" * (len(budgets) + 2) + "|"
+    budgets = list(dict.fromkeys(b for e in evaluations for b in e.probe))
+    scale = 100 if percent else 1
+    digits = 1 if percent else 3
 
-    def fmt(v: float) -> str:
-        return f"{100 * v:.1f}" if percent else f"{v:.3f}"
+    def fmt(values: list[float]) -> str:
+        m, s = mean_std(values)
+        if math.isnan(m):
+            return "–"
+        return f"{scale * m:.{digits}f}" + (f" ± {scale * s:.{digits}f}" if len(values) > 1 else "")
 
-    rows = [f"| {e.method} | " + " | ".join(fmt(e.probe.get(b, float('nan'))) for b in budgets)
-            + f" | {fmt(e.knn)} |" for e in evaluations]
+    def cost(e: Evaluation) -> str:
+        c = e.compute
+        if not c or not c.get("steps"):
+            return "– | – | –"
+        return f"{int(c.get('images', 0)):,} | {int(c['steps']):,} | {float(c.get('seconds', 0)):.0f}"
+
+    head = ("| method | " + " | ".join(f"probe {b}/class" for b in budgets)
+            + f" | kNN | fine-tune {FINETUNE_LABELS}/class | images seen | steps | seconds |")
+    sep = "|---" * (len(budgets) + 6) + "|"
+    rows = [f"| {e.method} | " + " | ".join(fmt(e.probe.get(b, [])) for b in budgets)
+            + f" | {fmt([e.knn])} | {fmt(e.finetune)} | {cost(e)} |" for e in evaluations]
     return "\n".join([head, sep, *rows])
+
+
+def gains(evaluations: list[Evaluation], method: str, over: str = "random init") -> dict[str, float]:
+    """Mean accuracy of ``method`` minus that of ``over`` for every probe budget and the fine-tune column
+    (key "fine-tune"), over the label draws of one training run."""
+    rows = {e.method: e for e in evaluations}
+    for name in (method, over):
+        if name not in rows:
+            raise KeyError(f"no row {name!r} among {sorted(rows)}")
+    a, b = rows[method], rows[over]
+    out = {budget: a.mean(budget) - b.mean(budget) for budget in a.probe if budget in b.probe}
+    if a.finetune and b.finetune:
+        out["fine-tune"] = mean_std(a.finetune)[0] - mean_std(b.finetune)[0]
+    return out

@@ -27,14 +27,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from course_lib import models
 from course_lib.augment import random_flip, random_rotate90, to_float
-from course_lib.checkpoints import load_or_train
 from course_lib.config import Profile, Settings, check_int, check_number, get_device
 from course_lib.datasets import ImageData
-from course_lib.evaluate import linear_probe_accuracy, sample_per_class
+from course_lib.evaluate import (
+    choose_weight_decay,
+    linear_probe_accuracy,
+    protocol_for,
+    sample_per_class,
+    split_validation,
+)
 from course_lib.loader import DeviceLoader
 from course_lib.models import Backbone, build_backbone
-from course_lib.train import History, train
+from course_lib.train import Pretrained, effective_budget, pretrain_and_cache, pretrain_key
 
 NUM_ROTATIONS = 4
 ROTATION_NAMES = ("0°", "90°", "180°", "270°")  # target k = quarter turns counter-clockwise
@@ -42,52 +48,42 @@ ROTATION_NAMES = ("0°", "90°", "180°", "270°")  # target k = quarter turns c
 
 @dataclass(frozen=True)
 class RotationConfig(Settings):
-    """Hyperparameters of the rotation pretext task (the rest comes from the profile)."""
+    """Hyperparameters of the rotation pretext task, resolved and checked when built (``config_for``):
+    the printed values are the values used."""
 
     all_rotations: bool = True  # each image in all 4 rotations in one batch (as the paper); False: one random k
-    images_per_batch: int | None = None  # None: profile.batch_size // 4, so a step sees batch_size rotated images
+    images_per_batch: int = 32  # images drawn per step (x4 rotated copies when all_rotations)
     head_hidden_dim: int = 256  # > 0: an MLP head with one hidden layer (keeps h less rotation-specific); 0: linear
     flip_p: float = 0.5  # horizontal flip before rotating (a flip keeps "up" up)
-    num_epochs: int | None = None  # None: the profile's num_epochs
-    time_budget_s: float | None = None  # stop pre-training after this many seconds (a smaller profile budget wins)
+    num_epochs: int = 1  # passes over the training images
+    time_budget_s: float | None = 80.0  # stop pre-training after this many seconds (None: no budget)
     recalibration_batches: int = 20  # batches that re-estimate the batch-norm statistics after training (0: skip)
 
     def __post_init__(self) -> None:
-        check_int(self.images_per_batch, "images_per_batch", optional=True)
+        if not isinstance(self.all_rotations, bool):
+            raise ValueError(f"all_rotations must be True or False, got {self.all_rotations!r}")
+        check_int(self.images_per_batch, "images_per_batch")
         check_int(self.head_hidden_dim, "head_hidden_dim", minimum=0)
         check_number(self.flip_p, "flip_p", 0, 1)
-        check_int(self.num_epochs, "num_epochs", optional=True)
+        check_int(self.num_epochs, "num_epochs")
         check_int(self.recalibration_batches, "recalibration_batches", minimum=0)
-        if self.time_budget_s is not None and not self.time_budget_s > 0:
-            raise ValueError(f"time_budget_s must be positive or None, got {self.time_budget_s!r}")
-
-    def batch_images(self, profile: Profile) -> int:
-        """Images drawn per step (each becomes 4 rotated copies when ``all_rotations``)."""
-        if self.images_per_batch is not None:
-            return self.images_per_batch
-        return max(1, profile.batch_size // NUM_ROTATIONS) if self.all_rotations else profile.batch_size
-
-    def epochs(self, profile: Profile) -> int:
-        return self.num_epochs if self.num_epochs is not None else profile.num_epochs
-
-    def budget(self, profile: Profile) -> float | None:
-        """The training time budget: the smaller of this config's and the profile's (None = no budget)."""
-        budgets = [b for b in (self.time_budget_s, profile.time_budget_s) if b is not None]
-        return min(budgets) if budgets else None
+        effective_budget(self.time_budget_s)  # raises unless positive or None
 
 
-# Per-profile defaults. Fast: 1 epoch = 312 steps of 32 images x 4 turns, under a minute on a 2-core CPU
-# (so the same seed gives the same weights); the time budget only cuts runs on a slow or busy machine.
-ROTATION_CONFIGS = {
-    "fast": RotationConfig(num_epochs=1, time_budget_s=80.0),
-    "full": RotationConfig(),  # 100 epochs of CIFAR-10 on a GPU, no time budget
-    "grade": RotationConfig(),  # the grade profile's own 5-second budget applies
-}
+def config_for(profile: Profile, **overrides) -> RotationConfig:
+    """The rotation settings for ``profile``, every value resolved, then ``overrides``.
 
-
-def get_rotation_config(profile: Profile, **overrides) -> RotationConfig:
-    """The rotation defaults for ``profile`` (by name; ``fast``'s for unknown names), with overrides."""
-    cfg = ROTATION_CONFIGS.get(profile.name, ROTATION_CONFIGS["fast"])
+    A step sees ``profile.batch_size`` rotated images (batch_size / 4 images x 4 turns).
+    fast: one epoch (312 steps, under a minute on a 2-core CPU) with an 80-s budget for a
+    slow or busy machine; full: the profile's epochs, no budget. The profile's own budget
+    (grade) wins when it is smaller.
+    """
+    all_rotations = overrides.get("all_rotations", True)
+    per_step = max(1, profile.batch_size // NUM_ROTATIONS) if all_rotations else profile.batch_size
+    fast = profile.name not in ("full",)
+    cfg = RotationConfig(all_rotations=all_rotations, images_per_batch=per_step,
+                         num_epochs=1 if fast else profile.num_epochs,
+                         time_budget_s=effective_budget(80.0 if fast else None, profile.time_budget_s))
     return cfg.replace(**overrides) if overrides else cfg
 
 
@@ -137,33 +133,26 @@ def make_rotation_inputs(x: Tensor, cfg: RotationConfig, generator: torch.Genera
 # --------------------------------------------------------------------------- the head and the step
 
 
-class RotationHead(nn.Module):
-    """Features h (B, in_dim) -> rotation logits (B, 4): linear, or one hidden layer if ``hidden_dim`` > 0.
+def make_head(in_dim: int, cfg: RotationConfig) -> nn.Module:
+    """Features h (B, in_dim) -> rotation logits (B, 4): an MLP head, or linear if ``cfg.head_hidden_dim`` is 0.
 
     Gidaris et al. predict the rotation with the network's top conv blocks, which end up
     specialised in rotations. A small MLP head plays that part here, as the projection head
     does in SimCLR: it absorbs the most rotation-specific computation, so that h, which the
     protocol evaluates, keeps more of what object classes need.
     """
-
-    def __init__(self, in_dim: int, hidden_dim: int = 0):
-        super().__init__()
-        if hidden_dim:
-            self.net = nn.Sequential(nn.Linear(in_dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim),
-                                     nn.ReLU(inplace=True), nn.Linear(hidden_dim, NUM_ROTATIONS))
-        else:
-            self.net = nn.Linear(in_dim, NUM_ROTATIONS)
-
-    def forward(self, h: Tensor) -> Tensor:
-        return self.net(h)
+    return models.make_head(in_dim, NUM_ROTATIONS, cfg.head_hidden_dim)
 
 
 def rotation_loss(logits: Tensor, k: Tensor) -> Tensor:
-    """Cross-entropy of the 4-way rotation logits (N, 4) against targets k (N,); chance = log 4."""
+    """Eq. 1-2 of Gidaris et al. 2018: mean cross-entropy of the rotation logits (N, 4) against the
+    quarter turns k (N,) that made the inputs; chance = log 4."""
+    if logits.dim() != 2 or logits.shape[1] != NUM_ROTATIONS or k.shape != logits.shape[:1]:
+        raise ValueError(f"expected logits (N, 4) and targets (N,), got {tuple(logits.shape)} and {tuple(k.shape)}")
     return F.cross_entropy(logits, k)
 
 
-def rotation_step(backbone: Backbone, head: RotationHead, cfg: RotationConfig,
+def rotation_step(backbone: Backbone, head: nn.Module, cfg: RotationConfig,
                   generator: torch.Generator | None = None):
     """The step function for ``course_lib.train.train``: batch -> {"loss", "acc"}.
 
@@ -178,85 +167,40 @@ def rotation_step(backbone: Backbone, head: RotationHead, cfg: RotationConfig,
     return step
 
 
-@torch.no_grad()
-def recalibrate_batchnorm(backbone: Backbone, head: RotationHead, loader, cfg: RotationConfig,
-                          generator: torch.Generator | None = None, num_batches: int = 20) -> None:
-    """Re-estimate every batch-norm layer's running mean/variance on ``num_batches`` pretext batches.
-
-    Training keeps an exponential moving average of batch statistics while the weights
-    still move (a constant learning rate, a run cut by a time budget), so the averages lag
-    behind the final weights and eval-mode predictions suffer: in a fast-profile run (linear head) the
-    270° rotation fell to 55% test accuracy while the others stayed above 94%. A pass in
-    train mode with a cumulative average (momentum None) over fresh batches fixes it
-    (the "precise BN" of Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm").
-    """
-    modules = nn.ModuleList([backbone, head])
-    norms = [m for m in modules.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms or num_batches == 0:
-        return
-    momenta = [m.momentum for m in norms]
-    modes = [m.training for m in modules]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the batches below
-    modules.train()
-    try:
-        done = 0
-        while done < num_batches:
-            for batch in loader:
-                x_rot, _ = make_rotation_inputs(batch.x, cfg, generator)
-                head(backbone.forward_features(x_rot))
-                done += 1
-                if done == num_batches:
-                    break
-            if done == 0:
-                raise ValueError("loader yielded no batch to recalibrate batch norm with")
-    finally:
-        for m, momentum in zip(norms, momenta, strict=True):
-            m.momentum = momentum
-        for m, mode in zip(modules, modes, strict=True):
-            m.train(mode)
-
-
-def train_rotation(train_data: ImageData, profile: Profile, cfg: RotationConfig | None = None,
-                   device: torch.device | None = None, progress: bool = True, retrain: bool = False
-                   ) -> tuple[Backbone, RotationHead, History]:
-    """Pre-train a backbone on rotation prediction over ``train_data``'s images (cached by load_or_train).
-
-    The backbone starts from the same seeded initialisation as the random-init baseline.
-    """
-    cfg = cfg or get_rotation_config(profile)
+def pretrain(train_data: ImageData, profile: Profile, cfg: RotationConfig | None = None,
+             device: torch.device | None = None, progress: bool = True) -> Pretrained:
+    """Pre-train a backbone on rotation prediction over ``train_data``'s images (cached), then
+    recalibrate its batch norm. The backbone starts from the same seeded initialisation as the
+    random-init baseline. Returns ``Pretrained(backbone, history, heads={"head": ...})``."""
+    cfg = cfg or config_for(profile)
+    if not isinstance(cfg, RotationConfig):
+        raise TypeError(f"cfg must be a RotationConfig (rotation.config_for(profile)), got {type(cfg).__name__}")
     device = device or get_device()
     _check_square_batch(train_data.images)
     torch.manual_seed(profile.seed)
     backbone = build_backbone(profile, train_data.images.shape[1]).to(device)
-    head = RotationHead(backbone.feature_dim, cfg.head_hidden_dim).to(device)
-    model = nn.ModuleDict({"backbone": backbone, "head": head})
-    loader = DeviceLoader(train_data.images, None, min(cfg.batch_images(profile), len(train_data)),
+    head = make_head(backbone.feature_dim, cfg).to(device)
+    loader = DeviceLoader(train_data.images, None, min(cfg.images_per_batch, len(train_data)),
                           device=device, seed=profile.seed)  # no labels: self-supervised
     generator = torch.Generator(device=device).manual_seed(profile.seed)
     if profile.compile:
         backbone.compile()
 
-    def run() -> History:
-        opt = torch.optim.AdamW(model.parameters(), lr=profile.lr, weight_decay=profile.weight_decay)
-        step = rotation_step(backbone, head, cfg, generator)
-        history = train(model, step, loader, opt, cfg.epochs(profile), time_budget_s=cfg.budget(profile),
-                        amp=profile.amp, desc="rotation", progress=progress)
-        recalibrate_batchnorm(backbone, head, loader, cfg, generator, cfg.recalibration_batches)
-        return history
+    def forward(batch) -> Tensor:  # the pretext inputs through both modules (batch-norm recalibration)
+        return head(backbone.forward_features(make_rotation_inputs(batch.x, cfg, generator)[0]))
 
-    config = {"task": "rotation", "profile": profile.as_dict(), "rotation": cfg.as_dict(),
-              "train": len(train_data), "image_shape": list(train_data.image_shape)}
-    history = load_or_train("rotation", config, model, run, retrain=retrain)
-    return backbone, head, history
+    return pretrain_and_cache("rotation", pretrain_key("rotation", profile, cfg, train_data), backbone,
+                              {"head": head}, rotation_step(backbone, head, cfg, generator), loader, profile.lr,
+                              profile.weight_decay, cfg.num_epochs, cfg.time_budget_s, amp=profile.amp,
+                              recalibrate=forward, recalibration_batches=cfg.recalibration_batches,
+                              progress=progress)
 
 
 # --------------------------------------------------------------------------- which rotations it gets right
 
 
 @torch.no_grad()
-def predict_rotations(backbone: Backbone, head: RotationHead, images: Tensor, batch_size: int = 256) -> Tensor:
+def predict_rotations(backbone: Backbone, head: nn.Module, images: Tensor, batch_size: int = 256) -> Tensor:
     """Predicted k (N, 4) for each image (uint8 (N, C, H, W)) shown in each rotation r = 0..3 (column r)."""
     _check_square_batch(images)
     device = next(backbone.parameters()).device
@@ -336,15 +280,29 @@ def stage_features(backbone: Backbone, images: Tensor, grid: int = 1, batch_size
 
 
 def probe_by_depth(backbone: Backbone, train_data: ImageData, test_data: ImageData, profile: Profile,
-                   labels_per_class: int | None = 100, grid: int = 1) -> list[float]:
-    """Linear-probe test accuracy on the pooled features of every stage, shallow to deep.
+                   labels_per_class: int = 100, grid: int = 1) -> list[list[float]]:
+    """Linear-probe test accuracy on the pooled features of every stage, shallow to deep: for each stage
+    the accuracy of every label draw (the protocol's draws and penalty choice on its validation split).
 
     Gidaris et al. (sec. 3.1, table 1) probe each conv block of a rotation-trained
     network: the deepest blocks specialise in the pretext task, and an intermediate
-    block gives the best features for object classes. Same labelled subset as ``evaluate``.
+    block gives the best features for object classes.
     """
-    idx = sample_per_class(train_data.labels, labels_per_class, profile.seed)
-    h_train = stage_features(backbone, train_data.images[idx], grid)
+    check_int(labels_per_class, "labels_per_class")
+    protocol = protocol_for(profile)
+    pool, val = split_validation(train_data.labels, protocol.validation_per_class, protocol.seed)
+    draws = [pool[sample_per_class(train_data.labels[pool], labels_per_class, s)] for s in protocol.draw_seeds()]
+    needed = torch.cat([val, *draws]).unique()  # features of these training images only
+    position = torch.full((len(train_data),), -1, dtype=torch.long)
+    position[needed] = torch.arange(len(needed))
+    h_train = stage_features(backbone, train_data.images[needed], grid)
     h_test = stage_features(backbone, test_data.images, grid)
-    return [linear_probe_accuracy(a, train_data.labels[idx], b, test_data.labels, profile.probe_weight_decay)
-            for a, b in zip(h_train, h_test, strict=True)]
+    y, num_classes = train_data.labels, train_data.num_classes
+    result = []
+    for a, b in zip(h_train, h_test, strict=True):
+        first = position[draws[0]]
+        wd, _ = choose_weight_decay(a[first], y[draws[0]], a[position[val]], y[val], protocol.weight_decays,
+                                    num_classes, protocol.probe_max_iter)
+        result.append([linear_probe_accuracy(a[position[idx]], y[idx], b, test_data.labels, wd,
+                                             protocol.probe_max_iter) for idx in draws])
+    return result

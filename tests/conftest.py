@@ -21,3 +21,45 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def make_images(n: int = 16, channels: int = 1, size: int | tuple[int, int] = 28, dtype: torch.dtype = torch.uint8,
+                smooth: bool = False, seed: int = 0) -> torch.Tensor:
+    """The tests' one image factory: ``n`` random images (n, channels, H, W), uint8 in [0, 255] or float in
+    [0, 1]. ``smooth``: upsampled from a 4x coarser grid, so that crops, rotations and blurs change them
+    visibly. The same arguments give the same images."""
+    h, w = (size, size) if isinstance(size, int) else size
+    g = torch.Generator().manual_seed(seed)
+    if smooth:
+        small = torch.rand(n, channels, h // 4, w // 4, generator=g)
+        x = torch.nn.functional.interpolate(small, size=(h, w), mode="bilinear", align_corners=False).clamp(0, 1)
+        return (x * 255).round().to(torch.uint8) if dtype == torch.uint8 else x.to(dtype)
+    if dtype == torch.uint8:
+        return torch.randint(0, 256, (n, channels, h, w), dtype=torch.uint8, generator=g)
+    return torch.rand(n, channels, h, w, generator=g).to(dtype)
+
+
+def make_image_data(n: int = 40, num_classes: int = 4, size: int = 12, channels: int = 1, seed: int = 0):
+    """The tests' one image factory: ``n`` uint8 images (n, channels, size, size), labels cycling
+    0..num_classes-1, each class marked by a bright band of rows so that features can tell them apart."""
+    from course_lib.datasets import ImageData
+
+    labels = torch.arange(n) % num_classes
+    images = make_images(n, channels, size, seed=seed)
+    band = max(1, size // num_classes)
+    for c in range(num_classes):
+        images[labels == c, :, band * c: band * c + band] = 255
+    return ImageData(images, labels, [f"c{c}" for c in range(num_classes)])
+
+
+@pytest.fixture
+def image_data():
+    """The image factory as a fixture: ``image_data(n, num_classes, size, channels, seed)``."""
+    return make_image_data
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A fresh, empty checkpoint and results cache for one test."""
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
+from conftest import make_images
 
 from course_lib import augment as aug
 from course_lib.augment import (
@@ -33,10 +34,7 @@ def gen(seed: int = 0) -> torch.Generator:
 
 
 def images(b: int = 8, c: int = 3, h: int = 32, w: int = 32, seed: int = 0) -> torch.Tensor:
-    """Smooth random float images in [0, 1] (so crops and blurs change them visibly)."""
-    small = torch.rand(b, c, h // 4, w // 4, generator=gen(seed))
-    smooth = torch.nn.functional.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
-    return smooth.clamp(0, 1)
+    return make_images(b, c, (h, w), dtype=torch.float32, smooth=True, seed=seed)
 
 
 def assert_images(y: torch.Tensor, shape: tuple[int, ...]) -> None:
@@ -326,3 +324,35 @@ def test_bad_inputs_raise(name):
     call, error = BAD_CALLS[name]
     with pytest.raises(error):
         call(images(4))
+
+
+def test_rotation_by_zero_is_the_identity_and_keeps_the_centre():
+    from course_lib.augment import random_rotation
+
+    x = images(4, c=1, h=29, w=29)
+    assert torch.equal(random_rotation(x, 0.0), x)
+    rotated = random_rotation(x, 180.0, torch.Generator().manual_seed(0))
+    assert rotated.shape == x.shape and not torch.allclose(rotated, x)
+    assert torch.allclose(rotated[..., 14, 14], x[..., 14, 14], atol=1e-5), "rotation about the centre pixel"
+    with pytest.raises(ValueError, match="max_degrees"):
+        random_rotation(x, 200.0)
+
+
+@pytest.mark.parametrize("degrees, k", [(90.0, 1), (180.0, 2), (-90.0, 3), (270.0, 3), (0.0, 0)])
+def test_rotate_by_quarter_turns_matches_rotate90(degrees, k):
+    from course_lib.augment import rotate, rotate90
+
+    x = images(3, c=2, h=9, w=9)
+    torch.testing.assert_close(rotate(x, degrees), rotate90(x, k), atol=1e-5, rtol=0)
+
+
+def test_rotate_takes_one_angle_per_image():
+    from course_lib.augment import rotate, rotate90
+
+    x = images(2, c=1, h=9, w=9)
+    out = rotate(x, torch.tensor([90.0, 180.0]))
+    torch.testing.assert_close(out, rotate90(x, torch.tensor([1, 2])), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        rotate(x, torch.tensor([1.0, 2.0, 3.0]))
+    with pytest.raises(TypeError, match="float tensor"):
+        rotate(x.mul(255).to(torch.uint8), 10.0)

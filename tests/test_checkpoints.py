@@ -122,9 +122,9 @@ def test_a_change_to_the_method_module_retrains(tmp_path, monkeypatch):
 def test_the_default_code_is_the_core_plus_the_course_module_of_the_train_fn():
     fn = types.FunctionType((lambda: None).__code__, {})
     fn.__module__ = "course_lib.rotation"
-    assert checkpoints._code_of(fn) == (*CORE_MODULES, "course_lib.rotation")
+    assert checkpoints.code_of(fn) == (*CORE_MODULES, "course_lib.rotation")
     fn.__module__ = "__main__"  # defined in a notebook: only the core
-    assert checkpoints._code_of(fn) == CORE_MODULES
+    assert checkpoints.code_of(fn) == CORE_MODULES
     assert "course_lib.train" in CORE_MODULES and "course_lib.models" in CORE_MODULES
 
 

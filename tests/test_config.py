@@ -169,7 +169,7 @@ def test_settings_replace_as_dict_and_listing():
     ({"seed": -1}, ValueError, "seed must be an int >= 0"),
     ({"time_budget_s": 0}, ValueError, "time_budget_s"),
     ({"amp": "yes"}, TypeError, "amp must be True or False"),
-    ({"backbone": "vgg"}, ValueError, "backbone must be 'small_cnn' or 'resnet18'"),
+    ({"backbone": "vgg"}, ValueError, "unknown backbone 'vgg': expected 'small_cnn' or 'resnet18'"),
     ({"num_threads": 0}, ValueError, "num_threads must be a positive int or None"),
     ({"cell_timeout_s": 0}, ValueError, "cell_timeout_s"),
     ({"max_images_per_class": 0}, ValueError, "max_images_per_class"),

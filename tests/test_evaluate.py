@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import make_image_data
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
@@ -12,15 +13,23 @@ from course_lib.config import get_profile
 from course_lib.datasets import ImageData
 from course_lib.evaluate import (
     Evaluation,
+    Protocol,
     accuracy,
+    choose_weight_decay,
     evaluate,
     evaluate_features,
     extract_features,
+    finetune_accuracy,
+    finetune_draws,
     fit_linear_probe,
+    knn_accuracy,
     knn_predict,
     linear_probe_accuracy,
+    mean_std,
     pixels,
+    protocol_for,
     sample_per_class,
+    split_validation,
 )
 from course_lib.models import SmallConvNet
 
@@ -37,12 +46,7 @@ def blobs(n: int, num_classes: int = 3, dim: int = 10, spread: float = 1.5, seed
 
 
 def tiny_images(n: int, seed: int = 0) -> ImageData:
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 4
-    images = torch.randint(0, 256, (n, 1, 12, 12), generator=g, dtype=torch.uint8)
-    for c in range(4):
-        images[labels == c, :, 3 * c: 3 * c + 3] = 255
-    return ImageData(images, labels, [f"c{c}" for c in range(4)])
+    return make_image_data(n, num_classes=4, size=12, seed=seed)
 
 
 # ---------------------------------------------------------------- linear probe
@@ -197,15 +201,20 @@ def test_extract_features_rejects_float_images():
         extract_features(pixels, torch.rand(2, 1, 8, 8))
 
 
+TINY_PROTOCOL = Protocol(labels_per_class=(2, None), draws=3, validation_per_class=2, knn_k=3, finetune_labels=2,
+                         finetune_steps=3, finetune_batch_size=8)
+
+
 def test_the_protocol_never_changes_the_backbone():
     torch.manual_seed(0)
     encoder = SmallConvNet(1, width=4)
     encoder.train()
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
     train, test = tiny_images(48, seed=0), tiny_images(24, seed=1)
-    profile = get_profile("fast", labels_per_class=(2, None), knn_k=3)
-    result = evaluate("tiny", encoder, train, test, profile)
+    result = evaluate("tiny", encoder, train, test, get_profile("fast"), protocol=TINY_PROTOCOL)
     assert set(result.probe) == {"2", "all"}
+    assert [len(v) for v in result.probe.values()] == [3, 1]  # three label draws; "all" is one set
+    assert len(result.finetune) == 3 and all(0.0 <= a <= 1.0 for a in result.finetune)
     assert 0.0 <= result.knn <= 1.0
     for k, v in encoder.state_dict().items():
         assert torch.equal(v, before[k]), k
@@ -213,16 +222,127 @@ def test_the_protocol_never_changes_the_backbone():
     assert encoder.training
 
 
-def test_evaluate_features_reports_every_budget():
-    h, y = blobs(400, num_classes=3)
+def test_raw_pixels_have_no_fine_tuning_their_figure_is_their_probe():
+    train, test = tiny_images(48, seed=0), tiny_images(24, seed=1)
+    result = evaluate("raw pixels", pixels, train, test, get_profile("fast"), protocol=TINY_PROTOCOL)
+    assert result.finetune == result.probe["2"]
+
+
+def test_evaluate_features_reports_every_budget_over_draws_with_a_tuned_penalty():
+    h, y = blobs(600, num_classes=3)
     h_test, y_test = blobs(150, num_classes=3, seed=1)
-    result = evaluate_features("blobs", h, y, h_test, y_test, labels_per_class=(10, 100, None), k=5)
+    protocol = Protocol(labels_per_class=(10, 100, None), draws=3, validation_per_class=30, knn_k=5)
+    result = evaluate_features("blobs", h, y, h_test, y_test, protocol)
     assert isinstance(result, Evaluation) and result.method == "blobs"
     assert list(result.probe) == ["10", "100", "all"]
-    assert all(1 / 3 < acc <= 1.0 for acc in result.probe.values())
-    assert result.probe["all"] >= result.probe["10"] - 0.02  # more labels do not hurt (much)
-    assert 1 / 3 < result.knn <= 1.0
-    # the same seed gives the same numbers
-    again = evaluate_features("blobs", h, y, h_test, y_test, labels_per_class=(10, 100, None), k=5)
-    assert again == result
+    assert [len(v) for v in result.probe.values()] == [3, 3, 1]
+    assert all(1 / 3 < acc <= 1.0 for accs in result.probe.values() for acc in accs)
+    assert set(result.weight_decay) == {"10", "100", "all"}
+    assert set(result.weight_decay.values()) <= set(protocol.weight_decays)
+    # the reported numbers are the probes of the draws, refitted here by hand with the chosen penalty
+    pool, val = split_validation(y, protocol.validation_per_class, protocol.seed)
+    for n, name in ((10, "10"), (100, "100")):
+        for acc, seed in zip(result.probe[name], protocol.draw_seeds(), strict=True):
+            idx = pool[sample_per_class(y[pool], n, seed)]
+            assert acc == linear_probe_accuracy(h[idx], y[idx], h_test, y_test, result.weight_decay[name],
+                                                protocol.probe_max_iter)
+    assert result.knn == knn_accuracy(h, y, h_test, y_test, 5)  # nothing tuned: every training label votes
+    assert result.mean("10") == pytest.approx(sum(result.probe["10"]) / 3)
+    # the same seed gives the same numbers; the dict round trip keeps everything
+    assert evaluate_features("blobs", h, y, h_test, y_test, protocol) == result
     assert Evaluation.from_dict(result.as_dict()) == result
+
+
+def test_split_validation_is_per_class_disjoint_and_covers_everything():
+    y = torch.arange(60) % 3
+    pool, val = split_validation(y, 5, seed=0)
+    assert torch.bincount(y[val], minlength=3).tolist() == [5, 5, 5]
+    assert set(pool.tolist()).isdisjoint(val.tolist())
+    assert sorted(pool.tolist() + val.tolist()) == list(range(60))
+    assert torch.equal(split_validation(y, 5, seed=0)[1], val)
+    with pytest.raises(ValueError, match="leaves a class without"):
+        split_validation(y, 20)
+
+
+def test_choose_weight_decay_takes_the_best_validation_accuracy():
+    h, y = blobs(60, num_classes=3, spread=4.0)
+    h_val, y_val = blobs(200, num_classes=3, spread=4.0, seed=5)
+    grid = (1e-4, 1e-2, 1.0, 30.0)
+    best, scores = choose_weight_decay(h, y, h_val, y_val, grid, 3)
+    expected = {wd: accuracy(fit_linear_probe(h, y, 3, wd)(h_val), y_val) for wd in grid}  # by hand
+    assert scores == expected
+    top = max(expected.values())
+    assert best == max(wd for wd in grid if expected[wd] == top)
+
+
+def test_fine_tuning_is_deterministic_leaves_the_backbone_alone_and_learns():
+    train, test = tiny_images(80, seed=0), tiny_images(40, seed=1)
+    protocol = Protocol(labels_per_class=(5,), validation_per_class=2, finetune_labels=5, finetune_steps=30,
+                        finetune_lr=1e-2, finetune_batch_size=20)
+    torch.manual_seed(0)
+    net = SmallConvNet(1, width=4).eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    draws = finetune_draws(train.labels, protocol)
+    assert len(draws) == protocol.draws and all(torch.bincount(train.labels[d]).tolist() == [5] * 4 for d in draws)
+    a = finetune_accuracy(net, train, draws[0], test, protocol, seed=0)
+    assert a == finetune_accuracy(net, train, draws[0], test, protocol, seed=0)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    assert a > 0.5  # 4 classes marked by bright bands: chance is 0.25
+    with pytest.raises(TypeError, match="forward_features"):
+        finetune_accuracy(nn.Flatten(), train, draws[0], test, protocol)
+
+
+def test_protocol_for_sizes_the_validation_split_and_checks_values():
+    assert protocol_for(get_profile("fast")).validation_per_class == 100
+    assert protocol_for(get_profile("grade")).validation_per_class == 10  # 50 images per class kept
+    assert protocol_for(get_profile("fast")).labels_per_class == (10, 100, None)
+    assert protocol_for(get_profile("fast")).finetune_steps == 50  # capped on the CPU profiles
+    assert protocol_for(get_profile("full")).finetune_steps == get_profile("full").supervised_steps
+    with pytest.raises(ValueError, match="draws"):
+        Protocol(draws=0)
+    with pytest.raises(ValueError, match="weight_decays"):
+        Protocol(weight_decays=())
+
+
+def test_mean_std_of_draws():
+    assert mean_std([0.5, 0.7]) == pytest.approx((0.6, 0.1414213562))
+    assert mean_std([0.5]) == (0.5, 0.0)
+    assert all(np.isnan(mean_std([])))
+
+
+def _h(n=6, d=3):
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(0))
+
+
+BAD_PROBE_INPUTS = {
+    "feature sizes differ": (lambda: (_h(), torch.arange(6) % 2, _h(4, 5), torch.arange(4) % 2), ValueError,
+                             r"\(6, 3\).*\(4, 5\)"),
+    "empty training set": (lambda: (_h(0), torch.zeros(0, dtype=torch.long), _h(4), torch.arange(4) % 2), ValueError,
+                           r"h_train is empty \(shape \(0, 3\)\)"),
+    "empty query set": (lambda: (_h(), torch.arange(6) % 2, _h(0), torch.zeros(0, dtype=torch.long)), ValueError,
+                        r"h_query is empty"),
+    "NaN features": (lambda: (_h().index_fill(0, torch.tensor([2]), float("nan")), torch.arange(6) % 2, _h(4),
+                              torch.arange(4) % 2), ValueError, r"h_train \(shape \(6, 3\)\) holds NaN or inf in 1 row"),
+    "inf query": (lambda: (_h(), torch.arange(6) % 2, _h(4).index_fill(0, torch.tensor([0]), float("inf")),
+                           torch.arange(4) % 2), ValueError, r"h_query .* NaN or inf"),
+    "labels too short": (lambda: (_h(), torch.arange(5) % 2, _h(4), torch.arange(4) % 2), ValueError,
+                         r"y_train .*\(6, 3\).*\(6,\).*\(5,\)"),
+    "labels 2-D": (lambda: (_h(), (torch.arange(6) % 2)[:, None], _h(4), torch.arange(4) % 2), TypeError,
+                   r"1-D integer tensor"),
+    "features 1-D": (lambda: (torch.randn(6), torch.arange(6) % 2, _h(4), torch.arange(4) % 2), ValueError,
+                     r"h_train must be 2-D \(N, D\), got shape \(6,\)"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_PROBE_INPUTS), ids=list(BAD_PROBE_INPUTS))
+@pytest.mark.parametrize("fn", ["probe", "knn"])
+def test_probe_and_knn_reject_bad_input_naming_shapes(case, fn):
+    make, error, match = BAD_PROBE_INPUTS[case]
+    h, y, hq, yq = make()
+    with pytest.raises(error, match=match):
+        if fn == "probe":
+            linear_probe_accuracy(h, y, hq, yq)
+        else:
+            knn_accuracy(h, y, hq, yq, k=1)
+
+

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_images
 from torch import nn
 
 from course_lib import exemplar
@@ -22,10 +23,7 @@ def gen(seed: int = 0) -> torch.Generator:
 
 
 def uint8_images(n: int = 16, c: int = 1, size: int = 28, seed: int = 0) -> torch.Tensor:
-    """Smooth random uint8 images (so that crops, rotations and blurs change them visibly)."""
-    small = torch.rand(n, c, size // 4, size // 4, generator=gen(seed))
-    smooth = F.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
-    return (smooth * 255).round().to(torch.uint8)
+    return make_images(n, c, size, smooth=True, seed=seed)
 
 
 # --------------------------------------------------------------------------- exemplars and surrogate classes
@@ -102,14 +100,6 @@ def test_strength_zero_is_the_identity_and_strength_grows_the_change():
     assert change[0] < change[1]
 
 
-def test_rotation_by_zero_is_the_identity_and_keeps_the_centre():
-    x = to_float(uint8_images(4, size=29))
-    assert torch.equal(exemplar.random_rotation(x, 0.0), x)
-    rotated = exemplar.random_rotation(x, 180.0, gen())
-    assert rotated.shape == x.shape and not torch.allclose(rotated, x)
-    assert torch.allclose(rotated[..., 14, 14], x[..., 14, 14], atol=1e-5), "rotation about the centre pixel"
-
-
 @pytest.mark.parametrize("bad", [torch.rand(2, 1, 28, 28), torch.zeros(1, 28, 28, dtype=torch.uint8), "images"])
 def test_views_need_uint8_batches(bad):
     with pytest.raises(TypeError):
@@ -149,7 +139,7 @@ def test_loss_bad_shapes_raise():
 
 
 def test_head_has_one_weight_vector_per_exemplar():
-    head = exemplar.ExemplarHead(64, 500)
+    head = exemplar.make_head(64, exemplar.ExemplarConfig(num_exemplars=500))
     assert head(torch.zeros(3, 64)).shape == (3, 500)
     assert count_parameters(head) == exemplar.head_parameters(64, 500) == 500 * 65
 
@@ -160,7 +150,7 @@ def test_head_has_one_weight_vector_per_exemplar():
 def small_setup(n: int = 32, seed: int = 0, cfg: exemplar.ExemplarConfig | None = None):
     torch.manual_seed(seed)
     backbone = SmallConvNet(1, width=8)
-    head = exemplar.ExemplarHead(backbone.feature_dim, n)
+    head = exemplar.make_head(backbone.feature_dim, exemplar.ExemplarConfig(num_exemplars=n))
     model = nn.ModuleDict({"backbone": backbone, "head": head})
     cfg = cfg or exemplar.ExemplarConfig(num_exemplars=n)
     step = exemplar.exemplar_step(backbone, head, cfg, gen(seed))
@@ -180,7 +170,7 @@ def test_step_targets_are_the_batch_index_and_the_loss_is_finite():
 def test_a_loader_over_more_images_than_exemplars_raises():
     torch.manual_seed(0)
     backbone = SmallConvNet(1, width=8)
-    head = exemplar.ExemplarHead(backbone.feature_dim, 8)  # a head for 8 exemplars
+    head = exemplar.make_head(backbone.feature_dim, exemplar.ExemplarConfig(num_exemplars=8))  # a head for 8 exemplars
     step = exemplar.exemplar_step(backbone, head, exemplar.ExemplarConfig(num_exemplars=8), gen())
     loader = DeviceLoader(uint8_images(32), batch_size=32, device="cpu")  # but a loader over 32 images
     with pytest.raises(ValueError, match="exemplar"):
@@ -216,35 +206,48 @@ def test_bad_config_raises(field, value):
         exemplar.ExemplarConfig(**{field: value})
 
 
-def test_configs_follow_the_profile():
+def test_config_for_resolves_every_value_from_the_profile():
     fast, grade, full = (get_profile(name) for name in ("fast", "grade", "full"))
-    assert exemplar.exemplar_config(fast) == exemplar.ExemplarConfig()
-    assert exemplar.exemplar_config(grade).time_budget_s == grade.time_budget_s
-    assert exemplar.exemplar_config(full).time_budget_s is None
-    assert exemplar.exemplar_config(full).num_exemplars > exemplar.exemplar_config(fast).num_exemplars
-    assert exemplar.exemplar_config(fast, num_images=500).num_exemplars == 500  # N <= the training set
-    assert exemplar.exemplar_config(fast, num_exemplars=100).num_exemplars == 100
+    assert exemplar.config_for(fast) == exemplar.ExemplarConfig()  # the defaults are the fast profile's
+    assert exemplar.config_for(fast).num_epochs * exemplar.config_for(fast).num_exemplars == fast.num_epochs * 10_000
+    assert exemplar.config_for(grade).time_budget_s == grade.time_budget_s
+    assert exemplar.config_for(grade).num_exemplars == 10 * grade.max_images_per_class  # N <= the images kept
+    full_cfg = exemplar.config_for(full)
+    assert full_cfg.time_budget_s is None and full_cfg.num_exemplars > exemplar.config_for(fast).num_exemplars
+    assert full_cfg.num_epochs * full_cfg.num_exemplars == pytest.approx(full.num_epochs * 50_000, rel=0.01)
+    assert exemplar.config_for(fast, num_exemplars=100).num_exemplars == 100
+    assert "None" not in str(exemplar.config_for(fast))  # printed values are the values used
+    with pytest.raises(TypeError):
+        exemplar.config_for(fast, num_images=500)  # not a knob
 
 
-def test_training_length_comes_from_the_config_or_the_profile():
-    fast, full = get_profile("fast"), get_profile("full")
-    cfg = exemplar.ExemplarConfig(num_exemplars=2000, num_epochs=None)
-    assert exemplar.num_epochs(cfg, fast, 10_000) == fast.num_epochs * 5  # steps of num_epochs over all images
-    assert exemplar.num_epochs(cfg.replace(num_epochs=3), fast, 10_000) == 3
-    full_cfg = exemplar.exemplar_config(full)
-    assert exemplar.num_epochs(full_cfg, full, 50_000) * full_cfg.num_exemplars == pytest.approx(
-        full.num_epochs * 50_000, rel=0.01)
-    assert "num_exemplars" in str(cfg)
+def test_pretrain_trains_once_then_loads_and_checks_its_input(cache):
+    from conftest import make_image_data
+
+    from course_lib.train import Pretrained
+
+    data = make_image_data(48, num_classes=4, size=16)
+    profile = get_profile("fast", width=4, batch_size=16, num_epochs=1, time_budget_s=None)
+    cfg = exemplar.config_for(profile, num_exemplars=32, num_epochs=2, recalibration_batches=1)
+    pre = exemplar.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)
+    assert isinstance(pre, Pretrained) and pre.history.steps == 4 and pre.history.images == 64
+    assert pre.heads["head"].fc.out_features == 32 and not pre.backbone.training
+    again = exemplar.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)
+    assert again.history.losses == pre.history.losses
+    assert torch.equal(again.backbone.stages[0][0].weight, pre.backbone.stages[0][0].weight)
+    assert len(list(cache.glob("checkpoints/exemplar-*.pt"))) == 1
+    with pytest.raises(ValueError, match="num_exemplars=64 but the training set has only 48"):
+        exemplar.pretrain(data, profile, cfg.replace(num_exemplars=64), progress=False)
 
 
 def test_full_profile_runs_a_few_steps_on_cifar_shaped_data():
     profile = get_profile("full")
     images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=gen())
-    cfg = exemplar.exemplar_config(profile, num_exemplars=32)
+    cfg = exemplar.config_for(profile, num_exemplars=32)
     ids = exemplar.sample_exemplars(len(images), cfg.num_exemplars, profile.seed)
     torch.manual_seed(0)
     backbone = build_backbone(profile, in_channels=3)
-    head = exemplar.ExemplarHead(backbone.feature_dim, cfg.num_exemplars)
+    head = exemplar.make_head(backbone.feature_dim, cfg)
     model = nn.ModuleDict({"backbone": backbone, "head": head})
     loader = DeviceLoader(images[ids], batch_size=16, device="cpu")
     opt = torch.optim.AdamW(model.parameters(), lr=profile.lr, weight_decay=profile.weight_decay)

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import make_images
 from torch import nn
 
 from course_lib.config import get_profile
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: one thread is fa
 
 
 def images(b: int, c: int, size: int, seed: int = 0) -> torch.Tensor:
-    return torch.rand(b, c, size, size, generator=torch.Generator().manual_seed(seed))
+    return make_images(b, c, size, dtype=torch.float32, seed=seed)
 
 
 def conv_out(size: int) -> int:
@@ -169,3 +170,20 @@ def test_freeze_stops_gradients():
     for k, v in net.state_dict().items():
         if k in before and "running" not in k:
             assert torch.equal(v, before[k]), k
+
+
+def test_mlp_head_is_linear_bn_relu_linear_and_checks_its_sizes():
+    from course_lib.models import MLPHead, make_head
+
+    head = MLPHead(6, hidden_dim=5, out_dim=3).eval()
+    assert [type(m).__name__ for m in head.net] == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
+    h = torch.randn(4, 6)
+    lin1, bn, _, lin2 = head.net
+    expected = lin2(torch.relu((lin1(h) - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias))
+    torch.testing.assert_close(head(h), expected)
+    assert lin1.bias is None  # batch norm right after it
+    assert isinstance(make_head(6, 3, hidden_dim=0), LinearHead) and isinstance(make_head(6, 3, 5), MLPHead)
+    assert ProjectionHead is MLPHead
+    for bad in ({"in_dim": 0}, {"hidden_dim": 2.5}, {"out_dim": True}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            MLPHead(**{"in_dim": 6, "hidden_dim": 5, "out_dim": 3, **bad})

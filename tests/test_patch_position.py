@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from conftest import make_images
 
 from course_lib import patch_position as pp
 from course_lib.config import get_profile
@@ -15,8 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def images(n: int = 16, size: int = 28, channels: int = 1, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (n, channels, size, size), dtype=torch.uint8, generator=g)
+    return make_images(n, channels, size, seed=seed)
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -131,17 +131,17 @@ def test_same_seed_same_pairs_other_seed_other_pairs():
     {"jitter": 1.5},
 ])
 def test_bad_config_raises_before_any_work(changes):
+    with pytest.raises(ValueError):  # when the config is built, before any work
+        pp.PatchConfig(**changes)
     with pytest.raises(ValueError):
-        pp.PatchConfig(**changes).check()
-    with pytest.raises(ValueError):
-        pp.make_pairs(images(2), pp.PatchConfig(**changes))
+        pp.config_for(get_profile("fast"), **changes)
 
 
 def test_too_small_image_message_names_the_needed_size():
     with pytest.raises(ValueError, match="need >= .* = 32 px"):
-        pp.PatchConfig(image_size=30).check()
+        pp.PatchConfig(image_size=30)
     with pytest.raises(ValueError, match="too small"):
-        pp.PatchConfig().check(image_size=28)  # the default grid does not fit a raw 28-px image
+        pp.PatchConfig(image_size=28)  # the default grid does not fit a raw 28-px image
 
 
 def test_bad_images_and_labels_raise():
@@ -168,7 +168,7 @@ def test_step_returns_a_finite_loss_and_trains_backbone_and_head():
     assert 0 <= out["acc"].item() <= 1
     out["loss"].backward()
     assert backbone.stages[0][0].weight.grad.abs().sum() > 0
-    assert head.net[0].weight.grad.abs().sum() > 0
+    assert head.mlp.net[0].weight.grad.abs().sum() > 0
 
 
 def test_pair_head_sees_the_order_of_the_two_patches():
@@ -200,7 +200,6 @@ def test_training_is_deterministic_and_pretext_accuracy_is_a_fraction():
 def test_full_profile_runs_a_few_steps_of_resnet18_on_generated_colour_images():
     profile = get_profile("full")
     cfg = pp.config_for(profile)
-    cfg.check()
     torch.manual_seed(0)
     backbone = build_backbone(profile, 3)
     head = pp.PairHead(backbone.feature_dim, cfg.hidden_dim)
@@ -228,16 +227,24 @@ def test_cut_pair_matches_the_batched_cut_and_rejects_a_grid_outside_the_image()
             pp.cut_pair(x, 0, top, left, 8, 3)
 
 
-def test_configs_of_every_profile_fit_their_images():
+def test_configs_of_every_profile_are_resolved_and_fit_their_images():
     for name, size in [("fast", 32), ("grade", 32), ("full", 32)]:
-        pp.config_for(get_profile(name)).check(size)
-    pp.config_for(get_profile("full", dataset="stl10")).check(96)
+        profile = get_profile(name)
+        cfg = pp.config_for(profile)
+        assert cfg.image_size == size and cfg.grid_size <= size
+        assert cfg.num_epochs == profile.num_epochs and cfg.time_budget_s == profile.time_budget_s
+    assert pp.config_for(get_profile("full", dataset="stl10")).image_size == 96
+    assert pp.config_for(get_profile("fast"), gap=0, jitter=0, image_size=24).grid_size == 24
+    with pytest.raises(TypeError):
+        pp.config_for(get_profile("fast"), no_such_knob=1)
 
 
-def test_show_grid_draws_the_pair_with_the_lecture_label():
+def test_show_patch_grid_draws_the_pair_with_the_lecture_label():
     import matplotlib
     matplotlib.use("Agg")
-    fig = pp.show_grid(images(1)[0], pp.PatchConfig(), label=3)
+    from course_lib.plots import show_patch_grid
+
+    fig = show_patch_grid(images(1)[0], pp.PatchConfig(), label=3)
     assert fig._suptitle.get_text() == "X = (patch 5, patch 4);  Y = 3"
     fig.clf()
 
@@ -247,8 +254,13 @@ def test_pretrain_trains_once_then_loads(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
     data = ImageData(images(64), torch.zeros(64, dtype=torch.long), ["x"])
     profile = get_profile("fast", width=8, batch_size=32, num_epochs=1)
-    b1, _, h1 = pp.pretrain(data, profile, pp.PatchConfig(hidden_dim=16), "cpu", progress=False)
+    cfg = pp.config_for(profile, hidden_dim=16, recalibration_batches=2)
+    pre = pp.pretrain(data, profile, cfg, "cpu", progress=False)
+    b1, h1 = pre.backbone, pre.history
     assert len(list(tmp_path.rglob("patch_position-*.pt"))) == 1
-    b2, _, h2 = pp.pretrain(data, profile, pp.PatchConfig(hidden_dim=16), "cpu", progress=False)
+    again = pp.pretrain(data, profile, cfg, "cpu", progress=False)
+    b2, h2 = again.backbone, again.history
+    pp.pretrain(data, profile, cfg.replace(gap=0, jitter=0, image_size=24), "cpu", progress=False)
+    assert len(list(tmp_path.rglob("patch_position-*.pt"))) == 2  # a changed knob is a new checkpoint
     assert h1.losses == h2.losses and h2.steps == 2
     assert all(torch.equal(p, q) for p, q in zip(b1.state_dict().values(), b2.state_dict().values(), strict=True))

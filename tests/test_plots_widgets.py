@@ -91,16 +91,39 @@ def test_plot_losses_one_line_per_curve_smoothed():
     assert lines["chance"].get_ydata()[0] == pytest.approx(np.log(4))
 
 
-def test_plot_label_efficiency_places_the_all_budget():
-    rows = [Evaluation("a", {"10": 0.5, "100": 0.6, "all": 0.7}, 0.6), Evaluation("b", {"10": 0.4, "all": 0.8}, 0.7)]
+def test_plot_label_efficiency_places_the_all_budget_with_error_bars():
+    rows = [Evaluation("a", {"10": [0.5, 0.6], "100": [0.6], "all": [0.7]}, 0.6),
+            Evaluation("b", {"10": [0.4], "all": [0.8]}, 0.7)]
     fig = plot_label_efficiency(rows, all_labels=600)
     assert len(fig.axes) == 1
-    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
-    assert list(lines["a"].get_xdata()) == [10, 100, 600]
-    assert list(lines["a"].get_ydata()) == pytest.approx([50, 60, 70])
-    assert list(lines["b"].get_xdata()) == [10, 600]
+    ax = fig.axes[0]
+    containers = {c.get_label(): c for c in ax.containers}
+    line_a, _, (bars_a,) = containers["a"]
+    assert list(line_a.get_xdata()) == [10, 100, 600]
+    assert list(line_a.get_ydata()) == pytest.approx([55, 60, 70])  # means over the draws
+    segments = bars_a.get_segments()  # one vertical bar per point: mean ± std
+    assert segments[0][:, 1] == pytest.approx([55 - 100 * np.std([0.5, 0.6], ddof=1), 55 + 100 * np.std([0.5, 0.6], ddof=1)])
+    assert list(containers["b"][0].get_xdata()) == [10, 600]
+    legend = ax.get_legend()
+    assert legend.get_bbox_to_anchor().x0 >= ax.get_window_extent().x1 - 1  # outside the axes, covering no data
     with pytest.raises(ValueError, match="all_labels"):
         plot_label_efficiency(rows)
+
+
+def test_plot_bars_sorts_zooms_and_draws_error_bars():
+    from course_lib.plots import plot_bars
+
+    fig = plot_bars({"acc": [0.9, 0.6, 0.95]}, ["x", "y", "z"], chance=None, sort_by="acc",
+                    errors={"acc": [0.01, 0.02, 0.03]})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["y", "x", "z"]  # smallest first
+    assert [b.get_height() for b in ax.patches] == pytest.approx([60, 90, 95])
+    low, high = ax.get_ylim()
+    assert 40 < low < 58 and high > 98  # zoomed to the bars and their error bars, not 0-100
+    with pytest.raises(ValueError, match="sort_by"):
+        plot_bars({"acc": [1, 2, 3]}, ["x", "y", "z"], sort_by="nope")
+    with pytest.raises(ValueError, match="errors"):
+        plot_bars({"acc": [1, 2, 3]}, ["x", "y", "z"], errors={"acc": [1]})
 
 
 @pytest.mark.parametrize("method", ["pca", "tsne"])

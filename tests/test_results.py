@@ -5,7 +5,7 @@ import json
 import pytest
 
 from course_lib.evaluate import Evaluation
-from course_lib.results import format_table, load_results, results_path, save_results
+from course_lib.results import format_table, gains, load_results, results_path, save_results
 
 
 def row(method: str, p10: float, p100: float, pall: float, knn: float) -> Evaluation:
@@ -81,19 +81,43 @@ def test_a_file_of_the_wrong_shape_is_a_clear_value_error(tmp_path, content):
 def test_format_table_has_one_row_per_method_with_percentages():
     rows = [row("rotation", 0.5, 0.6049, 0.7, 0.65), row("simclr", 0.61, 0.72, 0.8123, 0.7999)]
     lines = format_table(rows).splitlines()
-    assert lines[0] == "| method | probe 10/class | probe 100/class | probe all/class | kNN |"
-    assert lines[1] == "|---|---|---|---|---|"
+    assert lines[0] == ("| method | probe 10/class | probe 100/class | probe all/class | kNN | fine-tune 10/class "
+                        "| images seen | steps | seconds |")
+    assert lines[1] == "|---" * 9 + "|"
     assert len(lines) == 2 + 2
-    assert lines[2] == "| rotation | 50.0 | 60.5 | 70.0 | 65.0 |"
-    assert lines[3] == "| simclr | 61.0 | 72.0 | 81.2 | 80.0 |"
+    assert lines[2] == "| rotation | 50.0 | 60.5 | 70.0 | 65.0 | – | – | – | – |"
+    assert lines[3] == "| simclr | 61.0 | 72.0 | 81.2 | 80.0 | – | – | – | – |"
+
+
+def test_format_table_shows_mean_and_std_over_draws_fine_tuning_and_compute():
+    e = Evaluation("rotation", {"10": [0.5, 0.6, 0.7], "all": [0.8]}, 0.75, finetune=[0.6, 0.62, 0.64],
+                   compute={"images": 9984, "steps": 312, "seconds": 41.6})
+    line = format_table([e]).splitlines()[2]
+    # mean ± sample std (std of 0.5, 0.6, 0.7 is 0.1; of 0.6, 0.62, 0.64 is 0.02)
+    assert line == "| rotation | 60.0 ± 10.0 | 80.0 | 75.0 | 62.0 ± 2.0 | 9,984 | 312 | 42 |"
 
 
 def test_format_table_fractions_and_missing_budgets():
     rows = [row("a", 0.5, 0.6, 0.8123, 0.25), Evaluation("b", {"10": 0.3}, 0.1)]
     lines = format_table(rows, percent=False).splitlines()
-    assert lines[2] == "| a | 0.500 | 0.600 | 0.812 | 0.250 |"
-    assert lines[3] == "| b | 0.300 | nan | nan | 0.100 |"
+    assert lines[2] == "| a | 0.500 | 0.600 | 0.812 | 0.250 | – | – | – | – |"
+    assert lines[3] == "| b | 0.300 | – | – | 0.100 | – | – | – | – |"
     assert format_table([]) == "(no results)"
+
+
+def test_gains_are_differences_of_means_per_budget_and_fine_tuning():
+    a = Evaluation("m", {"10": [0.6, 0.7], "100": [0.8]}, 0.5, finetune=[0.7, 0.9])
+    b = Evaluation("random init", {"10": [0.5, 0.5], "100": [0.75]}, 0.5, finetune=[0.6, 0.6])
+    g = gains([b, a], "m")
+    assert g == pytest.approx({"10": 0.15, "100": 0.05, "fine-tune": 0.2})
+    with pytest.raises(KeyError, match="nope"):
+        gains([a, b], "nope")
+
+
+def test_old_rows_with_one_number_per_budget_still_load():
+    old = {"method": "x", "probe": {"10": 0.5}, "knn": 0.4}
+    e = Evaluation.from_dict(old)
+    assert e.probe == {"10": [0.5]} and e.finetune == [] and e.compute == {}
 
 
 def test_saving_a_row_keeps_the_other_rows_source_and_time(tmp_path):

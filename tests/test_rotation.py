@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from conftest import make_image_data
 from torch import nn
 
 from course_lib import rotation as R
@@ -11,15 +12,9 @@ from course_lib.config import get_profile
 from course_lib.datasets import ImageData
 from course_lib.loader import Batch
 from course_lib.models import SmallConvNet
-from course_lib.train import train
+from course_lib.train import Pretrained, recalibrate_batchnorm, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
-    return tmp_path
 
 
 def uint8_images(n: int, c: int = 1, size: int = 12, seed: int = 0) -> torch.Tensor:
@@ -27,8 +22,7 @@ def uint8_images(n: int, c: int = 1, size: int = 12, seed: int = 0) -> torch.Ten
 
 
 def image_data(n: int = 40, c: int = 1, size: int = 12, num_classes: int = 4, seed: int = 0) -> ImageData:
-    labels = torch.arange(n) % num_classes
-    return ImageData(uint8_images(n, c, size, seed), labels, [f"c{i}" for i in range(num_classes)])
+    return make_image_data(n, num_classes, size, c, seed)
 
 
 def tiny_profile(**changes):
@@ -99,14 +93,20 @@ def test_bad_config_raises(change):
         R.RotationConfig(**change)
 
 
-def test_profile_defaults():
+def test_config_for_resolves_every_value_from_the_profile():
     fast, grade, full = (get_profile(n) for n in ("fast", "grade", "full"))
-    assert R.get_rotation_config(fast).budget(fast) == 80.0
-    assert R.get_rotation_config(grade).budget(grade) == grade.time_budget_s  # the profile's smaller budget
-    cfg = R.get_rotation_config(full)
-    assert cfg.budget(full) is None and cfg.epochs(full) == full.num_epochs
-    assert cfg.batch_images(full) * 4 == full.batch_size  # a step sees batch_size rotated images
-    assert R.RotationConfig(all_rotations=False).batch_images(full) == full.batch_size
+    assert R.config_for(fast).time_budget_s == 80.0 and R.config_for(fast).num_epochs == 1
+    assert R.config_for(grade).time_budget_s == grade.time_budget_s  # the profile's smaller budget
+    cfg = R.config_for(full)
+    assert cfg.time_budget_s is None and cfg.num_epochs == full.num_epochs
+    assert cfg.images_per_batch * 4 == full.batch_size  # a step sees batch_size rotated images
+    assert R.config_for(full, all_rotations=False).images_per_batch == full.batch_size
+    assert R.config_for(fast, images_per_batch=7).images_per_batch == 7
+    assert "None" not in str(R.config_for(fast))  # printed values are the values used
+    with pytest.raises(ValueError, match="flip_p"):
+        R.config_for(fast, flip_p=2.0)
+    with pytest.raises(TypeError):
+        R.config_for(fast, no_such_knob=1)
 
 
 # ---------------------------------------------------------------- head, loss, step
@@ -115,13 +115,13 @@ def test_profile_defaults():
 def test_loss_of_uniform_logits_is_log_4_and_head_shapes():
     assert R.rotation_loss(torch.zeros(10, 4), torch.arange(10) % 4).item() == pytest.approx(math.log(4))
     for hidden in (0, 16):
-        head = R.RotationHead(8, hidden).eval()
+        head = R.make_head(8, R.RotationConfig(head_hidden_dim=hidden)).eval()
         assert head(torch.randn(5, 8)).shape == (5, 4)
 
 
 def test_step_returns_a_finite_loss_and_trains_the_backbone():
     torch.manual_seed(0)
-    backbone, head = SmallConvNet(1, width=4), R.RotationHead(16)
+    backbone, head = SmallConvNet(1, width=4), R.make_head(16, R.RotationConfig())
     step = R.rotation_step(backbone, head, R.RotationConfig(), torch.Generator().manual_seed(0))
     x = uint8_images(8)
     out = step(Batch(x=x, y=torch.full((8,), -1), index=torch.arange(8)))
@@ -136,7 +136,7 @@ def test_training_on_marked_images_learns_the_rotation():
     x = uint8_images(64, size=12) // 4
     x[:, :, :4, :4] = 255
     torch.manual_seed(0)
-    backbone, head = SmallConvNet(1, width=4), R.RotationHead(16)
+    backbone, head = SmallConvNet(1, width=4), R.make_head(16, R.RotationConfig())
     step = R.rotation_step(backbone, head, R.RotationConfig(flip_p=0.0))
     batches = [Batch(x=x[i:i + 16], y=torch.zeros(16), index=torch.arange(16)) for i in range(0, 64, 16)]
     opt = torch.optim.Adam([*backbone.parameters(), *head.parameters()], lr=1e-2)
@@ -146,14 +146,15 @@ def test_training_on_marked_images_learns_the_rotation():
 
 def test_recalibrate_batchnorm_replaces_stale_statistics_with_the_batches_average():
     torch.manual_seed(0)
-    backbone, head = SmallConvNet(1, width=4), R.RotationHead(16, hidden_dim=8)
+    backbone, head = SmallConvNet(1, width=4), R.make_head(16, R.RotationConfig(head_hidden_dim=8))
     backbone.eval()
     x = uint8_images(8)
     batches = [Batch(x=x, y=torch.zeros(8), index=torch.arange(8))]  # one batch, reused
     bn = backbone.stages[0][1]
     bn.running_mean.fill_(100.0)  # stale
     cfg = R.RotationConfig(flip_p=0.0)
-    R.recalibrate_batchnorm(backbone, head, batches, cfg, num_batches=3)
+    recalibrate_batchnorm([backbone, head], lambda b: head(backbone.forward_features(R.make_rotation_inputs(b.x, cfg)[0])),
+                          batches, num_batches=3)
     x_rot, _ = R.rotate_batch(x.float() / 255)
     with torch.no_grad():
         expected = backbone.stages[0][0](x_rot).mean(dim=(0, 2, 3))  # the first conv's output, per channel
@@ -217,37 +218,43 @@ def test_per_class_accuracy_rejects_bad_input():
 # ---------------------------------------------------------------- training, caching, determinism
 
 
-def test_train_rotation_is_deterministic_and_cached(cache):
+def test_pretrain_is_deterministic_and_cached(tmp_path, monkeypatch):
     data, profile = image_data(), tiny_profile()
-    cfg = R.RotationConfig(images_per_batch=8)
-    b1, _, h1 = R.train_rotation(data, profile, cfg, torch.device("cpu"), progress=False, retrain=True)
-    b2, _, h2 = R.train_rotation(data, profile, cfg, torch.device("cpu"), progress=False, retrain=True)
-    assert h1.steps == 5 and all(math.isfinite(v) for v in h1.losses)
+    cfg = R.config_for(profile, images_per_batch=8)
+    runs = []
+    for folder in ("a", "b"):  # two empty caches: trained twice
+        monkeypatch.setenv("COURSE_CACHE", str(tmp_path / folder))
+        runs.append(R.pretrain(data, profile, cfg, torch.device("cpu"), progress=False))
+    (b1, h1), (b2, h2) = ((r.backbone, r.history) for r in runs)
+    assert isinstance(runs[0], Pretrained) and set(runs[0].heads) == {"head"}
+    assert h1.steps == 5 and all(math.isfinite(v) for v in h1.losses) and h1.images == 40
     assert h1.losses == h2.losses
     for p1, p2 in zip(b1.state_dict().values(), b2.state_dict().values(), strict=True):
         assert torch.equal(p1, p2)
-    b3, _, h3 = R.train_rotation(data, profile, cfg, torch.device("cpu"), progress=False)  # loaded
-    assert h3.losses == h1.losses and torch.equal(b3.stages[0][0].weight, b1.stages[0][0].weight)
-    assert len(list(cache.glob("checkpoints/rotation-*.pt"))) == 1
+    again = R.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)  # loaded from cache b
+    assert again.history.losses == h1.losses and torch.equal(again.backbone.stages[0][0].weight, b1.stages[0][0].weight)
+    assert not again.backbone.training and not again.heads["head"].training
+    assert len(list((tmp_path / "b").glob("checkpoints/rotation-*.pt"))) == 1
 
 
-def test_train_rotation_rejects_non_square_images_before_training(cache):
+def test_pretrain_rejects_non_square_images_before_training(cache):
     data = ImageData(torch.zeros(8, 1, 12, 10, dtype=torch.uint8), torch.zeros(8, dtype=torch.long), ["a"])
     with pytest.raises(ValueError, match="square"):
-        R.train_rotation(data, tiny_profile(), progress=False)
+        R.pretrain(data, tiny_profile(), progress=False)
+    with pytest.raises(TypeError, match="RotationConfig"):
+        R.pretrain(image_data(), tiny_profile(), cfg={"num_epochs": 1}, progress=False)
     assert not list(cache.glob("checkpoints/*"))
 
 
 def test_full_profile_runs_a_few_steps_on_cifar_shaped_data(cache):
     """The full profile (ResNet-18, channels-last, bf16 autocast on CUDA only) on random (32, 3, 32, 32) uint8."""
     full = get_profile("full")
-    data = image_data(n=8, c=3, size=32, num_classes=10)  # 2 steps of 4 images = 16 rotated images each
-    cfg = R.get_rotation_config(full).replace(images_per_batch=4, num_epochs=1, time_budget_s=None,
-                                              recalibration_batches=1)
-    backbone, head, history = R.train_rotation(data, full, cfg, torch.device("cpu"), progress=False)
-    assert history.steps == 2 and all(math.isfinite(v) for v in history.losses)
-    assert backbone.feature_dim == 512
-    assert R.predict_rotations(backbone, head, data.images[:3]).shape == (3, 4)
+    data = image_data(n=8, c=3, size=32, num_classes=4)  # 2 steps of 4 images = 16 rotated images each
+    cfg = R.config_for(full, images_per_batch=4, num_epochs=1, time_budget_s=None, recalibration_batches=1)
+    pre = R.pretrain(data, full, cfg, torch.device("cpu"), progress=False)
+    assert pre.history.steps == 2 and all(math.isfinite(v) for v in pre.history.losses)
+    assert pre.backbone.feature_dim == 512
+    assert R.predict_rotations(pre.backbone, pre.heads["head"], data.images[:3]).shape == (3, 4)
 
 
 # ---------------------------------------------------------------- features by depth
@@ -271,8 +278,8 @@ def test_probe_by_depth_gives_one_accuracy_per_stage_and_leaves_the_backbone_unc
     net = SmallConvNet(1, width=4)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     train_data, test_data = image_data(40, size=16), image_data(20, size=16, seed=1)
-    accs = R.probe_by_depth(net, train_data, test_data, tiny_profile(), labels_per_class=5)
-    assert len(accs) == 4 and all(0 <= a <= 1 for a in accs)
+    accs = R.probe_by_depth(net, train_data, test_data, tiny_profile(max_images_per_class=10), labels_per_class=5)
+    assert len(accs) == 4 and all(len(a) == 3 and all(0 <= x <= 1 for x in a) for a in accs)  # 3 draws per stage
     assert net.training  # mode restored
     for k, v in net.state_dict().items():
         assert torch.equal(v, before[k])

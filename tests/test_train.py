@@ -367,3 +367,77 @@ def test_atomic_write_cleans_up_after_a_failing_writer(tmp_path):
     with pytest.raises(ValueError):
         checkpoints.atomic_write(target, fail)
     assert list((tmp_path / "sub").iterdir()) == []
+
+
+# ---------------------------------------------------------------- what every method's training shares
+
+
+def test_effective_budget_is_the_smallest_given_one():
+    from course_lib.train import effective_budget
+
+    assert effective_budget(None, None) is None
+    assert effective_budget(80.0, None) == 80.0
+    assert effective_budget(80.0, 5) == 5.0
+    for bad in (0, -1.0, True, "10"):
+        with pytest.raises(ValueError, match="time budget"):
+            effective_budget(bad)
+
+
+def test_history_final_and_compute():
+    from course_lib.train import History
+
+    h = History(metrics={"loss": [4.0, 3.0, 2.0, 1.0], "acc": [0.1, 0.2]}, seconds=12.34, images=512)
+    assert h.final() == pytest.approx(2.5)  # fewer than 20 values: all of them
+    assert h.final("loss", last=2) == pytest.approx(1.5)
+    assert h.final("acc", last=1) == pytest.approx(0.2)
+    assert h.compute() == {"images": 512, "steps": 4, "seconds": 12.3}
+    assert History.from_dict(h.as_dict()) == h
+    with pytest.raises(ValueError, match="no values logged for 'top5'"):
+        h.final("top5")
+
+
+def _tiny_module():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+
+
+def test_pretrain_and_cache_does_not_reuse_a_budget_cut_run_without_a_budget(tmp_path, monkeypatch):
+    from course_lib.loader import DeviceLoader
+    from course_lib.train import History, pretrain_and_cache
+
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    images = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    loader = DeviceLoader(images, batch_size=4, device="cpu")
+    net = _tiny_module()
+
+    def step(batch):
+        return net(batch.x.float().flatten(1)[:, :3]).pow(2).mean()
+
+    cut = History(metrics={"loss": [1.0]}, seconds=30.0, stopped_by_budget=True)  # cut by a 30 s budget
+    from course_lib import checkpoints
+
+    key = {"method": "toy"}
+    checkpoints.load_or_train("toy", key, nn.ModuleDict({"backbone": net}), lambda: cut)  # a budget-cut checkpoint
+    with_budget = pretrain_and_cache("toy", key, net, {}, step, loader, 1e-2, 0.0, 1, time_budget_s=30.0,
+                                     progress=False)
+    assert with_budget.history.stopped_by_budget  # a run its budget would cut as well reuses it
+    without = pretrain_and_cache("toy", key, net, {}, step, loader, 1e-2, 0.0, 1, time_budget_s=None,
+                                 progress=False)
+    assert not without.history.stopped_by_budget and without.history.steps == 4  # trained to the end
+    assert without.history.images == 16
+    again = pretrain_and_cache("toy", key, net, {}, step, loader, 1e-2, 0.0, 1, time_budget_s=None, progress=False)
+    assert again.history == without.history  # the complete run is reused
+
+
+def test_recalibrate_batchnorm_checks_its_arguments_and_restores_modes():
+    from course_lib.train import recalibrate_batchnorm
+
+    net = _tiny_module().eval()
+    batches = [torch.randn(8, 3) for _ in range(3)]
+    recalibrate_batchnorm(net, lambda b: net(b), batches, num_batches=3)
+    torch.testing.assert_close(net[1].running_mean, torch.cat([net[0](b) for b in batches]).mean(0).detach())
+    assert not net.training and not net[1].training and net[1].momentum == 0.1
+    with pytest.raises(ValueError, match="num_batches"):
+        recalibrate_batchnorm(net, lambda b: net(b), batches, num_batches=-1)
+    with pytest.raises(ValueError, match="no batch"):
+        recalibrate_batchnorm(net, lambda b: net(b), [], num_batches=1)
