@@ -68,9 +68,9 @@ def test_config_for_resolves_every_value_when_built():
     grade = S.config_for(get_profile("grade"))  # the grade profile's 5-second budget is the smaller one
     assert grade.time_budget_s == 5.0 and grade.num_epochs == 1
     full = S.config_for(get_profile("full"))  # the paper's CIFAR-10 recipe: colour strength 0.5, no blur
-    assert (full.batch_size, full.view_size, full.color_strength, full.blur_p) == (512, 32, 0.5, 0.0)
+    assert (full.temperature, full.batch_size, full.view_size, full.color_strength, full.blur_p) == (0.5, 512, 32, 0.5, 0.0)
     assert full.time_budget_s is None
-    assert S.config_for(get_profile("fast"), temperature=0.2).temperature == 0.2
+    assert S.config_for(get_profile("fast"), temperature=0.3).temperature == 0.3
     assert S.config_for(get_profile("fast"), time_budget_s=None).time_budget_s is None  # an override wins
     assert "temperature" in str(fast) and repr(fast.temperature) in str(fast)  # the printed values are the used ones
     assert S.config_for(get_profile("fast"), crop_scale=[0.3, 1.0]).crop_scale == (0.3, 1.0)
@@ -144,7 +144,7 @@ def test_pretrain_is_deterministic_and_cached(cache):
     b3, h3 = S.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)  # loaded, not trained
     assert h3.losses == h1.losses and torch.equal(b3.stages[0][0].weight, b1.stages[0][0].weight)
     assert len(list(cache.glob("checkpoints/simclr-*.pt"))) == 1
-    S.pretrain(data, profile, cfg.replace(temperature=0.2), torch.device("cpu"), progress=False)
+    S.pretrain(data, profile, cfg.replace(temperature=0.3), torch.device("cpu"), progress=False)
     assert len(list(cache.glob("checkpoints/simclr-*.pt"))) == 2, "another config, another checkpoint"
 
 
