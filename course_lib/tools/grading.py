@@ -466,7 +466,8 @@ def _attempt(sub: Submission, nb, inputs: _Inputs, run: _Run):
             hang = re.findall(r"KernelHangError: (.*)$", log, flags=re.M)
             if hang:
                 raise GraderFailure(f"the kernel hung in {hang[-1][:300]}")
-            errors = re.findall(r"^\s*([\w.]+(?:Error|Exception): .*)$", log, flags=re.M)  # a traceback's last line
+            errors = [e for e in re.findall(r"^\s*([\w.]+(?:Error|Exception): .*)$", log, flags=re.M)  # tracebacks'
+                      if "NbGraderException" not in e] or re.findall(r"^\s*([\w.]+Exception: .*)$", log, flags=re.M)
             raise GraderFailure("nbgrader autograde failed" + (f": {errors[-1][:300]}" if errors else ""))
         html = root / "feedback" / student / name / f"{name}.html"
         page = html.read_bytes() if api.generate_feedback(name, student).get("success") and html.exists() else None
@@ -559,7 +560,8 @@ def _grade_one(sub: Submission, inputs: _Inputs, run: _Run) -> Score:
                 break
         if run.db.read_bytes() != kept:
             run.db.write_bytes(kept)
-            why = "refused: the submission changed the gradebook (restored as it was before it)"
+            why = (why + "; " if why.startswith("refused") else "refused: ") + \
+                "the submission changed the gradebook (restored as it was before it)"
     if why.startswith(NOT_GRADED):  # never a 0: the gradebook keeps what it had, the CSV says why
         score.points, score.failures = None, [why]
         score.max_points = sum(maxima.values())

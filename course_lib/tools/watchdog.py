@@ -35,6 +35,7 @@ from queue import Empty
 
 import psutil
 from jupyter_core.utils import run_sync
+from nbclient.exceptions import CellTimeoutError
 from nbclient.util import ensure_async
 from traitlets import Float
 from traitlets.config import LoggingConfigurable
@@ -70,7 +71,7 @@ class WatchdogMixin(LoggingConfigurable):
     execute_cell = run_sync(async_execute_cell)  # (NotebookClient binds its own coroutine here)
 
     async def _async_poll_for_reply(self, msg_id, cell, timeout, task_poll_output_msg, task_poll_kernel_alive):
-        index, self._watched_msg = getattr(self, "_watched_cell", -1), msg_id
+        index, self._watched_msg, self._watched_output = getattr(self, "_watched_cell", -1), msg_id, task_poll_output_msg
         reply = asyncio.ensure_future(super()._async_poll_for_reply(
             msg_id, cell, timeout, task_poll_output_msg, task_poll_kernel_alive))
         idle_since = None
@@ -79,8 +80,7 @@ class WatchdogMixin(LoggingConfigurable):
                 done, _ = await asyncio.wait({reply}, timeout=self.watch_every)
                 if done:
                     return reply.result()
-                if idle_since is None and task_poll_output_msg.done() and not task_poll_output_msg.cancelled() \
-                        and task_poll_output_msg.exception() is None:
+                if idle_since is None and _went_idle(task_poll_output_msg):
                     idle_since = time.monotonic()  # the kernel published 'idle' for this cell
                 if idle_since is not None and time.monotonic() - idle_since > self.hang_grace:
                     raise KernelHangError(index, f"the kernel finished the cell (idle) but its reply did not come "
@@ -96,6 +96,9 @@ class WatchdogMixin(LoggingConfigurable):
         (CellTimeoutError, as nbclient does). A kernel that neither replies nor uses CPU is stuck in the
         machinery: KernelHangError."""
         index, msg_id = getattr(self, "_watched_cell", -1), getattr(self, "_watched_msg", None)
+        if _went_idle(getattr(self, "_watched_output", None)):
+            raise KernelHangError(index, f"the kernel finished the cell (idle) but its reply did not come within "
+                                         f"the cell's {timeout} s")
         before = self._kernel_cpu()
         await ensure_async(self.km.interrupt_kernel())
         deadline = time.monotonic() + self.interrupt_grace
@@ -105,15 +108,20 @@ class WatchdogMixin(LoggingConfigurable):
             except Empty:
                 break
             if msg["parent_header"].get("msg_id") == msg_id:  # the running cell was interrupted
-                self.timeout_states[index] = "busy"
-                return {"content": {**self.error_on_timeout, "status": "error"}} if self.error_on_timeout else None
-        seconds = time.monotonic() - deadline + self.interrupt_grace
-        busy = self._kernel_cpu() - before > self.busy_cpu * seconds
-        if not busy:
+                return self._busy_timeout(index, timeout, cell, msg)
+        if self._kernel_cpu() - before <= self.busy_cpu * self.interrupt_grace:
             raise KernelHangError(index, f"no reply after the cell's {timeout} s nor after an interrupt, and the "
                                          "kernel used no CPU (idle)")
-        self.timeout_states[index] = "busy"  # a loop that ignores the interrupt
-        return {"content": {**self.error_on_timeout, "status": "error"}} if self.error_on_timeout else None
+        return self._busy_timeout(index, timeout, cell, None)  # a loop that ignores the interrupt
+
+    def _busy_timeout(self, index, timeout, cell, reply):
+        """What nbclient does at a timeout once the kernel was found busy (it has been interrupted already)."""
+        self.timeout_states[index] = "busy"
+        if not self.interrupt_on_timeout:
+            raise CellTimeoutError.error_from_timeout_and_cell("Cell execution timed out", timeout, cell)
+        if self.error_on_timeout:
+            return {"content": {**self.error_on_timeout, "status": "error"}}
+        return reply
 
     def _kernel_cpu(self) -> float:
         """CPU seconds used so far by the kernel's processes (the launcher, a sandbox, the kernel, its children)."""
@@ -130,3 +138,8 @@ class WatchdogMixin(LoggingConfigurable):
             return total
         except psutil.Error:
             return 0.0
+
+
+def _went_idle(task) -> bool:
+    """Whether nbclient's IOPub task for the cell ended as it does on the kernel's 'idle' status."""
+    return task is not None and task.done() and not task.cancelled() and task.exception() is None
