@@ -370,3 +370,19 @@ def test_watchdog_tells_an_idle_kernel_without_reply_from_a_looping_cell():
     with pytest.raises(CellTimeoutError):  # busy: the cell's fault, as nbclient reports it
         client.execute()
     assert client.timeout_states == {0: "busy"}
+
+
+def test_a_hang_in_the_instructors_warm_up_is_run_again(tmp_path, capsys):
+    """The warm-up's first run hangs (its cell's reply lost, the kernel idle): it is run again at once, not after
+    the warm-up's 900 s limit, and the students are graded as usual."""
+    nb = tiny_notebook()
+    nb.cells.insert(1, new_code_cell('import os\nif os.getcwd().endswith("run1"):  # the warm-up\'s first run\n'
+                                     + textwrap.indent(DROP_REPLY, "    ")))
+    student_version = make_course(tmp_path / "course", nb)
+    submit(tmp_path / "subs", "b_correct", answer(student_version, **RIGHT))
+    [score] = grade(tmp_path / "subs", tmp_path / "out", source_dir=tmp_path / "course" / "source",
+                    cell_timeout=CELL_TIMEOUT)
+    err = capsys.readouterr().err
+    assert "the instructor's 01_homework hung (grader machinery, cell 1: the kernel finished the cell (idle)" in err
+    assert "running it again" in err and err.count("hung (grader machinery") == 1
+    assert (score.points, score.max_points) == (6, 6)
