@@ -152,6 +152,22 @@ def test_hostile_submission_isolated_changes_nothing_for_the_students_after_it(t
     assert {s: r["points"] for s, r in rows(out).items()} == {"a_hostile": "7", "b_correct": "7", "c_untouched": "0"}
 
 
+def test_sandbox_keeps_tmp_visible_when_the_course_lives_there(monkeypatch):
+    """A clone in /tmp: /tmp cannot be replaced by an empty tmpfs (the kernel would lose the course), so the hidden
+    folders in it are emptied one by one; otherwise /tmp is emptied as a whole."""
+    hidden, writable = [Path("/tmp/grading-work"), Path("/srv/grades")], [Path("/tmp/grading-work/alice")]
+
+    def mounts(args):
+        return [(args[i], args[i + 1]) for i in range(len(args) - 1) if args[i] in ("--tmpfs", "--bind")]
+
+    monkeypatch.setattr(sandbox, "needed", lambda: [Path("/opt/venv"), Path("/home/me/course")])
+    assert mounts(sandbox.bwrap_args(writable, hidden, Path("/tmp/grading-work/alice"))) == [
+        ("--tmpfs", "/tmp"), ("--tmpfs", "/srv/grades"), ("--bind", "/tmp/grading-work/alice")]
+    monkeypatch.setattr(sandbox, "needed", lambda: [Path("/opt/venv"), Path("/tmp/ci/course")])
+    assert mounts(sandbox.bwrap_args(writable, hidden, Path("/tmp/grading-work/alice"))) == [
+        ("--tmpfs", "/tmp/grading-work"), ("--tmpfs", "/srv/grades"), ("--bind", "/tmp/grading-work/alice")]
+
+
 def test_isolation_bwrap_refused_when_unavailable(tmp_path, monkeypatch):
     monkeypatch.setattr(sandbox, "bwrap_problem", lambda: "bubblewrap (bwrap) is not installed")
     student_version = make_course(tmp_path / "course", tiny_notebook())

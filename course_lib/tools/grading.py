@@ -241,7 +241,7 @@ def _kernel_env(profile: str, cache: Path, home: Path) -> dict[str, str]:
     # One thread per kernel: on a shared CPU, torch's thread pool is many times slower than one thread.
     return {PROFILE_ENV: profile, "COURSE_CACHE": str(cache), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
             "MPLBACKEND": "Agg", "IPYTHONDIR": str(home / "ipython"), "MPLCONFIGDIR": str(home / "matplotlib"),
-            "XDG_CACHE_HOME": str(home / "cache"), "PYTHONNOUSERSITE": "1"}
+            "XDG_CACHE_HOME": str(home / "cache"), "TMPDIR": str(home / "tmp"), "PYTHONNOUSERSITE": "1"}
 
 
 # ------------------------------------------------------------------ release
@@ -381,7 +381,7 @@ def _warm_up(name: str, source: bytes, folder: Path, profile: str, timeout: floa
         nb = nbformat.reads(source.decode("utf-8"), as_version=4)
         run = folder / f"run{attempt}"
         run.mkdir(parents=True)
-        (folder / f"home{attempt}").mkdir()
+        (folder / f"home{attempt}" / "tmp").mkdir(parents=True)
         with _environ(**_kernel_env(profile, cache, folder / f"home{attempt}")):
             try:
                 _WarmUpClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
@@ -449,7 +449,7 @@ def _attempt(sub: Submission, nb, inputs: _Inputs, run: _Run):
         _write_tree(root / "cache", inputs.cache)
         (root / "submitted" / student / name).mkdir(parents=True)
         nbformat.write(nb, root / "submitted" / student / name / f"{name}.ipynb")
-        for folder in ("autograded", "cache", "home"):
+        for folder in ("autograded", "cache", "home", "home/tmp"):
             (root / folder).mkdir(exist_ok=True)
         kernel = {}
         if run.sandbox:

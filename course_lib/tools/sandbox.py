@@ -50,12 +50,24 @@ def bwrap_problem() -> str:
     return ""
 
 
+def needed() -> list[Path]:
+    """What a kernel must see: the Python environment, the course (its code and data), ``PYTHONPATH``."""
+    paths = [sys.prefix, sys.base_prefix, REPO_ROOT, Path(course_lib.__file__).parent,
+             *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
+    return [Path(p).resolve() for p in paths]
+
+
 def bwrap_args(writable: list[Path], hidden: list[Path], cwd: Path) -> list[str]:
     """bwrap's options: ``/`` read-only, ``hidden`` folders replaced by empty ones, ``writable`` folders bound
-    read-write (after the hiding, so they may lie inside a hidden folder), no network, no other processes."""
-    args = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    read-write (after the hiding, so they may lie inside a hidden folder), no network, no other processes.
+    ``/tmp`` is a fresh tmpfs too, unless the course or the environment lives there (a clone in /tmp): then
+    it stays visible read-only, and only the ``hidden`` folders in it are emptied."""
+    args = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    hide_tmp = not any(p.is_relative_to("/tmp") for p in needed())
+    if hide_tmp:
+        args += ["--tmpfs", "/tmp"]
     for path in hidden:
-        if not Path(path).is_relative_to("/tmp"):  # (all of /tmp is hidden already)
+        if not (hide_tmp and Path(path).is_relative_to("/tmp")):
             args += ["--tmpfs", str(path)]
     for path in writable:
         args += ["--bind", str(path), str(path)]
@@ -66,12 +78,12 @@ def bwrap_args(writable: list[Path], hidden: list[Path], cwd: Path) -> list[str]
 
 
 def hideable(paths: list[Path]) -> list[Path]:
-    """The folders of ``paths`` that can be hidden from a kernel: existing folders that hold neither the Python
-    environment nor the course's code, most general first (resolved, no duplicates)."""
-    needed = [Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(course_lib.__file__).parent.resolve()]
+    """The folders of ``paths`` that can be hidden from a kernel: existing folders that hold nothing it needs
+    (:func:`needed`), most general first (resolved, no duplicates)."""
+    keep = needed()
     out: list[Path] = []
     for path in sorted({Path(p).resolve() for p in paths}, key=lambda p: len(p.parts)):
-        if not path.is_dir() or path == Path("/") or any(n.is_relative_to(path) for n in needed):
+        if not path.is_dir() or path == Path("/") or any(n.is_relative_to(path) for n in keep):
             continue
         if not any(path.is_relative_to(o) for o in out):
             out.append(path)
