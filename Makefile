@@ -27,7 +27,6 @@ release: $(STAMP)  ## student versions of every notebook (no solutions, no hidde
 	$(PY) -m course_lib release
 
 grade: $(STAMP)  ## autograde: make grade SUBMISSIONS=folder (scores.csv, feedback, gradebook in grades/)
-	@command -v bwrap >/dev/null || echo "note: bubblewrap is not installed; submissions will run NOT isolated (apt-get install bubblewrap)"
 	$(PY) -m course_lib grade $(SUBMISSIONS)
 
 data: $(STAMP)  ## rebuild data/fashion_mnist_subset.npz from the official files
