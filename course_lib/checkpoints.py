@@ -1,15 +1,23 @@
 """Load-or-train: train once, then reload in a second.
 
 A checkpoint is keyed by its *config* (a dict of everything that changes the
-result: profile, method, seed...). Change the config and the key changes, so the
-model retrains instead of silently loading stale weights. Writes are atomic (a
-temporary file renamed into place), so an interrupted run never leaves a corrupt
-checkpoint; loading uses ``torch.load(weights_only=True)``, which cannot run code.
+result: profile, method, seed...) and by the *code* that trains it (a hash of the
+source files of the models, augmentations, loader, data, training loop and the
+method's own module). Change either and the key changes, so the model retrains
+instead of silently loading stale weights -- weights trained by older code never
+satisfy a newer notebook's claims. A checkpoint that does not fit the model
+(missing or extra keys, other shapes) or whose stored config or history is not
+what was asked for is retrained *from the model's seeded initial weights*, never
+from a half-loaded state. A run cut short by a time budget is reused only by a
+run whose own budget would have cut it too. Writes are atomic (a temporary file
+renamed into place), so an interrupted run never leaves a corrupt checkpoint;
+loading uses ``torch.load(weights_only=True)``, which cannot run code.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import tempfile
@@ -19,17 +27,38 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from course_lib.config import cache_dir
+from course_lib.config import cache_dir, time_budgets_enabled
 from course_lib.train import History
 
 
 def config_key(config: dict) -> str:
-    """A short stable hash of a JSON-serialisable config."""
-    try:
-        text = json.dumps(config, sort_keys=True, default=str)
-    except TypeError as e:
-        raise TypeError(f"config must be JSON-serialisable (dict of str/number/list): {e}") from e
+    """A short stable hash of a JSON-serialisable config (str, number, bool, None, list, dict only)."""
+    if not isinstance(config, dict):
+        raise TypeError(f"config must be a dict, got {type(config).__name__}")
+    try:  # no default=str: an object whose str() hides what changes the result must not become a key
+        text = json.dumps(config, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"config must be JSON-serialisable (dict of str/number/bool/None/list/dict): {e}") from e
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# What every trained model depends on, besides the method's own module.
+CORE_MODULES = ("course_lib.models", "course_lib.augment", "course_lib.loader", "course_lib.datasets",
+                "course_lib.train")
+
+
+def code_version(*modules: str) -> str:
+    """A short hash of the source files of ``modules`` (import names), e.g. ``code_version("course_lib.rotation")``.
+
+    Part of every checkpoint's key: editing the code that trains a model retrains it.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(set(modules)):
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+            raise ValueError(f"no Python source for module {name!r}")
+        digest.update(name.encode() + b"\0" + Path(spec.origin).read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -54,10 +83,19 @@ def load_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def checkpoint_path(name: str, config: dict, folder: Path | None = None) -> Path:
+def checkpoint_path(name: str, config: dict, folder: Path | None = None,
+                    code: tuple[str, ...] = CORE_MODULES) -> Path:
+    """Where the checkpoint of ``config`` trained by ``code`` (module names) lives."""
     if not name or not all(c.isalnum() or c in "-_" for c in name):
         raise ValueError(f"checkpoint name must be letters, digits, '-' or '_', got {name!r}")
-    return Path(folder or cache_dir() / "checkpoints") / f"{name}-{config_key(config)}.pt"
+    key = config_key({"config": config, "code": code_version(*code)})
+    return Path(folder or cache_dir() / "checkpoints") / f"{name}-{key}.pt"
+
+
+def _code_of(fn: Callable) -> tuple[str, ...]:
+    """:data:`CORE_MODULES`, plus the course module that defines ``fn`` (a method's own file)."""
+    module = getattr(fn, "__module__", "") or ""
+    return (*CORE_MODULES, module) if module.startswith("course_lib.") else CORE_MODULES
 
 
 def load_or_train(
@@ -67,35 +105,68 @@ def load_or_train(
     train_fn: Callable[[], History],
     folder: Path | None = None,
     retrain: bool = False,
+    time_budget_s: float | None = None,
+    code: tuple[str, ...] | None = None,
 ) -> History:
-    """Load ``model``'s weights for ``config`` if a checkpoint exists, else train and save.
+    """Load ``model``'s weights for ``config`` if a valid checkpoint exists, else train and save.
 
-    ``train_fn()`` trains ``model`` in place and returns its :class:`History`,
-    which is stored beside the weights so that loss plots survive a reload.
+    ``train_fn()`` trains ``model`` in place and returns its :class:`History`, which is stored
+    beside the weights so that loss plots survive a reload.
+
+    Args:
+        time_budget_s: the budget this run would train under (None: none, or budgets switched off).
+            A checkpoint cut short by a budget is reused only if this budget would have cut it too.
+        code: modules whose source is part of the key; default: :data:`CORE_MODULES` and the
+            course module that defines ``train_fn`` (the method's own).
     """
-    path = checkpoint_path(name, config, folder)
+    code = code if code is not None else _code_of(train_fn)
+    if not time_budgets_enabled():
+        time_budget_s = None
+    path = checkpoint_path(name, config, folder, code)
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}  # the seeded starting point
     if path.exists() and not retrain:
-        try:
-            state = load_checkpoint(path)
-            model.load_state_dict(state["model"])
+        reason = _reuse(path, config, model, time_budget_s)
+        if reason is None:
             model.eval()
-            return History.from_dict(state["history"])
-        except Exception as e:  # an unreadable file is retrained, not trusted
-            print(f"checkpoint {path.name} unreadable ({type(e).__name__}: {e}); retraining")
+            return History.from_dict(load_checkpoint(path)["history"])
+        print(f"checkpoint {path.name} not reused ({reason}); training from the initial weights")
+        model.load_state_dict(initial)  # a failed load may have copied some tensors before it raised
     history = train_fn()
     model.eval()
-    save_checkpoint(path, {"config": config, "model": model.state_dict(), "history": history.as_dict()})
+    save_checkpoint(path, {"config": config, "model": model.state_dict(), "history": history.as_dict(),
+                           "time_budget_s": time_budget_s})
     return history
 
 
-def load_or_compute(name: str, config: dict, compute: Callable[[], dict], folder: Path | None = None) -> dict:
-    """Like :func:`load_or_train` for a JSON-serialisable result (e.g. an evaluation)."""
-    path = checkpoint_path(name, config, folder).with_suffix(".json")
+def _reuse(path: Path, config: dict, model: nn.Module, time_budget_s: float | None) -> str | None:
+    """Load the checkpoint into ``model``; None if it was reused, else why not (``model`` may be half-loaded)."""
+    try:
+        state = load_checkpoint(path)
+        if state.get("config") != json.loads(json.dumps(config)):  # as stored: tuples are lists in JSON
+            return "its stored config differs"
+        history = History.from_dict(state["history"])
+        if history.stopped_by_budget and (time_budget_s is None or time_budget_s > history.seconds):
+            return (f"it was cut short by a time budget after {history.seconds:.0f} s, and this run "
+                    + ("has no budget" if time_budget_s is None else f"has {time_budget_s:.0f} s"))
+        model.load_state_dict(state["model"])  # strict: missing or extra keys and other shapes raise
+        return None
+    except Exception as e:  # an unreadable or mismatched file is retrained, not trusted
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+
+
+def load_or_compute(name: str, config: dict, compute: Callable[[], dict], folder: Path | None = None,
+                    code: tuple[str, ...] | None = None) -> dict:
+    """Like :func:`load_or_train` for a JSON-serialisable result (e.g. an evaluation), keyed by config and code
+    (default: :data:`CORE_MODULES`, the evaluation protocol and the course module that defines ``compute``)."""
+    code = code if code is not None else (*_code_of(compute), "course_lib.evaluate")
+    path = checkpoint_path(name, config, folder, code).with_suffix(".json")
     if path.exists():
         try:
-            return json.loads(path.read_text())["result"]
-        except (ValueError, KeyError):
-            pass  # unreadable: compute again
+            stored = json.loads(path.read_text())
+            if stored["config"] == json.loads(json.dumps(config)) and isinstance(stored["result"], dict):
+                return stored["result"]
+        except (ValueError, KeyError, TypeError):
+            pass  # unreadable or of another shape: compute again
     result = compute()
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps({"config": config, "result": result}, indent=1)))
     return result

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 PROFILE_ENV = "COURSE_PROFILE"
+BUDGETS_ENV = "COURSE_TIME_BUDGETS"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -76,6 +77,36 @@ class Profile(Settings):
     seed: int = 0
     check_claims: bool = True  # notebooks assert their claims (off when grading with tiny budgets)
     max_images_per_class: int | None = None  # keep at most this many images per class of a split (None = all)
+    num_threads: int | None = 1  # torch CPU threads (None: torch's default, one per core); see README
+    cell_timeout_s: float = 600.0  # a notebook cell running longer than this is stopped (make course/test/bench)
+
+    def __post_init__(self) -> None:
+        """Every field checked when the profile is built: a wrong override fails here, naming the field."""
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"name must be a non-empty str, got {self.name!r}")
+        for f in ("dataset", "backbone"):
+            if not isinstance(getattr(self, f), str):
+                raise TypeError(f"{f} must be a str, got {getattr(self, f)!r}")
+        if self.backbone not in ("small_cnn", "resnet18"):
+            raise ValueError(f"backbone must be 'small_cnn' or 'resnet18', got {self.backbone!r}")
+        for f in ("width", "batch_size", "num_epochs", "knn_k", "supervised_steps"):
+            check_int(getattr(self, f), f)
+        check_int(self.seed, "seed", minimum=0)
+        check_int(self.max_images_per_class, "max_images_per_class", optional=True)
+        check_int(self.num_threads, "num_threads", optional=True)
+        for f, low, high in (("lr", 1e-12, 10.0), ("weight_decay", 0.0, 10.0), ("probe_weight_decay", 0.0, 1e6),
+                             ("cell_timeout_s", 1.0, 7 * 24 * 3600.0)):
+            check_number(getattr(self, f), f, low, high)
+        if self.time_budget_s is not None:
+            check_number(self.time_budget_s, "time_budget_s", 1e-3, float("inf"))
+        for f in ("amp", "channels_last", "compile", "check_claims"):
+            if not isinstance(getattr(self, f), bool):
+                raise TypeError(f"{f} must be True or False, got {getattr(self, f)!r}")
+        budgets = self.labels_per_class
+        if not isinstance(budgets, tuple) or not budgets or not all(
+                b is None or (isinstance(b, int) and not isinstance(b, bool) and b >= 1) for b in budgets):
+            raise TypeError("labels_per_class must be a non-empty tuple of positive ints or None (all labels), "
+                            f"e.g. (10, 100, None); got {budgets!r}")
 
     def limit(self, data):
         """``data`` (an ``ImageData``) cut to ``max_images_per_class`` random images of every class.
@@ -112,6 +143,8 @@ PROFILES: dict[str, Profile] = {
         supervised_steps=5000,
         amp=True,
         channels_last=True,
+        num_threads=None,  # a GPU machine: torch's default for the little work left on the CPU
+        cell_timeout_s=4 * 3600.0,  # pre-training a ResNet-18 on CIFAR-10 takes tens of minutes
     ),
     # Homework grading: tiny budgets so that a notebook grades in seconds.
     "grade": Profile(
@@ -122,6 +155,7 @@ PROFILES: dict[str, Profile] = {
         supervised_steps=10,
         check_claims=False,
         max_images_per_class=50,  # 500 training and 500 test images
+        cell_timeout_s=120.0,
     ),
 }
 
@@ -156,13 +190,19 @@ def get_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
+def seed_everything(seed: int, deterministic: bool = True, threads: int | None = None) -> torch.Generator:
     """Seed Python, NumPy and torch; make torch's algorithms deterministic.
 
+    ``threads`` (a profile's ``num_threads``) fixes torch's CPU thread count: the order of
+    floating-point sums depends on it, so the same seed gives the same numbers only with the
+    same count -- and on a busy machine one thread is faster than two (README).
     Returns a ``torch.Generator`` seeded with ``seed`` for code that takes one.
     """
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    check_int(threads, "threads", optional=True)
+    if threads is not None:
+        torch.set_num_threads(threads)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -171,6 +211,18 @@ def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     return torch.Generator().manual_seed(seed)
+
+
+def time_budgets_enabled() -> bool:
+    """False when ``$COURSE_TIME_BUDGETS`` is ``off``: training then always runs to its last step.
+
+    ``make test`` switches budgets off, so that every claim a notebook asserts is asserted on a
+    complete run; budgets stay for live demos and grading, where a slow machine must not stall.
+    """
+    value = os.environ.get(BUDGETS_ENV, "on").strip().lower()
+    if value not in ("on", "off", ""):
+        raise ValueError(f"${BUDGETS_ENV} must be 'on' or 'off', got {value!r}")
+    return value != "off"
 
 
 def cache_dir() -> Path:

@@ -84,6 +84,10 @@ class DatasetMissingError(FileNotFoundError):
     """A dataset is not on disk; the message says what is missing and how to get it."""
 
 
+class DatasetCorruptError(ValueError):
+    """A dataset file is on disk but truncated or damaged; the message names it and how to get it again."""
+
+
 @dataclass
 class ImageData:
     """Images as one uint8 tensor (N, C, H, W) with int64 labels (N,) and class names."""
@@ -305,8 +309,22 @@ def _load_embedded(split: str, folder: Path, download: bool) -> ImageData:
                 "or load_dataset('fashion_mnist_embedded', download=True)",
             )  # fmt: skip
         build_embedded_fashion_mnist(fashion_mnist_dir(data_dir() / "cache", download=True), path)
-    with np.load(path) as npz:
-        return _image_data(npz[f"x_{split}"][:, None], npz[f"y_{split}"], FASHION_MNIST_CLASSES)
+    try:
+        with np.load(path) as npz:
+            images, labels = npz[f"x_{split}"], npz[f"y_{split}"]
+        if images.dtype != np.uint8 or images.ndim != 3 or labels.shape != (len(images),):
+            raise ValueError(f"x_{split} {images.dtype} {images.shape}, y_{split} {labels.shape}")
+    except Exception as e:  # a truncated zip, a missing array, arrays of other shapes
+        raise DatasetCorruptError(
+            f"{path} is damaged or not the course's Fashion-MNIST subset ({type(e).__name__}: {e}); "
+            "rebuild it with `python -m course_lib build-data` (or `git checkout data/` for the committed copy)"
+        ) from e
+    return _image_data(images[:, None], labels, FASHION_MNIST_CLASSES)
+
+
+def _corrupt(path: Path, what: str, name: str, detail: str) -> DatasetCorruptError:
+    return DatasetCorruptError(f"{path} is truncated or damaged ({detail}): delete {path.parent} and run "
+                               f"load_dataset('{name}', download=True) to get {what} again")
 
 
 # --- CIFAR-10 and STL-10: the official python-pickle and binary formats ----------------------------------
@@ -330,13 +348,21 @@ def _load_cifar10(split: str, cache: Path, download: bool) -> ImageData:
     _fetch_archive(folder, [*names, "batches.meta"], cache, download, "CIFAR-10", "cifar10", "163 MB download",
                    CIFAR10_URL, CIFAR10_MD5)
     batches = []
-    for n in names:
-        with open(folder / n, "rb") as f:
-            batches.append(pickle.load(f, encoding="bytes"))
-    with open(folder / "batches.meta", "rb") as f:
-        classes = [c.decode() for c in pickle.load(f, encoding="bytes")[b"label_names"]]
-    images = np.concatenate([b[b"data"] for b in batches]).reshape(-1, 3, 32, 32)  # rows are R, G, B planes
-    labels = np.concatenate([np.asarray(b[b"labels"]) for b in batches])
+    for n in [*names, "batches.meta"]:
+        try:
+            with open(folder / n, "rb") as f:
+                batch = pickle.load(f, encoding="bytes")
+            if n == "batches.meta":
+                classes = [c.decode() for c in batch[b"label_names"]]
+                continue
+            data, batch_labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
+            if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(batch_labels) != len(data):
+                raise ValueError(f"data {data.dtype} {data.shape}, {len(batch_labels)} labels")
+            batches.append((data, batch_labels))
+        except Exception as e:  # EOFError/UnpicklingError of a cut file, missing keys, wrong shapes
+            raise _corrupt(folder / n, "CIFAR-10", "cifar10", f"{type(e).__name__}: {e}") from e
+    images = np.concatenate([d for d, _ in batches]).reshape(-1, 3, 32, 32)  # rows are R, G, B planes
+    labels = np.concatenate([y for _, y in batches])
     return _image_data(images, labels, classes)
 
 
@@ -345,11 +371,17 @@ def _load_stl10(split: str, cache: Path, download: bool) -> ImageData:
     names = [f"{split}_X.bin", "class_names.txt"] + ([f"{split}_y.bin"] if split != "unlabeled" else [])
     _fetch_archive(folder, names, cache, download, "STL-10", "stl10", "2.5 GB download", STL10_URL, STL10_MD5)
     images = np.fromfile(folder / f"{split}_X.bin", dtype=np.uint8)
+    if images.size % (3 * 96 * 96):
+        raise _corrupt(folder / f"{split}_X.bin", "STL-10", "stl10",
+                       f"{images.size} bytes is not a whole number of 3x96x96 images")
     images = images.reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)  # each plane is stored column-major
     if split == "unlabeled":
         labels = np.full(len(images), -1, dtype=np.int64)
     else:
         labels = np.fromfile(folder / f"{split}_y.bin", dtype=np.uint8).astype(np.int64) - 1  # 1..10 -> 0..9
+        if len(labels) != len(images) or (len(labels) and not 0 <= labels.min() <= labels.max() <= 9):
+            raise _corrupt(folder / f"{split}_y.bin", "STL-10", "stl10",
+                           f"{len(labels)} labels in 1..10 expected for {len(images)} images")
     classes = (folder / "class_names.txt").read_text().split()
     return _image_data(images, labels, classes)
 

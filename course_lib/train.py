@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from course_lib.config import time_budgets_enabled
+
 StepOutput = torch.Tensor | dict[str, torch.Tensor]
 StepFn = Callable[[object], StepOutput]
 
@@ -71,6 +73,8 @@ def train(
         raise ValueError(f"num_epochs must be a positive int, got {num_epochs!r}")
     if time_budget_s is not None and time_budget_s <= 0:
         raise ValueError(f"time_budget_s must be positive or None, got {time_budget_s!r}")
+    if not time_budgets_enabled():  # make test: every run completes, so every asserted claim sees one
+        time_budget_s = None
     device = next(modules[0].parameters()).device
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else nullcontext()
 

@@ -155,3 +155,55 @@ def test_settings_replace_as_dict_and_listing():
     assert cfg.replace(flip_p=0.0).flip_p == 0.0 and cfg.flip_p == 0.5  # a copy; the original is unchanged
     assert cfg.as_dict()["recalibration_batches"] == 20
     assert str(cfg).splitlines()[0] == "RotationConfig:" and "  flip_p               = 0.5" in str(cfg)
+
+
+@pytest.mark.parametrize("override, error, words", [
+    ({"labels_per_class": 10}, TypeError, "labels_per_class must be a non-empty tuple"),
+    ({"labels_per_class": (10, 0)}, TypeError, "labels_per_class"),
+    ({"labels_per_class": ()}, TypeError, "labels_per_class"),
+    ({"width": 0}, ValueError, "width must be a positive int"),
+    ({"batch_size": 12.5}, ValueError, "batch_size must be a positive int"),
+    ({"num_epochs": True}, ValueError, "num_epochs"),
+    ({"lr": -1.0}, ValueError, "lr must be a number"),
+    ({"lr": "0.1"}, ValueError, "lr must be a number"),
+    ({"seed": -1}, ValueError, "seed must be an int >= 0"),
+    ({"time_budget_s": 0}, ValueError, "time_budget_s"),
+    ({"amp": "yes"}, TypeError, "amp must be True or False"),
+    ({"backbone": "vgg"}, ValueError, "backbone must be 'small_cnn' or 'resnet18'"),
+    ({"num_threads": 0}, ValueError, "num_threads must be a positive int or None"),
+    ({"cell_timeout_s": 0}, ValueError, "cell_timeout_s"),
+    ({"max_images_per_class": 0}, ValueError, "max_images_per_class"),
+])
+def test_a_bad_override_is_refused_naming_the_field(override, error, words):
+    with pytest.raises(error, match=words):
+        get_profile(**override)
+
+
+def test_every_built_in_profile_is_valid():
+    for name in ("fast", "full", "grade"):
+        assert get_profile(name).name == name
+
+
+def test_seed_everything_fixes_the_thread_count(restore_determinism):
+    before = torch.get_num_threads()
+    try:
+        seed_everything(0, threads=1)
+        assert torch.get_num_threads() == 1
+        with pytest.raises(ValueError, match="threads"):
+            seed_everything(0, threads=0)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("value, enabled", [(None, True), ("on", True), ("off", False), ("OFF", False)])
+def test_time_budgets_switch(monkeypatch, value, enabled):
+    from course_lib.config import BUDGETS_ENV, time_budgets_enabled
+
+    if value is None:
+        monkeypatch.delenv(BUDGETS_ENV, raising=False)
+    else:
+        monkeypatch.setenv(BUDGETS_ENV, value)
+    assert time_budgets_enabled() is enabled
+    monkeypatch.setenv(BUDGETS_ENV, "sometimes")
+    with pytest.raises(ValueError, match="must be 'on' or 'off'"):
+        time_budgets_enabled()

@@ -304,3 +304,67 @@ def test_image_data_subset_to_and_validation():
         ImageData(torch.zeros(2, 1, 1, 1), torch.zeros(2, dtype=torch.int64), ["a"])
     with pytest.raises(ValueError, match="int64"):
         ImageData(torch.zeros(2, 1, 1, 1, dtype=torch.uint8), torch.zeros(3, dtype=torch.int64), ["a"])
+
+
+# --------------------------------------------------------------------------- damaged files: a clear error
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong arrays"])
+def test_a_damaged_embedded_npz_names_the_file_and_the_rebuild_command(tmp_path, damage):
+    from course_lib.config import data_dir
+    from course_lib.datasets import EMBEDDED_FILE, DatasetCorruptError
+
+    good = (data_dir() / EMBEDDED_FILE).read_bytes()
+    path = tmp_path / EMBEDDED_FILE
+    if damage == "truncate":
+        path.write_bytes(good[: len(good) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"not a zip file at all")
+    else:
+        np.savez(path, x_train=np.zeros((3, 28, 28), np.float32), y_train=np.zeros(3, np.int64))
+    with pytest.raises(DatasetCorruptError, match=rf"{EMBEDDED_FILE}.*python -m course_lib build-data"):
+        load_dataset("fashion_mnist_embedded", "train", root=tmp_path)
+
+
+def cifar_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    images = np.zeros((2, 3, 32, 32), dtype=np.uint8)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        write_cifar_batch(folder / name, images, [0, 1])
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [b"a"] * 10}, f)
+    return folder
+
+
+@pytest.mark.parametrize("damage", ["cut", "wrong width", "labels"])
+def test_a_truncated_cifar10_file_says_which_and_how_to_get_it_again(tmp_path, damage):
+    from course_lib.datasets import DatasetCorruptError
+
+    folder = cifar_folder(tmp_path)
+    bad = folder / "data_batch_3"
+    if damage == "cut":
+        bad.write_bytes(bad.read_bytes()[:100])
+    elif damage == "wrong width":
+        with open(bad, "wb") as f:
+            pickle.dump({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}, f)
+    else:
+        with open(bad, "wb") as f:
+            pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}, f)
+    with pytest.raises(DatasetCorruptError, match=r"data_batch_3 is truncated or damaged.*download=True"):
+        load_dataset("cifar10", "train", root=tmp_path)
+    assert load_dataset("cifar10", "test", root=tmp_path).labels.tolist() == [0, 1]  # the good files still load
+
+
+@pytest.mark.parametrize("damage", ["images", "labels"])
+def test_a_truncated_stl10_file_says_which_and_how_to_get_it_again(tmp_path, damage):
+    from course_lib.datasets import DatasetCorruptError
+
+    folder = tmp_path / "stl10_binary"
+    folder.mkdir()
+    (folder / "train_X.bin").write_bytes(bytes(2 * 3 * 96 * 96 - (1000 if damage == "images" else 0)))
+    (folder / "train_y.bin").write_bytes(bytes([1, 2] if damage == "images" else [1]))
+    (folder / "class_names.txt").write_text("\n".join("abcdefghij") + "\n")
+    name = "train_X.bin" if damage == "images" else "train_y.bin"
+    with pytest.raises(DatasetCorruptError, match=rf"{name} is truncated or damaged.*stl10.*download=True"):
+        load_dataset("stl10", "train", root=tmp_path)

@@ -216,3 +216,27 @@ def test_bad_knob_spec_is_a_type_error(spec):
 def test_slider_plot_needs_a_knob():
     with pytest.raises(ValueError, match="at least one knob"):
         slider_plot(Recorder())
+
+
+def test_headless_slider_plot_shows_the_figure_without_a_live_widget(monkeypatch):
+    """Executed by the course's tools (COURSE_HEADLESS=1): one plain figure output, no Output widget."""
+    shown = []
+    monkeypatch.setattr("course_lib.widgets.display", shown.append)
+    monkeypatch.setenv("COURSE_HEADLESS", "1")
+    draw = Recorder()
+    assert slider_plot(draw, labels=(1, 20, 1), method=["pca", "tsne"]) is None
+    assert draw.calls == [{"labels": 1, "method": "pca"}]
+    assert len(shown) == 1 and isinstance(shown[0], plt.Figure)
+    assert plt.get_fignums() == []
+    with pytest.raises(TypeError, match="knob 'x'"):  # bad input is still refused before drawing
+        slider_plot(draw, x=(1, 2))
+
+
+def test_live_slider_plot_puts_the_figure_in_an_output_widget(monkeypatch):
+    import ipywidgets
+
+    shown = []
+    monkeypatch.setattr("course_lib.widgets.display", shown.append)
+    monkeypatch.setenv("COURSE_HEADLESS", "0")
+    box = slider_plot(Recorder(), labels=(1, 20, 1))
+    assert shown[-1] is box and isinstance(box.children[1], ipywidgets.Output)

@@ -247,3 +247,24 @@ def test_course_run_times_each_notebook_and_reports_a_failure(tmp_path, capfd):
 def test_course_run_of_a_missing_notebook_is_an_error(tmp_path, capsys):
     assert runner.run_course([str(tmp_path / "nope.ipynb")], out_dir=tmp_path) == 2
     assert "no such notebook" in capsys.readouterr().err
+
+
+def test_make_test_runs_the_fast_profile_headless_without_budgets_whatever_the_shell_says(monkeypatch, capsys):
+    """COURSE_PROFILE=grade left in a shell would turn every notebook claim off: `test` ignores it, says so."""
+    from course_lib.tools import cli
+
+    monkeypatch.setenv("COURSE_PROFILE", "grade")
+    seen = {}
+
+    def fake_call(cmd, cwd=None, env=None):
+        seen.update(cmd=cmd, env=env)
+        return 0
+
+    monkeypatch.setattr(cli.subprocess, "call", fake_call)
+    assert main(["test"]) == 0
+    assert "ignored" in capsys.readouterr().out
+    env = seen["env"]
+    assert env["COURSE_PROFILE"] == "fast" and env["COURSE_HEADLESS"] == "1" and env["COURSE_TIME_BUDGETS"] == "off"
+    assert "course_lib.tools.nbval_watchdog" in seen["cmd"]
+    assert "--nbval-cell-timeout=600" in seen["cmd"]
+    assert os.environ["COURSE_PROFILE"] == "grade"  # the caller's own environment is left alone

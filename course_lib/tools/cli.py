@@ -18,14 +18,28 @@ import os
 import subprocess
 import sys
 
-from course_lib.config import PROFILE_ENV, REPO_ROOT
+from course_lib.config import BUDGETS_ENV, PROFILE_ENV, REPO_ROOT, get_profile
+from course_lib.widgets import HEADLESS_ENV
 
 
 def _test(args: argparse.Namespace) -> int:
-    cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=900",
-           "-p", "no:cacheprovider", *(args.pytest_args or ["tests", "notebooks"])]
+    """Unit tests + every notebook under nbval, always on the fast profile, with its claims checked.
+
+    The notebooks run headless (widgets draw plain figures), with time budgets off (every asserted
+    claim sees a complete run), each cell limited to the profile's ``cell_timeout_s`` and watched
+    for hangs (``tools/nbval_watchdog.py``).
+    """
+    shell_profile = os.environ.get(PROFILE_ENV)
+    if shell_profile and shell_profile != "fast":
+        print(f"note: ${PROFILE_ENV}={shell_profile} in your shell is ignored: the tests run the 'fast' profile, "
+              "whose notebooks check their claims", flush=True)
+    env = {**os.environ, PROFILE_ENV: "fast", HEADLESS_ENV: "1", BUDGETS_ENV: "off"}
+    timeout = get_profile("fast").cell_timeout_s
+    cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", f"--nbval-cell-timeout={timeout:.0f}",
+           "-p", "no:cacheprovider", "-p", "course_lib.tools.nbval_watchdog",
+           *(args.pytest_args or ["tests", "notebooks"])]
     print("+", " ".join(cmd), flush=True)
-    return subprocess.call(cmd, cwd=REPO_ROOT)
+    return subprocess.call(cmd, cwd=REPO_ROOT, env=env)
 
 
 def _lab(args: argparse.Namespace) -> int:

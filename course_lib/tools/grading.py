@@ -62,12 +62,13 @@ from nbgrader.preprocessors import (
     NbGraderPreprocessor,
     SaveAutoGrades,
 )
-from traitlets import Integer
+from traitlets import Float, Integer
 from traitlets.config import Config
 
 from course_lib.config import PROFILE_ENV, PROFILES, REPO_ROOT
 from course_lib.tools import sandbox
-from course_lib.tools.watchdog import KernelHangError, WatchdogMixin
+from course_lib.tools.watchdog import KernelWatchdog, NotebookHang, default_idle_grace_s, kill_kernel
+from course_lib.widgets import HEADLESS_ENV
 
 SOURCE_DIR = REPO_ROOT / "notebooks"
 RELEASE_DIR = REPO_ROOT / "build" / "release"
@@ -104,13 +105,47 @@ class Score:
 # ------------------------------------------------------------------ nbgrader, hardened
 
 
-class _Execute(WatchdogMixin, Execute):
+class _Watched:
+    """Hooks for an nbclient client: the course's :class:`KernelWatchdog` on its kernel (a hang of the machinery
+    kills the kernel, and :meth:`_hang` says so), and no stand-in for the Output widget (nbclient's stand-in
+    sends on the shell socket while the client waits there for the reply: the course's hang)."""
+
+    _watchdog: KernelWatchdog | None = None
+
+    def on_notebook_start(self, notebook=None, **kwargs):
+        self.widget_registry = {}
+        self._watchdog = KernelWatchdog(self.km.get_connection_info(), lambda _msg: kill_kernel(self.km),
+                                        idle_grace_s=self.idle_grace_s, name=self.watch_name).start()
+
+    def on_cell_execute(self, cell=None, cell_index=None, **kwargs):
+        if self._watchdog is not None:
+            self._watchdog.cell_started(cell_index, self.timeout)
+
+    def on_cell_executed(self, **kwargs):
+        parent = getattr(super(), "on_cell_executed", None)
+        if callable(parent):
+            parent(**kwargs)
+        if self._watchdog is not None:
+            self._watchdog.cell_finished()
+
+    def _hang(self) -> str | None:
+        return self._watchdog.verdict if self._watchdog is not None else None
+
+    def _stop_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.stop()
+
+
+class _Execute(_Watched, Execute):
     """nbgrader's Execute, but a kernel that dies (``os._exit``, a crash, out of memory) costs the cells
     from there on instead of the whole notebook, and so does a kernel stuck in a loop that ignores the
     interrupt (two cells in a row time out); output that outlasts the IOPub timeout costs its cell.
-    A hang of the machinery (the kernel idle while the client waits, see ``watchdog.py``) is not the
-    notebook's: :class:`KernelHangError` stops this run, and the grader runs the submission again.
+    A hang of the machinery (the kernel idle while the client waits: the course's watchdog) is not the
+    notebook's: :class:`NotebookHang` stops this run, and the grader runs the submission again.
     The kernel starts through :class:`sandbox.IsolatedKernelManager` (isolated when so configured)."""
+
+    idle_grace_s = Float(None, allow_none=True, help="the watchdog's idle grace (None: its default)").tag(config=True)
+    watch_name = "submission"
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("kernel_manager_class", sandbox.IsolatedKernelManager)
@@ -122,8 +157,11 @@ class _Execute(WatchdogMixin, Execute):
             _add_error(kwargs["cell"], "NotRun", "the kernel skipped this cell (aborted after an error)")
 
     def preprocess(self, nb, resources=None, km=None):
-        self._stopped, self._timed_out = "", False
-        nb, resources = super().preprocess(nb, resources, km)
+        self._stopped, self._timed_out, self._watchdog = "", False, None
+        try:
+            nb, resources = super().preprocess(nb, resources, km)
+        finally:
+            self._stop_watchdog()
         # a submission that deleted its own folder still gets its executed notebook written there
         Path(resources["metadata"]["path"]).mkdir(parents=True, exist_ok=True)
         return nb, resources
@@ -137,6 +175,8 @@ class _Execute(WatchdogMixin, Execute):
         try:
             super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
+            if self._hang():  # the watchdog killed it: not the notebook's fault, this run stops
+                raise NotebookHang(self._hang()) from None
             self._stopped = f"the kernel died in cell {index}"
             _add_error(cell, "DeadKernelError", "the kernel died in this cell (os._exit, a crash or out of memory)")
         except CellTimeoutError as e:
@@ -199,7 +239,8 @@ def _nbgrader(root: Path, db: Path, cell_timeout: float = 120, kernel: dict | No
     c.CourseDirectory.db_url = f"sqlite:///{db}"
     c.Execute.timeout = cell_timeout  # then the kernel is interrupted and the cell fails
     c.Execute.shutdown_kernel = "immediate"  # kill it when done: a stuck kernel would not shut down
-    c.Execute.error_on_timeout = {  # (an idle kernel at the timeout is a hang of the machinery: KernelHangError)
+    c.Execute.idle_grace_s = min(default_idle_grace_s(), max(1.0, cell_timeout / 2))  # judged before the timeout
+    c.Execute.error_on_timeout = {  # (an idle kernel is a hang of the machinery, found by the watchdog before this)
         "ename": "CellTimeoutError", "traceback": ["CellTimeoutError"],
         "evalue": f"the cell ran longer than {cell_timeout:g} s and was interrupted (the kernel was busy running it: "
                   "a slow or looping cell)"}
@@ -240,6 +281,7 @@ def _kernel_env(profile: str, cache: Path, home: Path) -> dict[str, str]:
     no user site-packages, so that nothing a former kernel wrote in the user's home folder is read."""
     # One thread per kernel: on a shared CPU, torch's thread pool is many times slower than one thread.
     return {PROFILE_ENV: profile, "COURSE_CACHE": str(cache), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            HEADLESS_ENV: "1",  # the course's widgets draw plain figures
             "MPLBACKEND": "Agg", "IPYTHONDIR": str(home / "ipython"), "MPLCONFIGDIR": str(home / "matplotlib"),
             "XDG_CACHE_HOME": str(home / "cache"), "TMPDIR": str(home / "tmp"), "PYTHONNOUSERSITE": "1"}
 
@@ -368,8 +410,25 @@ def _errors(nb) -> dict[int, str]:
     return found
 
 
-class _WarmUpClient(WatchdogMixin, NotebookClient):
-    """The instructor's run, with the watchdog: a hang of the machinery raises KernelHangError at once."""
+class _WarmUpClient(NotebookClient):
+    """The instructor's run, with the course's watchdog (a hang kills the kernel: DeadKernelError, and ``_hang()``).
+    (nbclient's hooks are traits here: they are set on the instance, not overridden as in :class:`_Execute`.)"""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._watchdog = None
+        self.on_notebook_start = self._start_watchdog
+        self.on_cell_execute = lambda cell, cell_index: self._watchdog and self._watchdog.cell_started(cell_index,
+                                                                                                         self.timeout)
+        self.on_cell_executed = lambda cell, cell_index, execute_reply: self._watchdog and self._watchdog.cell_finished()
+
+    def _start_watchdog(self, notebook):
+        self.widget_registry = {}
+        self._watchdog = KernelWatchdog(self.km.get_connection_info(), lambda _msg: kill_kernel(self.km),
+                                        name="the instructor's notebook").start()
+
+    _hang = _Watched._hang
+    _stop_watchdog = _Watched._stop_watchdog
 
 
 def _warm_up(name: str, source: bytes, folder: Path, profile: str, timeout: float) -> dict[str, bytes]:
@@ -383,17 +442,23 @@ def _warm_up(name: str, source: bytes, folder: Path, profile: str, timeout: floa
         run.mkdir(parents=True)
         (folder / f"home{attempt}" / "tmp").mkdir(parents=True)
         with _environ(**_kernel_env(profile, cache, folder / f"home{attempt}")):
+            client = _WarmUpClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                                   resources={"metadata": {"path": str(run)}})
             try:
-                _WarmUpClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                              resources={"metadata": {"path": str(run)}}).execute()
+                client.execute()
                 break
-            except KernelHangError as e:
-                print(f"warning: the instructor's {name} hung (grader machinery, {e}); "
+            except DeadKernelError as e:
+                if not client._hang():
+                    print(f"warning: the instructor's {name} stopped: {type(e).__name__}: {e}", file=sys.stderr)
+                    break
+                print(f"warning: the instructor's {name} hung (grader machinery, {client._hang()}); "
                       f"{'running it again' if attempt == 1 else 'the students start from what it cached'}",
                       file=sys.stderr, flush=True)
             except Exception as e:  # a broken source notebook: the students' runs will show it too
                 print(f"warning: the instructor's {name} stopped: {type(e).__name__}: {e}", file=sys.stderr)
                 break
+            finally:
+                client._stop_watchdog()
     errors = _errors(nb)
     failed = [c.metadata["nbgrader"].get("grade_id", str(i)) for i, c in enumerate(nb.cells)
               if i in errors and c.metadata.get("nbgrader", {}).get("grade")]
@@ -463,9 +528,9 @@ def _attempt(sub: Submission, nb, inputs: _Inputs, run: _Run):
         executed = root / "autograded" / student / name / f"{name}.ipynb"
         if not result.get("success") or not executed.exists():
             log = result.get("log", "") + result.get("error", "")
-            hang = re.findall(r"KernelHangError: (.*)$", log, flags=re.M)
+            hang = re.findall(r"NotebookHang: (.*)$", log, flags=re.M)
             if hang:
-                raise GraderFailure(f"the kernel hung in {hang[-1][:300]}")
+                raise GraderFailure(hang[-1][:300])
             errors = [e for e in re.findall(r"^\s*([\w.]+(?:Error|Exception): .*)$", log, flags=re.M)  # tracebacks'
                       if "NbGraderException" not in e] or re.findall(r"^\s*([\w.]+Exception: .*)$", log, flags=re.M)
             raise GraderFailure("nbgrader autograde failed" + (f": {errors[-1][:300]}" if errors else ""))

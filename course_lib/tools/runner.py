@@ -3,11 +3,19 @@
 Each notebook runs in its own process (and kernel), so its peak memory is its
 own. A notebook states its headline with :func:`headline`, which prints a line
 ``Headline: ...`` that the runner picks out of the executed notebook.
+
+A notebook that does not finish -- a failing cell, a cell past its time limit, a
+dead kernel, a hang of the machinery (see ``watchdog.py``) -- is reported as
+FAILED with the reason, and the run's exit code is non-zero. Nothing waits
+forever: every cell has a time limit (the profile's ``cell_timeout_s``), the
+watchdog ends a hang within ``idle_grace_s``, and the process executing a notebook
+has a limit of its own.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import resource
 import subprocess
@@ -15,7 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-from course_lib.config import REPO_ROOT
+from course_lib.config import REPO_ROOT, get_profile
+from course_lib.tools.watchdog import KernelWatchdog, NotebookHang, kill_kernel
+from course_lib.widgets import HEADLESS_ENV
 
 HEADLINE_PREFIX = "Headline: "
 
@@ -34,39 +44,105 @@ def _find_headline(nb) -> str:
     return ""
 
 
-def execute_notebook_here(path: str, out_dir: str, html: bool = True, timeout: int = 1800) -> int:
-    """Execute one notebook in a fresh kernel; write the executed copy (+ HTML) and a JSON record."""
-    import nbformat
+def execute_watched(nb, cwd: str | Path, timeout: float, idle_grace_s: float | None = None,
+                    name: str = "notebook") -> None:
+    """Execute ``nb`` in place in a fresh, headless kernel, with a per-cell time limit and a hang watchdog.
+
+    Raises nbclient's ``CellExecutionError`` (a cell failed), ``CellTimeoutError`` (a cell ran past
+    ``timeout`` seconds with the kernel busy), ``DeadKernelError`` (the kernel died) or
+    :class:`NotebookHang` (the kernel was idle while its reply was still waited for).
+    """
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import DeadKernelError
+
+    if not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
+    # nbclient's stand-in for the Output widget sends state updates on the shell socket while the client
+    # waits on that socket for the cell's reply; a lost wake-up there left the course hanging. Without it,
+    # what a cell displays inside an Output widget is kept as the cell's own output.
+    client.widget_registry = {}
+    watchdogs: list[KernelWatchdog] = []
+
+    def on_notebook_start(notebook) -> None:
+        watchdogs.append(KernelWatchdog(client.km.get_connection_info(), lambda _msg: kill_kernel(client.km),
+                                        idle_grace_s=idle_grace_s, name=name).start())
+
+    client.on_notebook_start = on_notebook_start
+    client.on_cell_execute = lambda cell, cell_index: watchdogs[0].cell_started(cell_index, timeout)
+    client.on_cell_executed = lambda cell, cell_index, execute_reply: watchdogs[0].cell_finished()
+    try:
+        client.execute(env={**os.environ, HEADLESS_ENV: "1"})  # widgets in the kernel draw plain figures
+    except DeadKernelError as e:
+        if watchdogs and watchdogs[0].verdict:
+            raise NotebookHang(watchdogs[0].verdict) from e
+        raise
+    finally:
+        for w in watchdogs:
+            w.stop()
+
+
+def describe_failure(e: BaseException, timeout: float) -> str:
+    """One line saying why a notebook did not finish."""
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    if isinstance(e, NotebookHang):
+        return str(e)
+    if isinstance(e, CellTimeoutError):
+        return f"a cell ran longer than its limit of {timeout:.0f} s (the kernel was busy): a slow or endless cell"
+    if isinstance(e, DeadKernelError):
+        return "the kernel died (a crash, os._exit or out of memory)"
+    if isinstance(e, CellExecutionError):
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()  # drop terminal colours
+        return text.splitlines()[-1][:300] if text else "a cell failed"
+    return f"{type(e).__name__}: {e}"[:300]
+
+
+def execute_notebook_here(path: str, out_dir: str, html: bool = True, timeout: float | None = None,
+                          idle_grace_s: float | None = None) -> int:
+    """Execute one notebook in a fresh kernel; write the executed copy (+ HTML) and a JSON record.
+
+    The record is written whatever happens (``error`` says why the notebook did not finish).
+    """
+    import nbformat
 
     path, out = Path(path), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    timeout = timeout or get_profile().cell_timeout_s
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     error = ""
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
-    except CellExecutionError as e:
-        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()  # drop terminal colours
-        error = text.splitlines()[-1][:300] if text else "cell failed"
+        execute_watched(nb, path.parent, timeout, idle_grace_s, name=path.name)
+    except Exception as e:
+        error = describe_failure(e, timeout)
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the kernel, reaped at shutdown
     nbformat.write(nb, out / path.name)
     if html:
-        from nbconvert import HTMLExporter
-        body, _ = HTMLExporter().from_notebook_node(nb)
-        (out / path.with_suffix(".html").name).write_text(body, encoding="utf-8")
+        try:
+            from nbconvert import HTMLExporter
+            body, _ = HTMLExporter().from_notebook_node(nb)
+            (out / path.with_suffix(".html").name).write_text(body, encoding="utf-8")
+        except Exception as e:  # a copy for reading; never the reason a run fails
+            print(f"HTML copy of {path.name} not written: {e}", file=sys.stderr)
     record = {"notebook": path.name, "seconds": round(seconds, 1), "peak_rss_mb": round(peak_mb),
               "headline": _find_headline(nb), "error": error}
     (out / (path.stem + ".json")).write_text(json.dumps(record))
     return 1 if error else 0
 
 
+def _process_limit(path: Path, cell_timeout: float) -> float:
+    """An upper bound for one notebook's process: every code cell at its limit, plus the watchdog's slack."""
+    import nbformat
+
+    cells = sum(c.cell_type == "code" for c in nbformat.read(path, as_version=4).cells)
+    return max(1, cells) * (cell_timeout + 120) + 300
+
+
 def run_course(notebooks: list[str] | None = None, profile: str | None = None,
                out_dir: str | Path | None = None, html: bool = True) -> int:
-    """Execute every notebook (in order) and print one line each; returns 1 if any failed."""
+    """Execute every notebook (in order) and print one line each; returns 1 if any did not finish."""
     out = Path(out_dir or REPO_ROOT / "build" / "course")
     paths = [Path(p) for p in notebooks] if notebooks else sorted((REPO_ROOT / "notebooks").glob("[0-9]*.ipynb"))
     if not paths:
@@ -76,18 +152,26 @@ def run_course(notebooks: list[str] | None = None, profile: str | None = None,
     if missing:
         print(f"no such notebook(s): {', '.join(missing)}", file=sys.stderr)
         return 2
+    cell_timeout = get_profile(profile).cell_timeout_s
     records = []
     print(f"{'notebook':44s} {'time':>7s} {'peak RSS':>9s}  headline", flush=True)
     for p in paths:
         cmd = [sys.executable, "-m", "course_lib.tools.runner", str(p), str(out)] + ([] if html else ["--no-html"])
         log = out / (p.stem + ".log")  # the kernel's chatter; shown only when a notebook did not run
-        out.mkdir(parents=True, exist_ok=True)
-        with open(log, "w") as stderr:
-            subprocess.call(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
         rec_path = out / (p.stem + ".json")
-        rec = json.loads(rec_path.read_text()) if rec_path.exists() else {"notebook": p.name, "seconds": float("nan"),
-                                                                         "peak_rss_mb": 0, "headline": "",
-                                                                         "error": "did not run"}
+        out.mkdir(parents=True, exist_ok=True)
+        rec_path.unlink(missing_ok=True)  # never report an earlier run's record as this one's
+        start = time.perf_counter()
+        reason = "the process executing it stopped without a record"
+        with open(log, "w") as stderr:
+            try:
+                subprocess.run(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=stderr,
+                               timeout=_process_limit(p, cell_timeout))
+            except subprocess.TimeoutExpired as e:
+                reason = f"stopped after {e.timeout:.0f} s, the limit of the process executing it"
+        rec = json.loads(rec_path.read_text()) if rec_path.exists() else {
+            "notebook": p.name, "seconds": round(time.perf_counter() - start, 1), "peak_rss_mb": 0, "headline": "",
+            "error": reason}
         records.append(rec)
         if not rec_path.exists():
             print(log.read_text()[-2000:], file=sys.stderr)
@@ -96,11 +180,12 @@ def run_course(notebooks: list[str] | None = None, profile: str | None = None,
     total = sum(r["seconds"] for r in records)
     print(f"{'total':44s} {total:6.1f}s {max(r['peak_rss_mb'] for r in records):6d} MB", flush=True)
     lines = ["| notebook | time (s) | peak RSS (MB) | headline |", "|---|---|---|---|"]
-    lines += [f"| {r['notebook']} | {r['seconds']} | {r['peak_rss_mb']} | {r['error'] or r['headline']} |"
-              for r in records]
+    lines += [f"| {r['notebook']} | {r['seconds']} | {r['peak_rss_mb']} | "
+              f"{'FAILED: ' + r['error'] if r['error'] else r['headline']} |" for r in records]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
-    print(f"executed notebooks and summary.md in {out}")
-    return 1 if any(r["error"] for r in records) else 0
+    failed = [r["notebook"] for r in records if r["error"]]
+    print(f"executed notebooks and summary.md in {out}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":  # one notebook in this process: python -m course_lib.tools.runner NOTEBOOK OUT [--no-html]

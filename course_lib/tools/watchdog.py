@@ -1,145 +1,184 @@
-"""A watchdog for executing notebooks: tell a hang of the machinery from a slow cell, quickly.
+"""A watchdog for executed notebooks that does not depend on the kernel answering.
 
-``nbclient`` waits for a cell's ``execute_reply`` on the shell channel for up to the cell's
-timeout. Two very different things look the same from there:
+Whatever executes a notebook (``make course``, ``make bench``, nbval in ``make test``,
+grading) sends a cell to the kernel and waits for the reply. Two different things
+can make that wait long:
 
-* **a slow or looping cell**: the kernel is *busy* running it. That is the notebook's fault
-  (a student's infinite loop): the cell times out, is interrupted, and fails.
-* **a hang of the machinery**: the kernel is *idle* (it has finished the cell, or never got it)
-  while the client still waits for the reply, e.g. a reply lost between the kernel and the
-  client. Waiting longer does not help and the notebook is not at fault.
+* a **slow or endless cell**: the kernel is *busy* with the cell past its time
+  limit -- the student's or the author's problem;
+* a **hang of the machinery**: the kernel is *idle* -- it finished the cell, or
+  never picked the request up -- while the program still waits for the reply
+  (a lost wake-up on a ZeroMQ socket, in the client or in the kernel). Nobody's
+  code is wrong; waiting longer never helps.
 
-:class:`WatchdogMixin` (for a ``NotebookClient`` subclass) decides by the kernel's state, with
-timers of its own that need no answer from the kernel:
-
-1. the client saw the kernel publish ``idle`` for the cell on IOPub, and the reply is still
-   missing ``hang_grace`` seconds later -> :class:`KernelHangError`, at once, whatever the cell's
-   timeout;
-2. the cell's timeout is reached with no ``idle`` seen: the kernel is interrupted. A running
-   cell then fails and its reply comes: the cell was slow or looping (``CellTimeoutError``, as
-   nbclient reports it). No reply within ``interrupt_grace`` seconds: a kernel that burns CPU
-   is looping past the interrupt (the cell's fault again); one that uses no CPU is stuck in the
-   machinery -> :class:`KernelHangError`. (No question is sent to the kernel: a second client's
-   request would queue behind the cell, and ipykernel 7 answers ``kernel_info`` even while busy.)
-   :attr:`WatchdogMixin.timeout_states` records ``"busy"`` for the cells that timed out.
-
-A caller catches :class:`KernelHangError` and retries, or reports it as the machinery's failure.
+The watchdog tells them apart by listening, on its own socket in its own thread,
+to the kernel's IOPub status messages (``busy``/``idle``, each naming the request
+it belongs to); it never sends the kernel anything. Once the kernel has been idle
+for ``idle_grace_s`` while a cell is still waited for (or never started the cell
+within that time), it calls ``on_hang`` with a message naming the cell; a busy
+kernel is left to the executor's own cell time limit, with ``hard_limit_s`` as a
+last resort so that nothing waits forever.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import os
+import threading
 import time
-from queue import Empty
+from collections.abc import Callable
+from dataclasses import dataclass
 
-import psutil
-from jupyter_core.utils import run_sync
-from nbclient.exceptions import CellTimeoutError
-from nbclient.util import ensure_async
-from traitlets import Float
-from traitlets.config import LoggingConfigurable
+IDLE_GRACE_ENV = "COURSE_IDLE_GRACE_S"
+DEFAULT_IDLE_GRACE_S = 30.0  # a finished cell's reply arrives in milliseconds; 30 s is generous
 
 
-class KernelHangError(RuntimeError):
-    """The kernel is idle but the client still waits for a cell's reply: the machinery hangs, not the cell."""
+def default_idle_grace_s() -> float:
+    """How long a kernel may sit idle while its reply is waited for: ``$COURSE_IDLE_GRACE_S`` or 30 s."""
+    text = os.environ.get(IDLE_GRACE_ENV, "")
+    try:
+        value = float(text) if text else DEFAULT_IDLE_GRACE_S
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ValueError(f"${IDLE_GRACE_ENV} must be a positive number of seconds, got {text!r}")
+    return value
 
-    def __init__(self, cell_index: int, how: str):
-        self.cell_index = cell_index
-        super().__init__(f"cell {cell_index}: {how}")
+
+def kill_kernel(km) -> None:
+    """SIGKILL a kernel manager's kernel process and reap it (a waiting client then sees a dead kernel)."""
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    if process is not None and process.poll() is None:
+        process.kill()
+        process.wait(10)
 
 
-class WatchdogMixin(LoggingConfigurable):
-    """Put before ``NotebookClient`` (or nbconvert's/nbgrader's Execute) in the bases."""
+class NotebookHang(RuntimeError):
+    """The machinery executing a notebook hung: the kernel is idle, the cell's reply never arrived."""
 
-    hang_grace = Float(10.0, help="seconds to wait for a cell's reply once the kernel went idle").tag(config=True)
-    interrupt_grace = Float(5.0, help="seconds to wait for the reply after the timeout's interrupt").tag(config=True)
-    busy_cpu = Float(0.2, help="share of a CPU core above which a kernel counts as busy").tag(config=True)
-    watch_every = Float(0.5, help="seconds between the watchdog's checks").tag(config=True)
 
-    @property
-    def timeout_states(self) -> dict[int, str]:
-        """Cell index -> kernel state ('busy') found when that cell timed out."""
-        if not hasattr(self, "_timeout_states"):
-            self._timeout_states = {}
-        return self._timeout_states
+@dataclass
+class _Cell:
+    index: int
+    started: float
+    limit_s: float | None
+    request: str = ""  # msg_id of the execute_request the kernel picked up for this cell
+    kernel_done: float | None = None  # when the kernel went idle after it
 
-    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
-        self._watched_cell = cell_index
-        return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
 
-    execute_cell = run_sync(async_execute_cell)  # (NotebookClient binds its own coroutine here)
+class KernelWatchdog:
+    """Watch one kernel's IOPub status; call ``on_hang(message)`` (once) on a hang of the machinery.
 
-    async def _async_poll_for_reply(self, msg_id, cell, timeout, task_poll_output_msg, task_poll_kernel_alive):
-        index, self._watched_msg, self._watched_output = getattr(self, "_watched_cell", -1), msg_id, task_poll_output_msg
-        reply = asyncio.ensure_future(super()._async_poll_for_reply(
-            msg_id, cell, timeout, task_poll_output_msg, task_poll_kernel_alive))
-        idle_since = None
+    Args:
+        connection_info: the kernel's connection info (``kernel_manager.get_connection_info()``).
+        on_hang: called from the watchdog's thread with a message; it should stop the wait
+            (kill the kernel, signal the waiting thread).
+        idle_grace_s: how long the kernel may sit idle while a cell is waited for (None: :func:`default_idle_grace_s`).
+        hard_limit_s: seconds added to a cell's own limit after which the wait is ended anyway.
+        name: the notebook, for messages.
+    """
+
+    def __init__(self, connection_info: dict, on_hang: Callable[[str], None], idle_grace_s: float | None = None,
+                 hard_limit_s: float = 120.0, name: str = "notebook", poll_s: float = 0.2) -> None:
+        idle_grace_s = default_idle_grace_s() if idle_grace_s is None else idle_grace_s
+        if not idle_grace_s > 0 or not hard_limit_s > 0:
+            raise ValueError(f"idle_grace_s and hard_limit_s must be positive, got {idle_grace_s!r}, {hard_limit_s!r}")
+        self.connection_info = dict(connection_info)
+        self.on_hang = on_hang
+        self.idle_grace_s = float(idle_grace_s)
+        self.hard_limit_s = float(hard_limit_s)
+        self.name = name
+        self.poll_s = poll_s
+        self.verdict: str | None = None  # set once, when on_hang is called
+        self.kernel_state = "unknown"  # last status seen: starting, busy, idle
+        self._cell: _Cell | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"watchdog {name}", daemon=True)
+
+    # ------------------------------------------------------------------ the executor's side
+
+    def start(self) -> KernelWatchdog:
+        self._thread.start()
+        self._ready.wait(10)  # subscribed (a SUB socket misses what is published before it connects)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def __enter__(self) -> KernelWatchdog:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def cell_started(self, index: int, limit_s: float | None = None) -> None:
+        with self._lock:
+            self._cell = _Cell(index, time.monotonic(), limit_s)
+
+    def cell_finished(self) -> None:
+        with self._lock:
+            self._cell = None
+
+    # ------------------------------------------------------------------ the watching thread
+
+    def _observe(self, msg: dict) -> None:
+        if msg.get("msg_type") != "status":
+            return
+        state = msg["content"].get("execution_state", "unknown")
+        parent = msg.get("parent_header") or {}
+        with self._lock:
+            self.kernel_state = state
+            cell = self._cell
+            if cell is None or parent.get("msg_type") != "execute_request":
+                return
+            if state == "busy" and parent.get("msg_id") != cell.request:
+                cell.request, cell.kernel_done = parent.get("msg_id", ""), None  # the kernel took up this cell
+            elif state == "idle" and cell.request and parent.get("msg_id") == cell.request:
+                cell.kernel_done = time.monotonic()
+
+    def check(self, now: float | None = None) -> str | None:
+        """The hang message if the waited-for cell is hung now, else None (also used by the tests)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            cell = self._cell
+            if cell is None:
+                return None
+            where = f"{self.name}, cell {cell.index}"
+            if cell.kernel_done is not None and now - cell.kernel_done > self.idle_grace_s:
+                return (f"hang of the notebook machinery in {where}: the kernel finished the cell and has been idle "
+                        f"for {now - cell.kernel_done:.0f} s, but its reply never reached the program executing it")
+            if not cell.request and self.kernel_state == "idle" and now - cell.started > self.idle_grace_s:
+                return (f"hang of the notebook machinery in {where}: the kernel stayed idle for "
+                        f"{now - cell.started:.0f} s and never started the cell")
+            if cell.limit_s is not None and now - cell.started > cell.limit_s + self.hard_limit_s:
+                return (f"{where} still waited for after {now - cell.started:.0f} s (its limit is {cell.limit_s:.0f} s; "
+                        f"kernel {self.kernel_state}): stopped by the watchdog")
+            return None
+
+    def _run(self) -> None:
+        from jupyter_client import BlockingKernelClient
+
+        client = BlockingKernelClient()
+        client.load_connection_info(self.connection_info)
+        client.start_channels(shell=False, iopub=True, stdin=False, hb=False, control=False)
         try:
-            while True:
-                done, _ = await asyncio.wait({reply}, timeout=self.watch_every)
-                if done:
-                    return reply.result()
-                if idle_since is None and _went_idle(task_poll_output_msg):
-                    idle_since = time.monotonic()  # the kernel published 'idle' for this cell
-                if idle_since is not None and time.monotonic() - idle_since > self.hang_grace:
-                    raise KernelHangError(index, f"the kernel finished the cell (idle) but its reply did not come "
-                                                 f"within {self.hang_grace:g} s")
-        except BaseException:
-            reply.cancel()
-            task_poll_kernel_alive.cancel()
-            raise
-
-    async def _async_handle_timeout(self, timeout, cell=None):
-        """The cell's timeout: interrupt the kernel. A cell that was running fails at once (its reply comes); a
-        kernel that does not reply but burns CPU is looping past the interrupt; both are the cell's fault
-        (CellTimeoutError, as nbclient does). A kernel that neither replies nor uses CPU is stuck in the
-        machinery: KernelHangError."""
-        index, msg_id = getattr(self, "_watched_cell", -1), getattr(self, "_watched_msg", None)
-        if _went_idle(getattr(self, "_watched_output", None)):
-            raise KernelHangError(index, f"the kernel finished the cell (idle) but its reply did not come within "
-                                         f"the cell's {timeout} s")
-        before = self._kernel_cpu()
-        await ensure_async(self.km.interrupt_kernel())
-        deadline = time.monotonic() + self.interrupt_grace
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=left))
-            except Empty:
-                break
-            if msg["parent_header"].get("msg_id") == msg_id:  # the running cell was interrupted
-                return self._busy_timeout(index, timeout, cell, msg)
-        if self._kernel_cpu() - before <= self.busy_cpu * self.interrupt_grace:
-            raise KernelHangError(index, f"no reply after the cell's {timeout} s nor after an interrupt, and the "
-                                         "kernel used no CPU (idle)")
-        return self._busy_timeout(index, timeout, cell, None)  # a loop that ignores the interrupt
-
-    def _busy_timeout(self, index, timeout, cell, reply):
-        """What nbclient does at a timeout once the kernel was found busy (it has been interrupted already)."""
-        self.timeout_states[index] = "busy"
-        if not self.interrupt_on_timeout:
-            raise CellTimeoutError.error_from_timeout_and_cell("Cell execution timed out", timeout, cell)
-        if self.error_on_timeout:
-            return {"content": {**self.error_on_timeout, "status": "error"}}
-        return reply
-
-    def _kernel_cpu(self) -> float:
-        """CPU seconds used so far by the kernel's processes (the launcher, a sandbox, the kernel, its children)."""
-        process = getattr(getattr(self.km, "provisioner", None), "process", None)
-        if process is None:
-            return 0.0
-        try:
-            root = psutil.Process(process.pid)
-            total = 0.0
-            for p in [root, *root.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    t = p.cpu_times()
-                    total += t.user + t.system
-            return total
-        except psutil.Error:
-            return 0.0
-
-
-def _went_idle(task) -> bool:
-    """Whether nbclient's IOPub task for the cell ended as it does on the kernel's 'idle' status."""
-    return task is not None and task.done() and not task.cancelled() and task.exception() is None
+            time.sleep(0.2)  # let the subscription reach the kernel
+            self._ready.set()
+            last_check = 0.0
+            while not self._stop.is_set():
+                try:
+                    self._observe(client.get_iopub_msg(timeout=self.poll_s))
+                except Exception:  # queue.Empty, or a message we cannot parse
+                    pass
+                if time.monotonic() - last_check < self.poll_s:
+                    continue  # judge every poll_s, also while output streams in
+                last_check = time.monotonic()
+                verdict = self.check()
+                if verdict and self.verdict is None:
+                    self.verdict = verdict
+                    self.on_hang(verdict)
+        finally:
+            self._ready.set()
+            client.stop_channels()
