@@ -369,3 +369,21 @@ def test_a_hang_in_the_instructors_warm_up_is_run_again(tmp_path, capsys, monkey
             "notebook, cell 1: the kernel finished the cell") in err
     assert "running it again" in err and err.count("hung (grader machinery") == 1
     assert (score.points, score.max_points) == (6, 6)
+
+
+def test_widget_cells_never_hang_through_the_grader(tmp_path):
+    """The stress test of the course's hang, through the grader: 10 students, each notebook with 6 of the course's
+    slider_plot cells (a 4-panel figure). No hang (no retry), every student full marks."""
+    from test_hangs import DRAW
+
+    nb = tiny_notebook()
+    nb.cells[2:2] = [new_code_cell(DRAW)] + [new_code_cell("slider_plot(draw, n=(1, 10, 1));") for _ in range(6)]
+    student_version = make_course(tmp_path / "course", nb)
+    for i in range(10):
+        submit(tmp_path / "subs", f"s{i}", answer(student_version, **RIGHT))
+    scores = grade(tmp_path / "subs", tmp_path / "out", source_dir=tmp_path / "course" / "source", warm_up=False,
+                   cell_timeout=60)
+    retried = [(s.student, s.grader[1:]) for s in scores if len(s.grader) > 1]
+    assert retried == [], f"{len(retried)} of 10 students hung: {retried[0]}"
+    assert [(s.points, s.max_points) for s in scores] == [(6, 6)] * 10
+    print(f"10 students, no hang, {min(s.seconds for s in scores)}-{max(s.seconds for s in scores)} s each")
