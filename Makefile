@@ -26,11 +26,13 @@ bench: $(STAMP)  ## time the input pipeline (course vs DataLoader) and every not
 release: $(STAMP)  ## student versions of every notebook (no solutions, no hidden tests) in build/release/
 	$(PY) -m course_lib release
 
-grade: $(STAMP)  ## autograde: make grade SUBMISSIONS=folder (scores.csv, feedback, gradebook in build/grading/)
+grade: $(STAMP)  ## autograde: make grade SUBMISSIONS=folder (scores.csv, feedback, gradebook in grades/)
 	$(PY) -m course_lib grade $(SUBMISSIONS)
 
 data: $(STAMP)  ## rebuild data/fashion_mnist_subset.npz from the official files
 	$(PY) -m course_lib build-data
 
-clean:
-	rm -rf build
+clean:  ## delete build/ (caches, executed notebooks); never grades: grades/ and an older build/grading/ stay
+	@if [ -d build/grading ]; then \
+		echo "keeping build/grading/ (grades)"; find build -mindepth 1 -maxdepth 1 ! -name grading -exec rm -rf {} +; \
+	else rm -rf build; fi

@@ -7,7 +7,7 @@ The Makefile's targets call these, so everything also works without make:
     python -m course_lib lab           # JupyterLab on notebooks/
     python -m course_lib build-data    # rebuild data/fashion_mnist_subset.npz
     python -m course_lib release       # student versions of every notebook in build/release/
-    python -m course_lib grade DIR     # autograde submissions: scores.csv, feedback, gradebook in build/grading/
+    python -m course_lib grade DIR     # autograde submissions: scores.csv, feedback, gradebook in grades/
     python -m course_lib bench         # time the input pipeline (--notebooks: the course table too)
 """
 
@@ -72,10 +72,20 @@ def _release(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    """argparse type: a number of seconds > 0 (0 or less would mean no timeout at all)."""
+    from course_lib.tools.grading import check_cell_timeout
+    try:
+        return check_cell_timeout(float(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r} (0 or less would mean no timeout)") from e
+
+
 def _grade(args: argparse.Namespace) -> int:
     from course_lib.tools.grading import GradingError, grade
     try:
-        grade(args.submissions, args.out, args.source, args.cell_timeout, args.profile, warm_up=not args.no_warm_up)
+        grade(args.submissions, args.out, args.source, args.cell_timeout, args.profile, warm_up=not args.no_warm_up,
+              isolation=args.isolation)
     except GradingError as e:
         print(f"grading failed: {e}", file=sys.stderr)
         return 2
@@ -129,10 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("grade", help="autograde a folder of submissions: scores.csv, feedback, gradebook")
     p.add_argument("submissions", help="folder of <student>/<notebook>.ipynb, or nbgrader's "
                                        "submitted/<student>/<assignment>/<notebook>.ipynb (docs/exercises.md)")
-    p.add_argument("--out", default=str(REPO_ROOT / "build" / "grading"),
-                   help="output folder: gradebook.db (kept between runs), scores.csv, feedback/")
+    p.add_argument("--out", default=str(REPO_ROOT / "grades"),
+                   help="output folder: gradebook.db (kept between runs and by make clean), scores.csv, feedback/")
     p.add_argument("--source", default=str(REPO_ROOT / "notebooks"), help="folder of the course notebooks")
-    p.add_argument("--cell-timeout", type=int, default=120, help="seconds a cell may run (default 120)")
+    p.add_argument("--cell-timeout", type=_seconds, default=120, help="seconds a cell may run, > 0 (default 120)")
+    p.add_argument("--isolation", choices=["auto", "bwrap", "none"], default="auto",
+                   help="run each kernel isolated with bubblewrap: auto (when it works here, saying loudly when not), "
+                        "bwrap (refuse to grade without it), none (default auto; docs/exercises.md)")
     p.add_argument("--profile", default="grade", help="profile the submissions run under (default 'grade')")
     p.add_argument("--no-warm-up", action="store_true",
                    help="skip the instructor's run that seeds every submission's cache (fine for 1-2 submissions)")

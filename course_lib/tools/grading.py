@@ -7,23 +7,34 @@ Every notebook is one nbgrader *assignment*, named after its file.
 * :func:`release` runs ``nbgrader generate_assignment`` on every notebook: the
   student version (solutions -> ``raise NotImplementedError()``, hidden tests
   removed) lands in ``build/release/<notebook>/<notebook>.ipynb``.
-* :func:`grade` runs ``nbgrader autograde`` on every submitted notebook, each in
-  its own temporary course folder (the submission runs on a copy, away from the
-  sources, the gradebook and the other submissions), under the ``grade`` profile,
-  with a per-cell timeout. nbgrader puts the hidden tests back and keeps the scores
-  in its gradebook (SQLite, kept between runs: grading again updates it); we write
-  ``scores.csv`` and per-student feedback beside it.
+* :func:`grade` runs ``nbgrader autograde`` on every submitted notebook under the
+  ``grade`` profile, with a per-cell timeout, and keeps the scores in nbgrader's
+  gradebook (SQLite, in ``grades/``, kept between runs and by ``make clean``); it
+  writes ``scores.csv`` (every student ever graded) and per-student feedback beside it.
+
+One submission cannot change another's grade. Each student is graded in a fresh
+folder built from copies the grader holds in memory (the source notebook, nbgrader's
+gradebook of the assignment, the warm-up's cache), and its kernel runs isolated
+(``course_lib.tools.sandbox``: bubblewrap, read-only course, no network, no view of
+the gradebook or the other submissions) when the OS allows; when it does not, the
+grader says so and checks the Python environment and the gradebook after every
+student. A failure of the grader itself (a kernel that hangs idle, nbgrader
+crashing) is retried once, then reported as "not graded: grader error", never as a
+student's 0.
 
 Before the students, the instructor's notebook runs once under the same profile:
 its cache (checkpoints, baselines) seeds every submission's, so that training
 cells reload instead of retrain, and a test that the solution itself fails is
-reported. Grading is not a sandbox: a submission runs with your permissions.
+reported.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
+import io
+import json
 import os
 import re
 import shutil
@@ -37,7 +48,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import Gradebook
 from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import (
@@ -51,14 +62,18 @@ from nbgrader.preprocessors import (
     NbGraderPreprocessor,
     SaveAutoGrades,
 )
-from traitlets import Integer
+from traitlets import Float, Integer
 from traitlets.config import Config
 
 from course_lib.config import PROFILE_ENV, PROFILES, REPO_ROOT
+from course_lib.tools import sandbox
+from course_lib.tools.watchdog import KernelWatchdog, NotebookHang, default_idle_grace_s, kill_kernel
+from course_lib.widgets import HEADLESS_ENV
 
 SOURCE_DIR = REPO_ROOT / "notebooks"
 RELEASE_DIR = REPO_ROOT / "build" / "release"
-GRADING_DIR = REPO_ROOT / "build" / "grading"
+GRADING_DIR = REPO_ROOT / "grades"  # not in build/: `make clean` must never delete grades
+ISOLATION = ("auto", "bwrap", "none")
 STUDENT_ID = re.compile(r"[A-Za-z0-9][\w.@+-]*")
 LEAK_MARKERS = ("### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS")
 
@@ -67,29 +82,86 @@ class GradingError(RuntimeError):
     """The grader cannot go on (broken source notebooks, no submissions): not a student's fault."""
 
 
+class GraderFailure(RuntimeError):
+    """The grading machinery failed on one submission (a hang, nbgrader crashing): retried, never the student's 0."""
+
+
+NOT_GRADED = "not graded: grader error"
+
+
 @dataclass
 class Score:
     """One row of ``scores.csv``: one student's notebook."""
 
     student: str
     notebook: str
-    points: float = 0.0
+    points: float | None = 0.0  # None: not graded because the grader failed (NOT_GRADED in failures)
     max_points: float = 0.0
     failures: list[str] = field(default_factory=list)  # "test id: why", or why the notebook was not graded
     seconds: float = 0.0
+    grader: list[str] = field(default_factory=list)  # what the machinery did: isolation, retries after a hang
 
 
 # ------------------------------------------------------------------ nbgrader, hardened
 
 
-class _Execute(Execute):
+class _Watched:
+    """Hooks for an nbclient client: the course's :class:`KernelWatchdog` on its kernel (a hang of the machinery
+    kills the kernel, and :meth:`_hang` says so), and no stand-in for the Output widget (nbclient's stand-in
+    sends on the shell socket while the client waits there for the reply: the course's hang)."""
+
+    _watchdog: KernelWatchdog | None = None
+
+    def on_notebook_start(self, notebook=None, **kwargs):
+        self.widget_registry = {}
+        self._watchdog = KernelWatchdog(self.km.get_connection_info(), lambda _msg: kill_kernel(self.km),
+                                        idle_grace_s=self.idle_grace_s, name=self.watch_name).start()
+
+    def on_cell_execute(self, cell=None, cell_index=None, **kwargs):
+        if self._watchdog is not None:
+            self._watchdog.cell_started(cell_index, self.timeout)
+
+    def on_cell_executed(self, **kwargs):
+        parent = getattr(super(), "on_cell_executed", None)
+        if callable(parent):
+            parent(**kwargs)
+        if self._watchdog is not None:
+            self._watchdog.cell_finished()
+
+    def _hang(self) -> str | None:
+        return self._watchdog.verdict if self._watchdog is not None else None
+
+    def _stop_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.stop()
+
+
+class _Execute(_Watched, Execute):
     """nbgrader's Execute, but a kernel that dies (``os._exit``, a crash, out of memory) costs the cells
     from there on instead of the whole notebook, and so does a kernel stuck in a loop that ignores the
-    interrupt (two cells in a row time out); output that outlasts the IOPub timeout costs its cell."""
+    interrupt (two cells in a row time out); output that outlasts the IOPub timeout costs its cell.
+    A hang of the machinery (the kernel idle while the client waits: the course's watchdog) is not the
+    notebook's: :class:`NotebookHang` stops this run, and the grader runs the submission again.
+    The kernel starts through :class:`sandbox.IsolatedKernelManager` (isolated when so configured)."""
+
+    idle_grace_s = Float(None, allow_none=True, help="the watchdog's idle grace (None: its default)").tag(config=True)
+    watch_name = "submission"
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("kernel_manager_class", sandbox.IsolatedKernelManager)
+        super().__init__(*args, **kwargs)
+
+    def on_cell_executed(self, **kwargs):
+        super().on_cell_executed(**kwargs)
+        if kwargs["execute_reply"]["content"].get("status") == "aborted":  # no error output: would score its points
+            _add_error(kwargs["cell"], "NotRun", "the kernel skipped this cell (aborted after an error)")
 
     def preprocess(self, nb, resources=None, km=None):
-        self._stopped, self._timed_out = "", False
-        nb, resources = super().preprocess(nb, resources, km)
+        self._stopped, self._timed_out, self._watchdog = "", False, None
+        try:
+            nb, resources = super().preprocess(nb, resources, km)
+        finally:
+            self._stop_watchdog()
         # a submission that deleted its own folder still gets its executed notebook written there
         Path(resources["metadata"]["path"]).mkdir(parents=True, exist_ok=True)
         return nb, resources
@@ -103,6 +175,8 @@ class _Execute(Execute):
         try:
             super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
+            if self._hang():  # the watchdog killed it: not the notebook's fault, this run stops
+                raise NotebookHang(self._hang()) from None
             self._stopped = f"the kernel died in cell {index}"
             _add_error(cell, "DeadKernelError", "the kernel died in this cell (os._exit, a crash or out of memory)")
         except CellTimeoutError as e:
@@ -153,17 +227,23 @@ def _add_error(cell, ename: str, evalue: str) -> None:
     cell.outputs.append(nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"]))
 
 
-def _nbgrader(root: Path, db: Path, cell_timeout: int = 120) -> NbGraderAPI:
-    """nbgrader's API on the course folder ``root``, with the gradebook ``db`` (which may live elsewhere)."""
+def _nbgrader(root: Path, db: Path, cell_timeout: float = 120, kernel: dict | None = None) -> NbGraderAPI:
+    """nbgrader's API on the course folder ``root``, with the gradebook ``db`` (which may live elsewhere);
+    ``kernel``: settings of the kernel manager (``sandbox``, ``transport``, ``connection_file``)."""
     (root / "exchange").mkdir(parents=True, exist_ok=True)  # unused, but nbgrader checks that it exists
     c = Config()
+    for key, value in (kernel or {}).items():
+        setattr(c.IsolatedKernelManager, key, value)
     c.Exchange.root = str(root / "exchange")
     c.CourseDirectory.root = str(root)
     c.CourseDirectory.db_url = f"sqlite:///{db}"
     c.Execute.timeout = cell_timeout  # then the kernel is interrupted and the cell fails
     c.Execute.shutdown_kernel = "immediate"  # kill it when done: a stuck kernel would not shut down
-    c.Execute.error_on_timeout = {"ename": "CellTimeoutError", "traceback": ["CellTimeoutError"],
-                                  "evalue": f"the cell ran longer than {cell_timeout} s and was interrupted"}
+    c.Execute.idle_grace_s = min(default_idle_grace_s(), max(1.0, cell_timeout / 2))  # judged before the timeout
+    c.Execute.error_on_timeout = {  # (an idle kernel is a hang of the machinery, found by the watchdog before this)
+        "ename": "CellTimeoutError", "traceback": ["CellTimeoutError"],
+        "evalue": f"the cell ran longer than {cell_timeout:g} s and was interrupted (the kernel was busy running it: "
+                  "a slow or looping cell)"}
     c.Autograde.autograde_preprocessors = [  # nbgrader 0.9's list, with the two classes above
         _Execute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, _TrimOutput, SaveAutoGrades,
         AssignLatePenalties, CheckCellMetadata]
@@ -196,10 +276,14 @@ def _tools_on_path():
     return _environ(PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 
 
-def _kernel_env(profile: str, cache: Path) -> dict[str, str]:
+def _kernel_env(profile: str, cache: Path, home: Path) -> dict[str, str]:
+    """A kernel's environment: the profile, its own cache, and its own IPython/matplotlib folders (``home``) and
+    no user site-packages, so that nothing a former kernel wrote in the user's home folder is read."""
     # One thread per kernel: on a shared CPU, torch's thread pool is many times slower than one thread.
     return {PROFILE_ENV: profile, "COURSE_CACHE": str(cache), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-            "MPLBACKEND": "Agg"}
+            HEADLESS_ENV: "1",  # the course's widgets draw plain figures
+            "MPLBACKEND": "Agg", "IPYTHONDIR": str(home / "ipython"), "MPLCONFIGDIR": str(home / "matplotlib"),
+            "XDG_CACHE_HOME": str(home / "cache"), "TMPDIR": str(home / "tmp"), "PYTHONNOUSERSITE": "1"}
 
 
 # ------------------------------------------------------------------ release
@@ -245,9 +329,26 @@ class Submission:
     path: Path
 
 
+def _link_problem(path: Path, folder: Path, instructor: list[Path]) -> str:
+    """'' or why a submitted file is refused: a link (symbolic, or hard to an instructor's file)."""
+    for p in [path, *path.parents]:
+        if p == folder:
+            break
+        if p.is_symlink():
+            return f"refused: {p} is a symbolic link (to {os.readlink(p)}), not a file of the student's own"
+    if not path.resolve().is_relative_to(folder.resolve()):
+        return f"refused: {path} lies outside the folder of submissions ({path.resolve()})"
+    st = path.stat()
+    for own in instructor:
+        with contextlib.suppress(OSError):
+            if (own.stat().st_dev, own.stat().st_ino) == (st.st_dev, st.st_ino):
+                return f"refused: {path} is the instructor's file {own} (a hard link)"
+    return ""
+
+
 def find_submissions(folder: str | Path, known: dict[str, Path]) -> tuple[list[Submission], list[Score]]:
     """Submitted notebooks in ``<student>/<notebook>.ipynb`` or nbgrader's ``[submitted/]<student>/<assignment>/
-    <notebook>.ipynb``; files the grader cannot take come back as Scores that say why."""
+    <notebook>.ipynb``; files the grader cannot take (wrong names, links) come back as Scores that say why."""
     folder = Path(folder)
     if not folder.is_dir():
         raise GradingError(f"no such folder of submissions: {folder}")
@@ -267,6 +368,8 @@ def find_submissions(folder: str | Path, known: dict[str, Path]) -> tuple[list[S
                 why = f"not a course notebook: {path.name} (expected one of {', '.join(sorted(known))})"
             elif (student, path.stem) in found:
                 why = f"{path.stem} submitted twice: graded {found[student, path.stem].path}, ignored {path}"
+            else:
+                why = _link_problem(path, folder, list(known.values()))
             if why:
                 rejected.append(Score(student, path.stem, failures=[why]))
             else:
@@ -274,22 +377,20 @@ def find_submissions(folder: str | Path, known: dict[str, Path]) -> tuple[list[S
     return list(found.values()), rejected
 
 
-def _copy_notebook(src: Path, dst: Path) -> str:
-    """Copy a submitted notebook (upgraded to nbformat 4) to ``dst``; '' or why it is not a notebook."""
+def _read_submission(src: Path):
+    """The submitted notebook (upgraded to nbformat 4) and '', or None and why it is not a notebook."""
     try:
         nb = nbformat.read(src, as_version=4)
         nbformat.validate(nb)
     except nbformat.reader.NotJSONError:
-        return "not graded: the file is not valid JSON, so not a notebook (was it saved by Jupyter?)"
+        return None, "not graded: the file is not valid JSON, so not a notebook (was it saved by Jupyter?)"
     except UnicodeDecodeError:
-        return "not graded: the file is not UTF-8 text, so not a notebook"
+        return None, "not graded: the file is not UTF-8 text, so not a notebook"
     except nbformat.ValidationError as e:
-        return f"not graded: not a valid notebook: {e.message}"
+        return None, f"not graded: not a valid notebook: {e.message}"
     except Exception as e:  # NBFormatError (unsupported version), a JSON list instead of an object, ...
-        return f"not graded: not a valid notebook: {type(e).__name__}: {e}"
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, dst)
-    return ""
+        return None, f"not graded: not a valid notebook: {type(e).__name__}: {e}"
+    return nb, ""
 
 
 def _grade_ids(nb) -> list[str]:
@@ -309,18 +410,55 @@ def _errors(nb) -> dict[int, str]:
     return found
 
 
-def _warm_up(name: str, source: Path, folder: Path, profile: str, timeout: int) -> None:
-    """Execute the instructor's notebook once; its cache (``folder/cache``) seeds every submission's."""
-    cache, run = folder / "cache", folder / "run"
-    run.mkdir(parents=True)
-    nb = nbformat.read(source, as_version=4)
+class _WarmUpClient(NotebookClient):
+    """The instructor's run, with the course's watchdog (a hang kills the kernel: DeadKernelError, and ``_hang()``).
+    (nbclient's hooks are traits here: they are set on the instance, not overridden as in :class:`_Execute`.)"""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._watchdog = None
+        self.on_notebook_start = self._start_watchdog
+        self.on_cell_execute = lambda cell, cell_index: self._watchdog and self._watchdog.cell_started(cell_index,
+                                                                                                         self.timeout)
+        self.on_cell_executed = lambda cell, cell_index, execute_reply: self._watchdog and self._watchdog.cell_finished()
+
+    def _start_watchdog(self, notebook):
+        self.widget_registry = {}
+        self._watchdog = KernelWatchdog(self.km.get_connection_info(), lambda _msg: kill_kernel(self.km),
+                                        name="the instructor's notebook").start()
+
+    _hang = _Watched._hang
+    _stop_watchdog = _Watched._stop_watchdog
+
+
+def _warm_up(name: str, source: bytes, folder: Path, profile: str, timeout: float) -> dict[str, bytes]:
+    """Execute the instructor's notebook; return its cache (relative path -> bytes), which seeds every
+    submission's. A hang of the machinery is retried once; then the students start from what was cached."""
+    cache = folder / "cache"
     start = time.perf_counter()
-    with _environ(**_kernel_env(profile, cache)):
-        try:
-            NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                           resources={"metadata": {"path": str(run)}}).execute()
-        except Exception as e:  # a broken source notebook: the students' runs will show it too
-            print(f"warning: the instructor's {name} stopped: {type(e).__name__}: {e}", file=sys.stderr)
+    for attempt in (1, 2):
+        nb = nbformat.reads(source.decode("utf-8"), as_version=4)
+        run = folder / f"run{attempt}"
+        run.mkdir(parents=True)
+        (folder / f"home{attempt}" / "tmp").mkdir(parents=True)
+        with _environ(**_kernel_env(profile, cache, folder / f"home{attempt}")):
+            client = _WarmUpClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                                   resources={"metadata": {"path": str(run)}})
+            try:
+                client.execute()
+                break
+            except DeadKernelError as e:
+                if not client._hang():
+                    print(f"warning: the instructor's {name} stopped: {type(e).__name__}: {e}", file=sys.stderr)
+                    break
+                print(f"warning: the instructor's {name} hung (grader machinery, {client._hang()}); "
+                      f"{'running it again' if attempt == 1 else 'the students start from what it cached'}",
+                      file=sys.stderr, flush=True)
+            except Exception as e:  # a broken source notebook: the students' runs will show it too
+                print(f"warning: the instructor's {name} stopped: {type(e).__name__}: {e}", file=sys.stderr)
+                break
+            finally:
+                client._stop_watchdog()
     errors = _errors(nb)
     failed = [c.metadata["nbgrader"].get("grade_id", str(i)) for i, c in enumerate(nb.cells)
               if i in errors and c.metadata.get("nbgrader", {}).get("grade")]
@@ -328,33 +466,105 @@ def _warm_up(name: str, source: Path, folder: Path, profile: str, timeout: int) 
         print(f"warning: the instructor's solution of {name} fails {', '.join(failed)} under the {profile!r} "
               "profile: every student loses these points", file=sys.stderr)
     print(f"{'(instructor)':20s} {name:32s} warm-up {time.perf_counter() - start:5.1f}s", flush=True)
+    return {str(p.relative_to(cache)): p.read_bytes() for p in sorted(cache.rglob("*")) if p.is_file()} \
+        if cache.is_dir() else {}
 
 
-def _zero(db: Path, name: str, student: str) -> None:
-    """Record a notebook that could not be graded as 0 points in the gradebook."""
+@dataclass
+class _Inputs:
+    """What grading one notebook needs, held in memory so that no submission can change it for the next one."""
+
+    name: str
+    source: bytes  # the instructor's notebook
+    gradebook: bytes  # nbgrader's gradebook with the assignments registered, before any student
+    cache: dict[str, bytes]  # the warm-up's cache
+    order: list[str]  # test ids in cell order
+
+
+@dataclass
+class _Run:
+    """One grading run: where things are, how kernels run, and what is checked between students."""
+
+    tmp: Path
+    out: Path
+    db: Path
+    profile: str
+    cell_timeout: float
+    sandbox: bool  # kernels isolated with bwrap
+    hidden: list[Path]  # folders a kernel must not see
+    env_roots: list[Path]
+    env_before: dict = field(default_factory=dict)
+    broken: str = ""  # set once the environment changed under a kernel that was not isolated
+
+
+def _write_tree(root: Path, files: dict[str, bytes]) -> None:
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+
+
+def _attempt(sub: Submission, nb, inputs: _Inputs, run: _Run):
+    """Grade one submission once, in a fresh folder built from ``inputs``. Returns (test id -> points, the executed
+    notebook, the feedback HTML or None); raises GraderFailure when the machinery failed."""
+    root = Path(tempfile.mkdtemp(prefix=f"{sub.student}-{sub.notebook}-", dir=run.tmp))
+    ipc = Path(tempfile.mkdtemp(prefix="k-"))  # short: a Unix socket's path has at most 107 bytes
+    try:
+        name, student = inputs.name, sub.student
+        _write_tree(root, {f"source/{name}/{name}.ipynb": inputs.source, "gradebook.db": inputs.gradebook})
+        _write_tree(root / "cache", inputs.cache)
+        (root / "submitted" / student / name).mkdir(parents=True)
+        nbformat.write(nb, root / "submitted" / student / name / f"{name}.ipynb")
+        for folder in ("autograded", "cache", "home", "home/tmp"):
+            (root / folder).mkdir(exist_ok=True)
+        kernel = {}
+        if run.sandbox:
+            cwd = root / "autograded" / student / name
+            kernel = {"transport": "ipc", "connection_file": str(ipc / "kernel.json"),
+                      "sandbox": [shutil.which("bwrap") or "bwrap", *sandbox.bwrap_args(
+                          [root / "autograded", root / "cache", root / "home", ipc], run.hidden, cwd)]}
+        api = _nbgrader(root, root / "gradebook.db", run.cell_timeout, kernel)
+        with _environ(**_kernel_env(run.profile, root / "cache", root / "home")):
+            result = api.autograde(name, student)
+        executed = root / "autograded" / student / name / f"{name}.ipynb"
+        if not result.get("success") or not executed.exists():
+            log = result.get("log", "") + result.get("error", "")
+            hang = re.findall(r"NotebookHang: (.*)$", log, flags=re.M)
+            if hang:
+                raise GraderFailure(hang[-1][:300])
+            errors = [e for e in re.findall(r"^\s*([\w.]+(?:Error|Exception): .*)$", log, flags=re.M)  # tracebacks'
+                      if "NbGraderException" not in e] or re.findall(r"^\s*([\w.]+Exception: .*)$", log, flags=re.M)
+            raise GraderFailure("nbgrader autograde failed" + (f": {errors[-1][:300]}" if errors else ""))
+        html = root / "feedback" / student / name / f"{name}.html"
+        page = html.read_bytes() if api.generate_feedback(name, student).get("success") and html.exists() else None
+        with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+            graded = gb.find_submission_notebook(name, name, student)
+            points = {g.name: g.score or 0.0 for g in graded.grades}
+        return points, nbformat.read(executed, as_version=4), page
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(ipc, ignore_errors=True)
+
+
+def _record(db: Path, name: str, student: str, points: dict[str, float]) -> None:
+    """Store a student's points (test id -> points; tests not in ``points`` get 0) in the gradebook."""
     with Gradebook(f"sqlite:///{db}") as gb:
         gb.update_or_create_student(student)
         submission = gb.update_or_create_submission(name, student)
         for nb in submission.notebooks:
             for grade in nb.grades:
-                grade.auto_score, grade.manual_score, grade.needs_manual_grade = 0.0, None, False
+                grade.auto_score, grade.manual_score = points.get(grade.name, 0.0), None
+                grade.needs_manual_grade = False
         gb.db.commit()
 
 
-def _grades(db: Path, score: Score, order: list[str]) -> dict[str, tuple[float, float]]:
-    """Test id -> (points, max points) of one submitted notebook, from the gradebook, in cell order."""
+def _max_points(db: Path, name: str) -> dict[str, float]:
     with Gradebook(f"sqlite:///{db}") as gb:
-        try:
-            nb = gb.find_submission_notebook(score.notebook, score.notebook, score.student)
-        except MissingEntry:
-            return {}
-        grades = {g.name: (g.score or 0.0, g.max_score) for g in nb.grades}
-    return dict(sorted(grades.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+        return {g.name: g.max_score for nb in gb.find_assignment(name).notebooks for g in nb.grade_cells}
 
 
 def _score_and_feedback(score: Score, grades: dict[str, tuple[float, float]], executed, feedback_dir: Path) -> None:
-    """Points from the gradebook's ``grades``, why each test failed from the executed notebook; write the
-    feedback Markdown."""
+    """Points from ``grades`` (test id -> (points, max points)), why each test failed from the executed notebook;
+    write the feedback Markdown."""
     score.points = sum(points for points, _ in grades.values())
     score.max_points = sum(max_points for _, max_points in grades.values())
     errors = _errors(executed) if executed is not None else {}
@@ -379,109 +589,242 @@ def _score_and_feedback(score: Score, grades: dict[str, tuple[float, float]], ex
         lines += ["", "Errors in other cells (often the reason a test failed):", *others]
     if executed is not None:
         lines += ["", f"Every cell with its output: [{score.notebook}.html]({score.notebook}.html)"]
+    _write_feedback(feedback_dir, score.notebook, "\n".join(lines) + "\n")
+
+
+def _write_feedback(feedback_dir: Path, notebook: str, text: str) -> None:
     feedback_dir.mkdir(parents=True, exist_ok=True)
-    (feedback_dir / f"{score.notebook}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (feedback_dir / f"{notebook}.md").write_text(text, encoding="utf-8")
 
 
-def _grade_one(sub: Submission, tmp: Path, db: Path, cache: Path, order: list[str], profile: str,
-               cell_timeout: int, out: Path) -> Score:
+def _grade_one(sub: Submission, inputs: _Inputs, run: _Run) -> Score:
     start = time.perf_counter()
-    score = Score(sub.student, sub.notebook)
-    tmp.mkdir(parents=True, exist_ok=True)  # (an earlier submission may have deleted it)
-    root = Path(tempfile.mkdtemp(prefix=f"{sub.student}-{sub.notebook}-", dir=tmp))
-    submitted = root / "submitted" / sub.student / sub.notebook / f"{sub.notebook}.ipynb"
-    executed = root / "autograded" / sub.student / sub.notebook / f"{sub.notebook}.ipynb"
-    feedback_dir = out / "feedback" / sub.student
+    score = Score(sub.student, sub.notebook, grader=["isolated (bwrap)" if run.sandbox else "NOT isolated"])
+    feedback_dir = run.out / "feedback" / sub.student
     for old in (feedback_dir / f"{sub.notebook}.md", feedback_dir / f"{sub.notebook}.html"):
         old.unlink(missing_ok=True)
-    why = _copy_notebook(sub.path, submitted)
+    maxima = _max_points(run.db, sub.notebook)
+    order = {gid: i for i, gid in enumerate(inputs.order)}
+    nb, why = _read_submission(sub.path)
+    executed, page, points = None, None, {}
+    kept = run.db.read_bytes()  # without isolation a kernel can reach the gradebook: compared after it
     if not why:
-        if cache.is_dir():
-            shutil.copytree(cache, root / "cache")
-        api = _nbgrader(root, db, cell_timeout)
-        with _environ(**_kernel_env(profile, root / "cache")):
-            result = api.autograde(sub.notebook, sub.student)
-        if executed.exists():
-            html = root / "feedback" / sub.student / sub.notebook / f"{sub.notebook}.html"
-            if api.generate_feedback(sub.notebook, sub.student).get("success") and html.exists():
-                feedback_dir.mkdir(parents=True, exist_ok=True)
-                shutil.copy(html, feedback_dir / html.name)
-        else:
-            log = result.get("log", "") + result.get("error", "")
-            errors = re.findall(r"^\s*([\w.]+(?:Error|Exception): .*)$", log, flags=re.M)  # the traceback's last line
-            why = "not graded: nbgrader autograde failed" + (f": {errors[-1][:300]}" if errors else "")
-    if why:
-        _zero(db, sub.notebook, sub.student)
-        score.failures.append(why)
-    _score_and_feedback(score, _grades(db, score, order),
-                        nbformat.read(executed, as_version=4) if executed.exists() else None, feedback_dir)
-    shutil.rmtree(root, ignore_errors=True)
+        for attempt in (1, 2):
+            if run.broken:
+                why = f"{NOT_GRADED}: {run.broken}"
+                break
+            try:
+                points, executed, page = _attempt(sub, nb, inputs, run)
+                why = ""
+            except GraderFailure as e:
+                why = f"{NOT_GRADED}: {e}"
+                score.grader.append(f"try {attempt}: {e}" + ("; graded again" if attempt == 1 else ""))
+            refused = _check_environment(run, sub)
+            if refused or not why:
+                why = refused
+                break
+        if run.db.read_bytes() != kept:
+            run.db.write_bytes(kept)
+            why = (why + "; " if why.startswith("refused") else "refused: ") + \
+                "the submission changed the gradebook (restored as it was before it)"
+    if why.startswith(NOT_GRADED):  # never a 0: the gradebook keeps what it had, the CSV says why
+        score.points, score.failures = None, [why]
+        score.max_points = sum(maxima.values())
+        _write_feedback(feedback_dir, sub.notebook, f"# {sub.notebook} ({sub.student}): not graded yet\n\n"
+                        "The grader failed on this submission (not your work's fault); it will be graded again.\n")
+    else:
+        if why:
+            score.failures.append(why)
+            points = {}
+        _record(run.db, sub.notebook, sub.student, points)
+        grades = {gid: (points.get(gid, 0.0), m) for gid, m in sorted(maxima.items(),
+                                                                       key=lambda kv: order.get(kv[0], len(order)))}
+        _score_and_feedback(score, grades, executed, feedback_dir)
+        if page is not None:
+            (feedback_dir / f"{sub.notebook}.html").write_bytes(page)
     score.seconds = round(time.perf_counter() - start, 1)
     return score
 
 
-def write_scores(scores: list[Score], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["student", "notebook", "points", "max_points", "failures", "seconds"])
-        for s in scores:
-            w.writerow([s.student, s.notebook, f"{s.points:g}", f"{s.max_points:g}", " | ".join(s.failures),
-                        s.seconds])
+def _check_environment(run: _Run, sub: Submission) -> str:
+    """Without isolation: '' if the Python environment and the course's code are as before the student, else
+    why grading cannot go on (and every later student is not graded)."""
+    if run.sandbox or run.broken:
+        return ""
+    changed = sandbox.changes(run.env_before, sandbox.fingerprint(run.env_roots))
+    if changed:
+        run.broken = (f"the Python environment or the course's code changed while {sub.student}'s {sub.notebook} "
+                      f"ran ({len(changed)} paths, e.g. {', '.join(changed[:3])}); reinstall it, then grade again")
+        _shout(f"GRADING STOPPED: {run.broken}")
+        return f"refused: the submission changed files outside its folder ({', '.join(changed[:3])})"
+    return ""
+
+
+def _shout(text: str) -> None:
+    bar = "!" * 100
+    print(f"{bar}\n{text}\n{bar}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ the gradebook, scores.csv
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _load_log(path: Path) -> dict[str, dict]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except (ValueError, OSError) as e:
+        raise GradingError(f"{path} is not readable JSON ({e}); it holds the failures behind scores.csv: restore it "
+                           "or delete it (the points are in the gradebook)") from None
+
+
+def write_scores(db: Path, log: dict[str, dict], path: Path) -> list[dict[str, str]]:
+    """Write ``scores.csv`` atomically: one row per notebook of every student in the gradebook (points from the
+    gradebook) and per file in ``log`` (the grading log: failures, seconds, what the grader did). Returns the rows."""
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    if db.exists():
+        with Gradebook(f"sqlite:///{db}") as gb:
+            for assignment in gb.assignments:
+                for submission in assignment.submissions:
+                    grades = [g for nb in submission.notebooks for g in nb.grades]
+                    rows[submission.student.id, assignment.name] = {
+                        "points": f"{sum(g.score or 0.0 for g in grades):g}",
+                        "max_points": f"{sum(g.max_score for g in grades):g}"}
+    for entry in log.values():
+        row = rows.setdefault((entry["student"], entry["notebook"]), {"points": "0", "max_points": "0"})
+        if entry.get("points") is None:  # not graded (grader error): no points claimed
+            row.update(points="", max_points=f"{entry.get('max_points', 0):g}")
+        row.update(failures=" | ".join(entry.get("failures", [])), seconds=str(entry.get("seconds", "")),
+                   grader=" | ".join(entry.get("grader", [])))
+    header = ["student", "notebook", "points", "max_points", "failures", "seconds", "grader"]
+    text = io.StringIO()
+    w = csv.writer(text, lineterminator="\n")
+    w.writerow(header)
+    out = []
+    for (student, notebook), row in sorted(rows.items()):
+        full = {"student": student, "notebook": notebook, **{k: row.get(k, "") for k in header[2:]}}
+        w.writerow([full[k] for k in header])
+        out.append(full)
+    _atomic_write(path, text.getvalue())
+    return out
+
+
+@contextlib.contextmanager
+def _locked(out: Path):
+    """One grading run at a time per output folder (separate runs, e.g. one container per student, queue up)."""
+    with open(out / ".grading.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _isolation(isolation: str) -> tuple[bool, str]:
+    """(isolate kernels?, why not) for ``isolation`` in ISOLATION."""
+    if isolation == "none":
+        return False, "isolation turned off (--isolation none)"
+    problem = sandbox.bwrap_problem()
+    if problem and isolation == "bwrap":
+        raise GradingError(f"--isolation bwrap: {problem}")
+    return not problem, problem
+
+
+def check_cell_timeout(cell_timeout) -> float:
+    """``cell_timeout`` as seconds > 0 (nbclient reads 0 or less as 'no timeout': never accepted)."""
+    if isinstance(cell_timeout, bool) or not isinstance(cell_timeout, (int, float)):
+        raise TypeError(f"cell_timeout: expected a number of seconds, got {type(cell_timeout).__name__}")
+    if not 0 < cell_timeout < float("inf"):
+        raise ValueError(f"cell_timeout: expected seconds > 0 (0 or less would mean no timeout at all), "
+                         f"got {cell_timeout}")
+    return cell_timeout
 
 
 def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: str | Path = SOURCE_DIR,
-          cell_timeout: int = 120, profile: str = "grade", work_dir: str | Path | None = None,
-          warm_up: bool = True) -> list[Score]:
-    """Autograde every notebook in ``submissions``; write ``out/gradebook.db``, ``out/scores.csv`` and
-    ``out/feedback/<student>/<notebook>.md`` (+ ``.html``). Returns the rows of scores.csv.
+          cell_timeout: float = 120, profile: str = "grade", work_dir: str | Path | None = None,
+          warm_up: bool = True, isolation: str = "auto") -> list[Score]:
+    """Autograde every notebook in ``submissions``; keep ``out/gradebook.db`` and ``out/grading.json`` (the
+    failures), write ``out/scores.csv`` (every student ever graded into ``out``) and
+    ``out/feedback/<student>/<notebook>.md`` (+ ``.html``). Returns this run's scores.
 
+    ``isolation``: ``"auto"`` isolates each kernel with bubblewrap when it works here and says loudly when
+    it does not; ``"bwrap"`` refuses to grade without it; ``"none"`` does not isolate (and says so).
     ``warm_up=False`` skips the instructor's run: each submission then trains from scratch
     (quicker for one or two submissions, slower for a class).
     """
+    cell_timeout = check_cell_timeout(cell_timeout)
     if profile not in PROFILES:
         raise GradingError(f"unknown profile {profile!r}: expected one of {sorted(PROFILES)}")
+    if isolation not in ISOLATION:
+        raise ValueError(f"isolation: expected one of {ISOLATION}, got {isolation!r}")
     sources = course_notebooks(source_dir)
     found, rejected = find_submissions(submissions, sources)
     if not found and not rejected:
         raise GradingError(f"no submitted notebooks in {submissions}: expected <student>/<notebook>.ipynb "
                            "or submitted/<student>/<assignment>/<notebook>.ipynb")
-    orders = {name: _grade_ids(nbformat.read(sources[name], as_version=4)) for name in {s.notebook for s in found}}
+    source_bytes = {name: sources[name].read_bytes() for name in sorted({s.notebook for s in found})}
+    orders = {name: _grade_ids(nbformat.reads(data.decode("utf-8"), as_version=4))
+              for name, data in source_bytes.items()}
     rejected += [Score(s.student, s.notebook, failures=[f"nothing to grade: {s.notebook} has no graded exercises"])
                  for s in found if not orders[s.notebook]]
     found = [s for s in found if orders[s.notebook]]
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    db = out / "gradebook.db"
+    isolated, why_not = _isolation(isolation)
+    if not isolated:
+        _shout(f"WARNING: the submissions' kernels are NOT isolated: {why_not}.\nEach runs with your permissions "
+               "and could change any file you can. Protected anyway: every student is graded from the grader's "
+               "in-memory copies\n(source notebook, nbgrader files, warm-up cache), the gradebook is restored if a "
+               "kernel changed it, and grading stops\n(not graded: grader error) if the Python environment changed. "
+               "See docs/exercises.md.")
     if work_dir is not None:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
     print(f"{'student':20s} {'notebook':32s} {'points':>9s} {'time':>6s}  failed", flush=True)
     scores = []
-    with tempfile.TemporaryDirectory(prefix="course-grade-", dir=work_dir, ignore_cleanup_errors=True) as tmp, \
-            _tools_on_path():
-        tmp = Path(tmp)
-        instructor = _nbgrader(tmp / "instructor", db)
-        caches = {}
-        for name in sorted({s.notebook for s in found}):
-            (tmp / "instructor" / "source" / name).mkdir(parents=True)
-            shutil.copy(sources[name], tmp / "instructor" / "source" / name / sources[name].name)
-            _check(instructor.generate_assignment(name), f"nbgrader generate_assignment {name}")
-            caches[name] = tmp / "warm-up" / name / "cache"
-            if warm_up:
-                _warm_up(name, sources[name], caches[name].parent, profile, max(cell_timeout, 900))
+    with _locked(out), tempfile.TemporaryDirectory(prefix="course-grade-", dir=work_dir,
+                                                   ignore_cleanup_errors=True) as tmp, _tools_on_path():
+        tmp, db, log_path = Path(tmp), out / "gradebook.db", out / "grading.json"
+        log = _load_log(log_path)
+        template = tmp / "instructor"
+        for gradebook in (db, template / "gradebook.db"):  # the real one, and a pristine one for every student
+            api = _nbgrader(template, gradebook)
+            for name, data in source_bytes.items():
+                _write_tree(template / "source" / name, {f"{name}.ipynb": data})
+                _check(api.generate_assignment(name), f"nbgrader generate_assignment {name}")
+        pristine = (template / "gradebook.db").read_bytes()
+        inputs = {name: _Inputs(name, data, pristine, _warm_up(name, data, tmp / "warm-up" / name, profile,
+                                                                max(cell_timeout, 900)) if warm_up else {},
+                                orders[name]) for name, data in source_bytes.items()}
+        hidden = sandbox.hideable([tmp, out, Path(submissions), Path(source_dir)]) if isolated else []
+        run = _Run(tmp, out, db, profile, cell_timeout, isolated, hidden, sandbox.environment_roots())
+        run.env_before = sandbox.fingerprint(run.env_roots)
         for sub in found:
             try:
-                score = _grade_one(sub, tmp, db, caches[sub.notebook], orders[sub.notebook], profile, cell_timeout,
-                                   out)
+                score = _grade_one(sub, inputs[sub.notebook], run)
             except Exception as e:  # the grader's own failure on this submission: say so, grade the others
-                score = Score(sub.student, sub.notebook, failures=[f"not graded: {type(e).__name__}: {e}"])
+                score = Score(sub.student, sub.notebook, points=None, failures=[f"{NOT_GRADED}: {type(e).__name__}: {e}"])
             scores.append(score)
-            print(f"{score.student:20s} {score.notebook:32s} {score.points:>4g}/{score.max_points:<4g} "
+            log[f"{sub.student}/{sub.notebook}"] = {**score.__dict__}  # (from memory: a kernel's edits are undone)
+            _atomic_write(log_path, json.dumps(log, indent=1, sort_keys=True))
+            write_scores(db, log, out / "scores.csv")
+            points = "-" if score.points is None else f"{score.points:g}"
+            print(f"{score.student:20s} {score.notebook:32s} {points:>4s}/{score.max_points:<4g} "
                   f"{score.seconds:5.1f}s  {', '.join(f.split(':')[0] for f in score.failures)}", flush=True)
-    for score in rejected:
-        if STUDENT_ID.fullmatch(score.student):
-            _score_and_feedback(score, {}, None, out / "feedback" / score.student)
-    scores = sorted(scores + rejected, key=lambda s: (s.student, s.notebook))
-    write_scores(scores, out / "scores.csv")
+        for score in rejected:
+            if STUDENT_ID.fullmatch(score.student):
+                _score_and_feedback(score, {}, None, out / "feedback" / score.student)
+            log[f"{score.student}/{score.notebook}"] = {**score.__dict__}
+        _atomic_write(log_path, json.dumps(log, indent=1, sort_keys=True))
+        write_scores(db, log, out / "scores.csv")
+        if not run.broken and not isolated and sandbox.changes(run.env_before, sandbox.fingerprint(run.env_roots)):
+            _shout("WARNING: the Python environment changed during grading")
+        changed = [name for name, data in source_bytes.items() if sources[name].read_bytes() != data]
+        if changed:
+            _shout(f"WARNING: source notebooks changed during grading: {changed}; graded with the versions read at "
+                   "the start. Check them (git diff).")
     print(f"scores in {out / 'scores.csv'}, feedback in {out / 'feedback'}, gradebook {db}")
-    return scores
+    return sorted(scores + rejected, key=lambda s: (s.student, s.notebook))
