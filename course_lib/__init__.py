@@ -7,6 +7,7 @@ Lecture topic -> file (read it beside the notebook):
 * exemplar CNN (notebook 02) ............................ exemplar.py
 * rotation prediction (notebook 03) ..................... rotation.py
 * relative patch position (notebook 04) ................. patch_position.py
+* SimCLR (notebook 08) ................................... simclr.py
 * the evaluation protocol (probes, kNN, fine-tuning) .... evaluate.py, baselines.py, results.py
 * encoders and heads .................................... models.py
 * the one training loop (budgets, batch-norm recalibration, caching) ... train.py, checkpoints.py

@@ -15,9 +15,11 @@ file holds what is SimCLR's own: the two views, the step and the training entry 
 After training the head is thrown away and h is evaluated: the paper found the
 features *before* the projection head better than z (sec. 4.2, fig. 8).
 
-The method contract: :class:`SimCLRConfig` (built by :func:`config_for`, its printed
-values the values used), the loss (``nt_xent``), the step (:func:`simclr_step`) for
-``course_lib.train.train`` and :func:`pretrain`, cached by ``load_or_train``.
+The method contract (``docs/adding-a-method.md``): :class:`SimCLRConfig` (built by
+:func:`config_for`, its printed values the values used), the loss (``nt_xent``, imported
+here from ``contrastive.py``), the step (:func:`simclr_step`) for ``course_lib.train.train``
+and :func:`pretrain`, which returns a ``train.Pretrained`` with the projection head in
+``heads["projection"]``.
 """
 
 from __future__ import annotations
@@ -27,16 +29,15 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from course_lib.augment import AugmentConfig, augment
-from course_lib.checkpoints import load_or_train
 from course_lib.config import Profile, Settings, check_int, check_number, get_device
 from course_lib.contrastive import nt_xent
 from course_lib.datasets import ImageData
 from course_lib.loader import DeviceLoader
 from course_lib.models import Backbone, ProjectionHead, build_backbone
-from course_lib.train import History, train
+from course_lib.train import Pretrained, effective_budget, pretrain_and_cache, pretrain_key
 
 SCHEDULES = ("constant", "cosine")
 
@@ -61,6 +62,7 @@ class SimCLRConfig(Settings):
     hidden_dim: int = 256  # projection head: h -> hidden -> z
     proj_dim: int = 128  # size of z
     time_budget_s: float | None = None  # stop after this many seconds (None: no budget)
+    recalibration_batches: int = 20  # batches that re-estimate the batch-norm statistics after training (0: skip)
 
     def __post_init__(self) -> None:
         if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) \
@@ -84,10 +86,11 @@ class SimCLRConfig(Settings):
             check_number(getattr(self, name), name, 0, 1)
         check_int(self.hidden_dim, "hidden_dim")
         check_int(self.proj_dim, "proj_dim")
-        if self.time_budget_s is not None and (isinstance(self.time_budget_s, bool) or
-                                               not isinstance(self.time_budget_s, (int, float)) or
-                                               not self.time_budget_s > 0):
-            raise ValueError(f"time_budget_s must be a positive number or None, got {self.time_budget_s!r}")
+        check_int(self.recalibration_batches, "recalibration_batches", minimum=0)
+        try:
+            effective_budget(self.time_budget_s)  # raises unless positive or None
+        except ValueError as e:
+            raise ValueError(f"time_budget_s: {e}") from None
         self.augment_config()  # the augmentation distribution must be valid too
 
     def augment_config(self) -> AugmentConfig:
@@ -122,9 +125,8 @@ def config_for(profile: Profile, **overrides) -> SimCLRConfig:
         raise TypeError(f"profile must be a course_lib.config.Profile, got {type(profile).__name__}")
     values = dict(SIMCLR_CONFIGS.get(profile.name, SIMCLR_CONFIGS["fast"]))
     values.update(overrides)
-    budgets = [b for b in (values.get("time_budget_s"), profile.time_budget_s) if b is not None]
     if "time_budget_s" not in overrides:
-        values["time_budget_s"] = min(budgets) if budgets else None
+        values["time_budget_s"] = effective_budget(values.get("time_budget_s"), profile.time_budget_s)
     known = set(SimCLRConfig.__dataclass_fields__)
     unknown = set(values) - known
     if unknown:
@@ -185,47 +187,46 @@ def _check_train_data(train_data: ImageData, cfg: SimCLRConfig) -> None:
         raise ValueError(f"batch_size {cfg.batch_size} is larger than the {len(images)} training images")
 
 
-def pretrain_with_head(train_data: ImageData, profile: Profile, cfg: SimCLRConfig | None = None,
-                       device: torch.device | None = None, progress: bool = True
-                       ) -> tuple[Backbone, ProjectionHead, History]:
-    """:func:`pretrain`, also returning the projection head g (to compare h with z = g(h))."""
+def _warmup_cosine(cfg: SimCLRConfig):
+    """``schedule(optimizer, total_steps)`` for ``train.pretrain_and_cache``: 10% linear warm-up, then
+    cosine decay to 0 (``cfg.schedule == "cosine"``); None for a constant learning rate."""
+    if cfg.schedule != "cosine":
+        return None
+
+    def schedule(opt: torch.optim.Optimizer, total_steps: int):
+        return torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=total_steps, pct_start=0.1,
+                                                   anneal_strategy="cos")
+
+    return schedule
+
+
+def pretrain(train_data: ImageData, profile: Profile, cfg: SimCLRConfig | None = None,
+             device: torch.device | None = None, progress: bool = True) -> Pretrained:
+    """Pre-train the profile's backbone with SimCLR on ``train_data``'s images (labels unused), cached.
+
+    Starts from the same seeded initialisation as the random-init baseline, trains backbone and
+    projection head together with AdamW (``cfg.lr``, warm-up + cosine), then recalibrates batch norm
+    on fresh views. Returns ``Pretrained(backbone, history, heads={"projection": g})``: the protocol
+    evaluates h (the backbone); g gives z = g(h) for the h-vs-z comparison.
+    """
     cfg = config_for(profile) if cfg is None else cfg
     if not isinstance(cfg, SimCLRConfig):
-        raise TypeError(f"cfg must be a SimCLRConfig (from simclr.config_for), got {type(cfg).__name__}")
+        raise TypeError(f"cfg must be a SimCLRConfig (simclr.config_for(profile)), got {type(cfg).__name__}")
     _check_train_data(train_data, cfg)
     device = device or get_device()
     torch.manual_seed(profile.seed)  # the same initial weights as the random-init baseline
     backbone = build_backbone(profile, train_data.images.shape[1]).to(device)
     head = ProjectionHead(backbone.feature_dim, cfg.hidden_dim, cfg.proj_dim).to(device)
-    model = nn.ModuleDict({"backbone": backbone, "head": head})
     loader = DeviceLoader(train_data.images, None, cfg.batch_size, device=device, seed=profile.seed)  # no labels
     generator = torch.Generator(device=device).manual_seed(profile.seed)
     if profile.compile:
         backbone.compile()
 
-    def run() -> History:
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        scheduler = None
-        if cfg.schedule == "cosine":
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.num_epochs * len(loader),
-                                                            pct_start=0.1, anneal_strategy="cos")
-        return train(model, simclr_step(backbone, head, cfg, generator), loader, opt, cfg.num_epochs,
-                     time_budget_s=cfg.time_budget_s, scheduler=scheduler, amp=profile.amp, desc="SimCLR",
-                     progress=progress)
+    def forward(batch) -> Tensor:  # both views through both modules (batch-norm recalibration)
+        return head(backbone.forward_features(torch.cat(two_views(batch.x, cfg, generator))))
 
-    config = {"task": "simclr", "profile": profile.as_dict(), "simclr": cfg.as_dict(),
-              "train": len(train_data), "image_shape": list(train_data.images.shape[1:])}
-    history = load_or_train("simclr", config, model, run)
-    return backbone, head, history
-
-
-def pretrain(train_data: ImageData, profile: Profile, cfg: SimCLRConfig | None = None,
-             device: torch.device | None = None, progress: bool = True) -> tuple[Backbone, History]:
-    """Pre-train the profile's backbone with SimCLR on ``train_data``'s images (labels unused).
-
-    Starts from the same seeded initialisation as the random-init baseline; cached by
-    ``load_or_train`` under the whole profile and config. Returns the backbone (in eval
-    mode) and the training history (loss and positive accuracy per step).
-    """
-    backbone, _, history = pretrain_with_head(train_data, profile, cfg, device, progress)
-    return backbone, history
+    return pretrain_and_cache("simclr", pretrain_key("simclr", profile, cfg, train_data), backbone,
+                              {"projection": head}, simclr_step(backbone, head, cfg, generator), loader, cfg.lr,
+                              cfg.weight_decay, cfg.num_epochs, cfg.time_budget_s, amp=profile.amp,
+                              recalibrate=forward, recalibration_batches=cfg.recalibration_batches,
+                              progress=progress, schedule=_warmup_cosine(cfg))

@@ -209,18 +209,23 @@ class Pretrained:
 def pretrain_and_cache(name: str, key: dict, backbone: nn.Module, heads: dict[str, nn.Module], step: StepFn,
                        loader, lr: float, weight_decay: float, num_epochs: int, time_budget_s: float | None,
                        amp: bool = False, recalibrate: Callable[[object], object] | None = None,
-                       recalibration_batches: int = 0, progress: bool = True) -> Pretrained:
+                       recalibration_batches: int = 0, progress: bool = True,
+                       schedule: Callable[[torch.optim.Optimizer, int], torch.optim.lr_scheduler.LRScheduler]
+                       | None = None) -> Pretrained:
     """The body of every method's ``pretrain``: AdamW + :func:`train` (+ batch-norm recalibration),
     run once and cached by ``checkpoints.load_or_train`` under ``key`` (a dict of everything that
-    changes the result). A checkpoint cut by a time budget is not reused by a run without one."""
+    changes the result). A checkpoint cut by a time budget is not reused by a run without one.
+    ``schedule(optimizer, total_steps)``, if given, makes the learning-rate scheduler stepped after
+    every optimiser step (the method's config, and so ``key``, must say which schedule it is)."""
     from course_lib.checkpoints import code_of, load_or_train  # checkpoints imports History from here
 
     model = nn.ModuleDict({"backbone": backbone, **heads})
 
     def run() -> History:
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-        history = train(model, step, loader, opt, num_epochs, time_budget_s=time_budget_s, amp=amp, desc=name,
-                        progress=progress)
+        scheduler = None if schedule is None else schedule(opt, num_epochs * len(loader))
+        history = train(model, step, loader, opt, num_epochs, time_budget_s=time_budget_s, scheduler=scheduler,
+                        amp=amp, desc=name, progress=progress)
         if recalibrate is not None:
             recalibrate_batchnorm(model, recalibrate, loader, recalibration_batches)
         return history

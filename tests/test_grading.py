@@ -386,11 +386,17 @@ def test_every_course_notebook_has_two_graded_exercises_and_releases_without_lea
         meta = [c.metadata.get("nbgrader", {}) for c in cells]
         ids = [m["grade_id"] for m in meta if "grade_id" in m]
         assert len(ids) == len(set(ids)), f"{path.name}: duplicate grade ids"
-        solutions = [m for m in meta if m.get("solution")]
+        solutions = [c for c, m in zip(cells, meta, strict=True) if m.get("solution")]
+        code_solutions = [c for c in solutions if c.cell_type == "code"]  # a written answer is a markdown cell
         tests = [(c, m) for c, m in zip(cells, meta, strict=True) if m.get("grade") and not m.get("solution")]
-        assert len(solutions) >= 2, f"{path.name}: fewer than two exercises"
+        assert len(code_solutions) >= 2, f"{path.name}: fewer than two exercises"
         assert all(m.get("points", 0) > 0 for _, m in tests), f"{path.name}: a test cell without points"
         assert sum("BEGIN HIDDEN TESTS" in c.source for c, _ in tests) >= 2, f"{path.name}: hidden tests missing"
         student = (tmp_path / "release" / path.stem / path.name).read_text()
         assert "BEGIN SOLUTION" not in student and "HIDDEN TESTS" not in student
-        assert student.count("NotImplementedError") >= len(solutions)
+        assert student.count("NotImplementedError") >= len(code_solutions)  # each code solution becomes a stub
+        released = nbformat.reads(student, as_version=4).cells
+        for c in solutions:
+            if c.cell_type == "markdown":  # a hand-graded model answer: replaced, not shipped
+                answer = c.source.strip()
+                assert not any(answer in r.source for r in released), f"{path.name}: a model answer leaks"

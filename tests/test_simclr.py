@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_image_data
 
 from course_lib import simclr as S
 from course_lib.config import get_profile
@@ -12,19 +13,13 @@ from course_lib.contrastive import nt_xent
 from course_lib.datasets import ImageData
 from course_lib.loader import Batch
 from course_lib.models import ProjectionHead, SmallConvNet
+from course_lib.train import Pretrained
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
-    return tmp_path
-
-
 def image_data(n: int = 32, c: int = 1, size: int = 12, num_classes: int = 4, seed: int = 0) -> ImageData:
-    images = torch.randint(0, 256, (n, c, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
-    return ImageData(images, torch.arange(n) % num_classes, [f"c{i}" for i in range(num_classes)])
+    return make_image_data(n, num_classes, size, channels=c, seed=seed)  # tests/conftest.py
 
 
 def tiny_profile(**changes):
@@ -45,7 +40,7 @@ def tiny_config(**changes):
     {"num_epochs": 0}, {"lr": 0}, {"weight_decay": -1e-4}, {"schedule": "linear"}, {"view_size": 4},
     {"crop_scale": (0.5, 0.2)}, {"crop_scale": (0.2, 1.5)}, {"crop_scale": (0.0, 1.0)}, {"crop_scale": 0.5},
     {"color_strength": 3.0}, {"color_p": 1.5}, {"blur_p": -0.1}, {"hidden_dim": 0}, {"proj_dim": 0},
-    {"time_budget_s": 0}, {"time_budget_s": -5.0},
+    {"time_budget_s": 0}, {"time_budget_s": -5.0}, {"recalibration_batches": -1},
 ])
 def test_bad_config_raises_when_built(change):
     with pytest.raises(ValueError, match=next(iter(change))):
@@ -130,19 +125,45 @@ def test_step_is_nt_xent_of_the_two_views_projections():
 # ---------------------------------------------------------------- training, caching, determinism
 
 
+def test_warmup_cosine_schedule_rises_then_decays_to_zero():
+    cfg = S.SimCLRConfig(lr=0.1)
+    assert S._warmup_cosine(cfg.replace(schedule="constant")) is None
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    scheduler = S._warmup_cosine(cfg)(opt, 50)
+    lrs = []
+    for _ in range(50):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    peak = max(range(50), key=lambda i: lrs[i])
+    assert peak == 4 and lrs[peak] == pytest.approx(0.1)  # warm-up over the first 10% of 50 steps, up to cfg.lr
+    assert all(a < b for a, b in zip(lrs[:peak], lrs[1:peak + 1], strict=True)), "warm-up rises"
+    assert all(a > b for a, b in zip(lrs[peak:-1], lrs[peak + 1:], strict=True)), "then decays"
+    assert lrs[-1] < 0.01 * cfg.lr
+
+
 def test_pretrain_is_deterministic_and_cached(cache):
     data, profile, cfg = image_data(n=32), tiny_profile(), tiny_config()
-    b1, h1 = S.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)
+    pre = S.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)
+    assert isinstance(pre, Pretrained) and set(pre.heads) == {"projection"}
+    assert isinstance(pre.heads["projection"], ProjectionHead)
+    b1, h1 = pre.backbone, pre.history
     assert h1.steps == 2 * 4 and all(math.isfinite(v) for v in h1.losses)  # 2 epochs of 32 // 8 steps
-    assert not b1.training, "returned in eval mode"
+    assert h1.compute() == {"images": 2 * 32, "steps": 8, "seconds": round(h1.seconds, 1)}
+    assert not b1.training and not pre.heads["projection"].training, "returned in eval mode"
     for p in list(cache.glob("checkpoints/simclr-*.pt")):  # a second run trains again from scratch ...
         p.unlink()
-    b2, h2 = S.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)
-    assert h1.losses == h2.losses  # ... and gives the same losses and weights
+    pre2 = S.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)
+    b2, h2 = pre2.backbone, pre2.history
+    assert h1.losses == h2.losses  # ... and gives the same losses and weights (head included)
+    for p1, p2 in zip(pre.heads.state_dict().values(), pre2.heads.state_dict().values(), strict=True):
+        assert torch.equal(p1, p2)
     for p1, p2 in zip(b1.state_dict().values(), b2.state_dict().values(), strict=True):
         assert torch.equal(p1, p2)
-    b3, h3 = S.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)  # loaded, not trained
+    pre3 = S.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)  # loaded, not trained
+    b3, h3 = pre3.backbone, pre3.history
     assert h3.losses == h1.losses and torch.equal(b3.stages[0][0].weight, b1.stages[0][0].weight)
+    torch.testing.assert_close(pre3.heads.state_dict(), pre.heads.state_dict())
     assert len(list(cache.glob("checkpoints/simclr-*.pt"))) == 1
     S.pretrain(data, profile, cfg.replace(temperature=0.3), torch.device("cpu"), progress=False)
     assert len(list(cache.glob("checkpoints/simclr-*.pt"))) == 2, "another config, another checkpoint"
@@ -152,9 +173,9 @@ def test_pretrain_starts_from_the_random_init_weights_and_moves_them(cache):
     data, profile = image_data(n=32), tiny_profile()
     torch.manual_seed(profile.seed)
     random_init = SmallConvNet(1, width=4)
-    backbone, head, history = S.pretrain_with_head(data, profile, tiny_config(num_epochs=1), torch.device("cpu"),
-                                                   progress=False)
-    assert isinstance(head, ProjectionHead) and history.steps == 4
+    pre = S.pretrain(data, profile, tiny_config(num_epochs=1), torch.device("cpu"), progress=False)
+    backbone, history = pre.backbone, pre.history
+    assert history.steps == 4
     moved = (backbone.stages[0][0].weight - random_init.stages[0][0].weight).abs().max().item()
     assert 0 < moved < 0.1, "trained from the seeded random init, a few small steps"
 
@@ -174,7 +195,7 @@ def test_full_profile_runs_a_few_steps_on_cifar_shaped_data(cache):
     full = get_profile("full")
     cfg = S.config_for(full, batch_size=8, num_epochs=1)  # everything else as the full profile trains
     assert (cfg.view_size, cfg.crop_scale, cfg.blur_p) == (32, (0.08, 1.0), 0.0)
-    backbone, history = S.pretrain(image_data(n=16, c=3, size=32, num_classes=10), full, cfg, torch.device("cpu"),
-                                   progress=False)
+    pre = S.pretrain(image_data(n=16, c=3, size=32, num_classes=10), full, cfg, torch.device("cpu"), progress=False)
+    backbone, history = pre.backbone, pre.history
     assert history.steps == 2 and all(math.isfinite(v) for v in history.losses)
     assert backbone.feature_dim == 512 and backbone.channels_last
