@@ -40,46 +40,44 @@ def seeded(seed: int = 0) -> nn.Module:
     return nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
 
 
-def test_a_mismatched_checkpoint_retrains_from_the_seeded_initial_weights(tmp_path, capsys):
-    # a checkpoint whose first layer matches the new model's and whose other keys do not
+def damaged_checkpoint(tmp_path, damage) -> None:
+    """A checkpoint of `seeded(0)` trained +100 away from its start, then changed by ``damage(state)``."""
     trained = seeded(0)
     load_or_train("m", {"a": 1}, trained, Shifter(trained, shift=100.0), folder=tmp_path)
     path = checkpoint_path("m", {"a": 1}, tmp_path)
     state = torch.load(path, weights_only=True)
-    state["model"] = {"0.weight": state["model"]["0.weight"], "0.bias": state["model"]["0.bias"],
-                      "9.weight": torch.zeros(1)}  # 0.* would load; 9.* is unknown, 1.* is missing
+    damage(state)
     torch.save(state, path)
 
+
+def assert_retrained_from_the_initial_weights(tmp_path) -> None:
     model = seeded(0)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     trainer = Shifter(model, shift=1.0)
     load_or_train("m", {"a": 1}, model, trainer, folder=tmp_path)
     assert trainer.calls == 1
-    assert "not reused" in capsys.readouterr().out
     for k, v in model.state_dict().items():  # initial + 1, not the old checkpoint's +100
         assert torch.allclose(v, initial[k] + 1.0), k
 
 
-@pytest.mark.parametrize("broken", ["shape", "config", "history"])
-def test_a_checkpoint_with_other_shapes_config_or_history_is_not_reused(tmp_path, broken):
-    model = seeded(0)
-    load_or_train("m", {"a": 1}, model, Shifter(model, shift=100.0), folder=tmp_path)
-    path = checkpoint_path("m", {"a": 1}, tmp_path)
-    state = torch.load(path, weights_only=True)
-    if broken == "shape":
-        state["model"]["1.weight"] = torch.zeros(3, 4)
-    elif broken == "config":
-        state["config"] = {"a": 2}
-    else:
-        state["history"] = {"metrics": "nonsense"}
-    torch.save(state, path)
-    fresh = seeded(0)
-    initial = {k: v.clone() for k, v in fresh.state_dict().items()}
-    trainer = Shifter(fresh, shift=1.0)
-    load_or_train("m", {"a": 1}, fresh, trainer, folder=tmp_path)
-    assert trainer.calls == 1
-    for k, v in fresh.state_dict().items():
-        assert torch.allclose(v, initial[k] + 1.0), k
+def test_a_mismatched_checkpoint_retrains_from_the_seeded_initial_weights(tmp_path, capsys):
+    def keep_first_layer(state):  # 0.* would load into the new model; 9.* is unknown, 1.* is missing
+        state["model"] = {"0.weight": state["model"]["0.weight"], "0.bias": state["model"]["0.bias"],
+                          "9.weight": torch.zeros(1)}
+
+    damaged_checkpoint(tmp_path, keep_first_layer)
+    assert_retrained_from_the_initial_weights(tmp_path)
+    assert "not reused" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("damage", [
+    lambda state: state["model"].update({"1.weight": torch.zeros(3, 4)}),  # another shape
+    lambda state: state.update(config={"a": 2}),  # another config
+    lambda state: state.update(history={"metrics": "nonsense"}),  # a broken history
+], ids=["shape", "config", "history"])
+def test_a_checkpoint_with_other_shapes_config_or_history_is_not_reused(tmp_path, damage):
+    damaged_checkpoint(tmp_path, damage)
+    assert_retrained_from_the_initial_weights(tmp_path)
 
 
 def test_config_key_refuses_objects_that_json_cannot_hold():
