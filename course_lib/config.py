@@ -69,7 +69,6 @@ class Profile(Settings):
     time_budget_s: float | None = None  # stop pre-training after this many seconds
     labels_per_class: tuple[int | None, ...] = (10, 100, None)  # None = all labels
     knn_k: int = 20  # neighbours voted by the kNN classifier
-    probe_weight_decay: float = 1e-3  # L2 penalty of the linear probe
     supervised_steps: int = 100  # steps of the supervised baseline per label budget
     amp: bool = False  # bf16 autocast (GPU only)
     channels_last: bool = True  # NHWC memory layout: faster convolutions on x86 CPUs (oneDNN) and tensor cores
@@ -94,7 +93,7 @@ class Profile(Settings):
         check_int(self.seed, "seed", minimum=0)
         check_int(self.max_images_per_class, "max_images_per_class", optional=True)
         check_int(self.num_threads, "num_threads", optional=True)
-        for f, low, high in (("lr", 1e-12, 10.0), ("weight_decay", 0.0, 10.0), ("probe_weight_decay", 0.0, 1e6),
+        for f, low, high in (("lr", 1e-12, 10.0), ("weight_decay", 0.0, 10.0),
                              ("cell_timeout_s", 1.0, 7 * 24 * 3600.0)):
             check_number(getattr(self, f), f, low, high)
         if self.time_budget_s is not None:

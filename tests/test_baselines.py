@@ -21,8 +21,7 @@ def tiny_profile(**changes):
 
 
 @pytest.mark.parametrize("change", [{"channels_last": False}, {"amp": True}, {"compile": True},
-                                    {"max_images_per_class": 9}, {"supervised_steps": 3}, {"seed": 1},
-                                    {"probe_weight_decay": 0.5}])
+                                    {"max_images_per_class": 9}, {"supervised_steps": 3}, {"seed": 1}, {"labels_per_class": (3, None)}])
 def test_the_baselines_key_changes_with_anything_that_changes_the_result(change):
     train, test = make_image_data(40), make_image_data(20, seed=1)
     assert B.baselines_key(train, test, tiny_profile()) != B.baselines_key(train, test, tiny_profile(**change))
