@@ -122,7 +122,8 @@ def test_hostile_submission_isolated_changes_nothing_for_the_students_after_it(t
 
     # what A can see, printed as words that its source code does not contain (the HTML shows both)
     spy = "import os\n" + "".join(f"print('SEES-' + str(os.path.exists({str(p)!r})).upper())\n" for p in [
-        out / "gradebook.db", subs / "b_correct" / f"{NAME}.ipynb", tmp_path / "course" / "source"])
+        out / "gradebook.db", subs / "b_correct" / f"{NAME}.ipynb",
+        next((tmp_path / "course" / "source").rglob("*.ipynb"))])  # files: a hidden folder may show up empty
     spy += ("import socket\ntry:\n    socket.create_connection(('1.1.1.1', 53), timeout=2)\n    print('NET-' + 'OPEN')\n"
             "except OSError:\n    print('NET-' + 'CLOSED')\n")
     hostile = rewrite_everything([sys.prefix, str(REPO_ROOT), str(tmp_path), str(Path.home()), "/"])
