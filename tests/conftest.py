@@ -1,10 +1,10 @@
-"""Every test starts from the default profile and a live (not headless) session, whatever the shell or an
-earlier test set; `make test` exports both for the notebooks it executes."""
+"""Every test starts from the default profile, a live (not headless) session and time budgets on, whatever the
+shell or an earlier test set; `make test` exports all three for the notebooks it executes."""
 
 import pytest
 import torch
 
-from course_lib.config import PROFILE_ENV
+from course_lib.config import BUDGETS_ENV, PROFILE_ENV
 from course_lib.widgets import HEADLESS_ENV
 
 
@@ -12,6 +12,7 @@ from course_lib.widgets import HEADLESS_ENV
 def _default_profile(monkeypatch):
     monkeypatch.delenv(PROFILE_ENV, raising=False)
     monkeypatch.delenv(HEADLESS_ENV, raising=False)
+    monkeypatch.delenv(BUDGETS_ENV, raising=False)
 
 
 @pytest.fixture
