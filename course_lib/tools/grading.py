@@ -67,7 +67,13 @@ from traitlets.config import Config
 
 from course_lib.config import PROFILE_ENV, PROFILES, REPO_ROOT
 from course_lib.tools import sandbox
-from course_lib.tools.watchdog import KernelWatchdog, NotebookHang, default_idle_grace_s, kill_kernel
+from course_lib.tools.watchdog import (
+    ClientWatch,
+    KernelWatchdog,
+    NotebookHang,
+    default_idle_grace_s,
+    kill_kernel,
+)
 from course_lib.widgets import HEADLESS_ENV
 
 SOURCE_DIR = REPO_ROOT / "notebooks"
@@ -410,27 +416,6 @@ def _errors(nb) -> dict[int, str]:
     return found
 
 
-class _WarmUpClient(NotebookClient):
-    """The instructor's run, with the course's watchdog (a hang kills the kernel: DeadKernelError, and ``_hang()``).
-    (nbclient's hooks are traits here: they are set on the instance, not overridden as in :class:`_Execute`.)"""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._watchdog = None
-        self.on_notebook_start = self._start_watchdog
-        self.on_cell_execute = lambda cell, cell_index: self._watchdog and self._watchdog.cell_started(cell_index,
-                                                                                                         self.timeout)
-        self.on_cell_executed = lambda cell, cell_index, execute_reply: self._watchdog and self._watchdog.cell_finished()
-
-    def _start_watchdog(self, notebook):
-        self.widget_registry = {}
-        self._watchdog = KernelWatchdog(self.km.get_connection_info(), lambda _msg: kill_kernel(self.km),
-                                        name="the instructor's notebook").start()
-
-    _hang = _Watched._hang
-    _stop_watchdog = _Watched._stop_watchdog
-
-
 def _warm_up(name: str, source: bytes, folder: Path, profile: str, timeout: float) -> dict[str, bytes]:
     """Execute the instructor's notebook; return its cache (relative path -> bytes), which seeds every
     submission's. A hang of the machinery is retried once; then the students start from what was cached."""
@@ -442,23 +427,24 @@ def _warm_up(name: str, source: bytes, folder: Path, profile: str, timeout: floa
         run.mkdir(parents=True)
         (folder / f"home{attempt}" / "tmp").mkdir(parents=True)
         with _environ(**_kernel_env(profile, cache, folder / f"home{attempt}")):
-            client = _WarmUpClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                                   resources={"metadata": {"path": str(run)}})
+            client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                                    resources={"metadata": {"path": str(run)}})
+            watch = ClientWatch(client, "the instructor's notebook")
             try:
                 client.execute()
                 break
             except DeadKernelError as e:
-                if not client._hang():
+                if not watch.verdict:
                     print(f"warning: the instructor's {name} stopped: {type(e).__name__}: {e}", file=sys.stderr)
                     break
-                print(f"warning: the instructor's {name} hung (grader machinery, {client._hang()}); "
+                print(f"warning: the instructor's {name} hung (grader machinery, {watch.verdict}); "
                       f"{'running it again' if attempt == 1 else 'the students start from what it cached'}",
                       file=sys.stderr, flush=True)
             except Exception as e:  # a broken source notebook: the students' runs will show it too
                 print(f"warning: the instructor's {name} stopped: {type(e).__name__}: {e}", file=sys.stderr)
                 break
             finally:
-                client._stop_watchdog()
+                watch.stop()
     errors = _errors(nb)
     failed = [c.metadata["nbgrader"].get("grade_id", str(i)) for i, c in enumerate(nb.cells)
               if i in errors and c.metadata.get("nbgrader", {}).get("grade")]

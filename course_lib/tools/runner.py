@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from course_lib.config import REPO_ROOT, get_profile
-from course_lib.tools.watchdog import KernelWatchdog, NotebookHang, kill_kernel
+from course_lib.tools.watchdog import ClientWatch, NotebookHang
 from course_lib.widgets import HEADLESS_ENV
 
 HEADLINE_PREFIX = "Headline: "
@@ -58,28 +58,15 @@ def execute_watched(nb, cwd: str | Path, timeout: float, idle_grace_s: float | N
     if not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
-    # nbclient's stand-in for the Output widget sends state updates on the shell socket while the client
-    # waits on that socket for the cell's reply; a lost wake-up there left the course hanging. Without it,
-    # what a cell displays inside an Output widget is kept as the cell's own output.
-    client.widget_registry = {}
-    watchdogs: list[KernelWatchdog] = []
-
-    def on_notebook_start(notebook) -> None:
-        watchdogs.append(KernelWatchdog(client.km.get_connection_info(), lambda _msg: kill_kernel(client.km),
-                                        idle_grace_s=idle_grace_s, name=name).start())
-
-    client.on_notebook_start = on_notebook_start
-    client.on_cell_execute = lambda cell, cell_index: watchdogs[0].cell_started(cell_index, timeout)
-    client.on_cell_executed = lambda cell, cell_index, execute_reply: watchdogs[0].cell_finished()
+    watch = ClientWatch(client, name, idle_grace_s)  # also drops nbclient's Output-widget stand-in
     try:
         client.execute(env={**os.environ, HEADLESS_ENV: "1"})  # widgets in the kernel draw plain figures
     except DeadKernelError as e:
-        if watchdogs and watchdogs[0].verdict:
-            raise NotebookHang(watchdogs[0].verdict) from e
+        if watch.verdict:
+            raise NotebookHang(watch.verdict) from e
         raise
     finally:
-        for w in watchdogs:
-            w.stop()
+        watch.stop()
 
 
 def describe_failure(e: BaseException, timeout: float) -> str:

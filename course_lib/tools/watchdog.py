@@ -182,3 +182,33 @@ class KernelWatchdog:
         finally:
             self._ready.set()
             client.stop_channels()
+
+
+class ClientWatch:
+    """A :class:`KernelWatchdog` wired into an nbclient ``NotebookClient`` through its hooks (set on the
+    instance): started with the kernel, told when each cell starts and ends; a hang kills the kernel, so the
+    client raises ``DeadKernelError`` within a second and :attr:`verdict` says it was a hang. Also removes
+    nbclient's stand-in for the Output widget, which sends on the shell socket while the client waits there
+    for the cell's reply (the cause of the course's hangs)."""
+
+    def __init__(self, client, name: str = "notebook", idle_grace_s: float | None = None) -> None:
+        self.watchdog: KernelWatchdog | None = None
+        client.widget_registry = {}
+
+        def start(notebook) -> None:
+            self.watchdog = KernelWatchdog(client.km.get_connection_info(), lambda _msg: kill_kernel(client.km),
+                                           idle_grace_s=idle_grace_s, name=name).start()
+
+        client.on_notebook_start = start
+        client.on_cell_execute = lambda cell, cell_index: self.watchdog and self.watchdog.cell_started(
+            cell_index, client.timeout)
+        client.on_cell_executed = lambda cell, cell_index, execute_reply: self.watchdog and self.watchdog.cell_finished()
+
+    @property
+    def verdict(self) -> str | None:
+        """The hang message, if the watchdog found one."""
+        return self.watchdog.verdict if self.watchdog is not None else None
+
+    def stop(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.stop()
