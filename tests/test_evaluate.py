@@ -278,7 +278,7 @@ def test_choose_weight_decay_takes_the_best_validation_accuracy():
 def test_fine_tuning_is_deterministic_leaves_the_backbone_alone_and_learns():
     train, test = tiny_images(80, seed=0), tiny_images(40, seed=1)
     protocol = Protocol(labels_per_class=(5,), validation_per_class=2, finetune_labels=5, finetune_steps=30,
-                        finetune_lr=1e-2, finetune_batch_size=20)
+                        finetune_lr=1e-3, finetune_batch_size=20)
     torch.manual_seed(0)
     net = SmallConvNet(1, width=4).eval()
     before = {k: v.clone() for k, v in net.state_dict().items()}
@@ -290,6 +290,25 @@ def test_fine_tuning_is_deterministic_leaves_the_backbone_alone_and_learns():
     assert a > 0.5  # 4 classes marked by bright bands: chance is 0.25
     with pytest.raises(TypeError, match="forward_features"):
         finetune_accuracy(nn.Flatten(), train, draws[0], test, protocol)
+
+
+def test_fine_tuning_starts_from_the_tuned_probe():
+    """LP-FT: with no steps the fine-tune figure is exactly the probe's test accuracy with that penalty
+    (the head is the probe, standardisation folded into its weights); a few steps move away from it."""
+    train, test = tiny_images(80, seed=0), tiny_images(40, seed=1)
+    protocol = Protocol(labels_per_class=(5,), validation_per_class=2, finetune_labels=5, finetune_steps=0,
+                        finetune_batch_size=20)
+    torch.manual_seed(0)
+    net = SmallConvNet(1, width=4).eval()
+    index = finetune_draws(train.labels, protocol)[0]
+    h, h_test = extract_features(net, train.images[index]), extract_features(net, test.images)
+    probe = fit_linear_probe(h, train.labels[index], train.num_classes, 1e-2, protocol.probe_max_iter)
+    by_hand = (probe(h_test).argmax(1) == test.labels).float().mean().item()
+    assert finetune_accuracy(net, train, index, test, protocol, weight_decay=1e-2) == pytest.approx(by_hand, abs=1e-9)
+    chosen = finetune_accuracy(net, train, index, test, protocol)  # penalty chosen on the validation split
+    assert 0.0 <= chosen <= 1.0
+    with pytest.raises(ValueError, match="finetune_steps"):
+        Protocol(finetune_steps=-1)
 
 
 def test_protocol_for_sizes_the_validation_split_and_checks_values():
