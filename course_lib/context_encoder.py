@@ -264,12 +264,13 @@ def masked_l2_loss(pred: Tensor, target: Tensor, weights: Tensor) -> Tensor:
 def adversarial_losses(d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Tensor]:
     """The GAN losses of the paper's eq. 3 from the discriminator's logits (B,) on real images and on
     filled-in ones: ``(d_loss, g_loss)`` with d_loss = -log D(real) - log(1 - D(fake)) and the generator's
-    non-saturating g_loss = -log D(fake), both averaged over the batch."""
+    non-saturating g_loss = -log D(fake), both averaged over the batch. Backpropagate d_loss only into the
+    discriminator (give it logits of detached fakes) and g_loss only into the generator."""
     if d_real.dim() != 1 or d_fake.dim() != 1:
         raise ValueError(f"expected logits (B,), got {tuple(d_real.shape)} and {tuple(d_fake.shape)}")
     ones, zeros = torch.ones_like(d_fake), torch.zeros_like(d_fake)
     d_loss = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real)) \
-        + F.binary_cross_entropy_with_logits(d_fake.detach(), zeros)
+        + F.binary_cross_entropy_with_logits(d_fake, zeros)
     g_loss = F.binary_cross_entropy_with_logits(d_fake, ones)
     return d_loss, g_loss
 
@@ -491,3 +492,73 @@ def blur_measures(fill: Tensor, truth: Tensor, mask: Tensor, mean_image: Tensor)
             "sharpness_fill": float(gradient_energy(fill, mask).mean()),
             "sharpness_truth": float(gradient_energy(truth, mask).mean()),
             "to_mean_fill": float(masked_l2_loss(fill, mean, w)), "to_mean_truth": float(masked_l2_loss(truth, mean, w))}
+
+
+# --------------------------------------------------------------------------- why L2 blurs: a toy with two answers
+
+
+def two_answer_toy(size: int = 12, hole: int = 6) -> tuple[Tensor, Tensor, Tensor]:
+    """A toy inpainting problem whose right answer is one of two sharp images: returns ``(context, a, b)``,
+    float (1, 1, size, size). Both have vertical black-and-white stripes in the central ``hole`` x ``hole``
+    square, ``b`` shifted by one pixel (white where ``a`` is black); outside the hole both are the same frame,
+    so the context cannot tell them apart and each is the truth half of the time. Their average is a flat
+    grey. ``context`` is the frame with the hole at 0.5."""
+    check_int(size, "size", minimum=4)
+    check_int(hole, "hole", minimum=2)
+    if hole > size - 2:
+        raise ValueError(f"hole must leave a frame: hole <= size - 2 = {size - 2}, got {hole}")
+    frame = torch.zeros(size, size)
+    frame[0], frame[-1], frame[:, 0], frame[:, -1] = 1.0, 1.0, 1.0, 1.0
+    top = (size - hole) // 2
+    stripes = (torch.arange(hole) % 2).float()  # 0, 1, 0, 1, ...
+    a, b = frame.clone(), frame.clone()
+    a[top:top + hole, top:top + hole] = stripes.expand(hole, hole)  # vertical stripes
+    b[top:top + hole, top:top + hole] = (1 - stripes).expand(hole, hole)  # the same stripes, one pixel over
+    mask = square_mask(size, hole, top, top)
+    return frame.masked_fill(mask, 0.5)[None, None], a[None, None], b[None, None]
+
+
+def train_two_answer_toy(adv_weight: float = 0.0, steps: int = 300, batch_size: int = 32, seed: int = 0,
+                         size: int = 12, hole: int = 6) -> dict[str, Tensor]:
+    """Fit a small generator (an MLP from the context to the image) on :func:`two_answer_toy`: every
+    sample's context is the same, its truth is ``a`` or ``b`` with probability 1/2. Loss: the masked L2
+    (``adv_weight`` = 0), or (1 - adv_weight) L2 + adv_weight L_adv with an MLP discriminator that sees the
+    filled-in images (the paper's joint loss). Returns ``{"fill": (1, 1, size, size), "a", "b", "mask"}``.
+    With L2 alone the fill converges to (a + b) / 2, a grey blur that is never the truth; the adversarial
+    term pulls it to one of the two sharp answers."""
+    check_number(adv_weight, "adv_weight", 0, 1)
+    check_int(steps, "steps")
+    check_int(batch_size, "batch_size")
+    check_int(seed, "seed", minimum=0)
+    context, a, b = two_answer_toy(size, hole)
+    top = (size - hole) // 2
+    mask = square_mask(size, hole, top, top)[None]  # (1, H, W)
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    n = size * size
+    gen = nn.Sequential(nn.Flatten(), nn.Linear(n, 64), nn.ReLU(), nn.Linear(64, n), nn.Sigmoid())
+    disc = nn.Sequential(nn.Flatten(), nn.Linear(n, 64), nn.LeakyReLU(0.2), nn.Linear(64, 1))
+    g_opt = torch.optim.Adam(gen.parameters(), lr=1e-2)
+    d_opt = torch.optim.Adam(disc.parameters(), lr=1e-2, betas=(0.5, 0.999))
+    masks = mask.expand(batch_size, -1, -1)  # (B, H, W)
+    for _ in range(steps):
+        pick = torch.rand(batch_size, 1, 1, 1, generator=g) < 0.5  # which answer is the truth
+        truth = torch.where(pick, a, b)  # (B, 1, H, W)
+        pred = gen(context.expand(batch_size, -1, -1, -1)).view(batch_size, 1, size, size)
+        loss = masked_l2_loss(pred, truth, masks.float())
+        if adv_weight > 0:
+            fake = composite(truth, pred, masks)  # the frame is the same in both answers
+            d_loss, _ = adversarial_losses(disc(truth)[:, 0], disc(fake.detach())[:, 0])
+            d_opt.zero_grad()
+            d_loss.backward()
+            d_opt.step()
+            disc.requires_grad_(False)
+            _, g_adv = adversarial_losses(torch.zeros(1), disc(fake)[:, 0])
+            disc.requires_grad_(True)
+            loss = (1 - adv_weight) * loss + adv_weight * g_adv
+        g_opt.zero_grad()
+        loss.backward()
+        g_opt.step()
+    with torch.no_grad():
+        fill = composite(a, gen(context).view(1, 1, size, size), mask)
+    return {"fill": fill, "a": a, "b": b, "mask": mask}

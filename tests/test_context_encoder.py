@@ -367,3 +367,25 @@ def test_full_profile_config_trains_with_the_adversarial_term_on_cifar_shaped_da
     fill = CE.fill_images(pre, make_image_data(n=4, channels=3, size=32).images,
                           CE.center_mask(32).expand(4, -1, -1))
     assert fill.shape == (4, 3, 32, 32)
+
+
+def test_discriminator_loss_trains_on_both_real_and_fake_logits():
+    d_real, d_fake = torch.zeros(3, requires_grad=True), torch.zeros(3, requires_grad=True)
+    d_loss, _ = CE.adversarial_losses(d_real, d_fake)
+    d_loss.backward()
+    assert (d_real.grad < 0).all() and (d_fake.grad > 0).all(), "D pushes real logits up and fake logits down"
+
+
+def test_two_answer_toy_l2_learns_the_average_and_the_adversarial_term_a_sharp_answer():
+    context, a, b = CE.two_answer_toy(12, 6)
+    mask = context[0, 0] == 0.5
+    assert int(mask.sum()) == 36 and torch.equal(a[0, 0][~mask], b[0, 0][~mask])  # one context for both
+    assert torch.equal(a[0, 0][mask], 1 - b[0, 0][mask]) and ((a + b) / 2)[0, 0][mask].eq(0.5).all()
+    l2 = CE.train_two_answer_toy(0.0, steps=200, seed=0)
+    w = l2["mask"].float()
+    assert CE.masked_l2_loss(l2["fill"], (a + b) / 2, w) < 1e-3  # the mean of the two answers: flat grey
+    adv = CE.train_two_answer_toy(0.5, steps=300, seed=0)
+    to_answer = min(CE.masked_l2_loss(adv["fill"], a, w), CE.masked_l2_loss(adv["fill"], b, w))
+    assert to_answer < 0.05 and CE.gradient_energy(adv["fill"], adv["mask"]) > 0.3
+    with pytest.raises(ValueError, match="hole"):
+        CE.two_answer_toy(8, 7)
