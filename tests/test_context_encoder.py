@@ -328,6 +328,7 @@ def test_pretrain_is_deterministic_and_cached(cache):
         assert torch.equal(a, b)
     loaded = CE.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)  # from the cache
     assert loaded.history.losses == pre.history.losses
+    assert loaded.history.seconds == again.history.seconds, "loaded with its stored history, not trained again"
     torch.testing.assert_close(loaded.heads.state_dict(), pre.heads.state_dict())
     assert len(list(cache.glob("checkpoints/context_encoder-*.pt"))) == 1
     CE.pretrain(data, profile, cfg.replace(mask="center"), torch.device("cpu"), progress=False)
