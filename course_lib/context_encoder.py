@@ -3,14 +3,14 @@
 "Context encoders: feature learning by inpainting": remove a region of an image, encode
 what is left (the *context*) with a CNN, and decode a prediction of the missing pixels.
 The encoder has to understand the image to fill the hole, so its features become useful.
-The paper's loss is a masked L2 reconstruction plus an adversarial term (their eq. 1-3):
+The paper's loss is a masked L2 reconstruction plus an adversarial term (their eq. 1, 3 and 4):
 
     L_rec = || M * (x - F((1 - M) * x)) ||^2          M = 1 on the removed pixels
     L_adv = -log D(fill)                                (non-saturating, for the generator F)
     L     = lambda_rec L_rec + lambda_adv L_adv         (lambda_rec = 0.999, lambda_adv = 0.001)
 
 and the paper predicts a slightly larger region that overlaps the context by a few pixels,
-with a 10x weight on that overlap band (sec. 3.2 and 5). L2 alone "averages the multiple
+with a 10x weight on that overlap band (their implementation details). L2 alone "averages the multiple
 modes in predictions": where several fills are plausible, the L2-optimal one is their mean,
 a blur -- notebook 05 shows it, measures it, and shows what the adversarial term changes.
 
@@ -225,7 +225,7 @@ def _check_pair(x: Tensor, mask: Tensor) -> None:
 def loss_weights(mask: Tensor, overlap: int = 0, overlap_weight: float = 10.0) -> Tensor:
     """Per-pixel weights (B, H, W) of the reconstruction loss: 1 on the removed pixels, ``overlap_weight``
     on the context pixels within ``overlap`` pixels of them (Chebyshev distance: a square dilation), 0
-    elsewhere. Pathak et al. predict such an overlap band and weigh it 10x (sec. 5), which ties the fill
+    elsewhere. Pathak et al. predict such an overlap band and weigh it 10x (their implementation details), which ties the fill
     to its border."""
     if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.dim() != 3:
         raise TypeError(f"mask must be a bool tensor (B, H, W), got {getattr(mask, 'dtype', type(mask).__name__)} "
@@ -240,7 +240,7 @@ def loss_weights(mask: Tensor, overlap: int = 0, overlap_weight: float = 10.0) -
 
 
 def masked_l2_loss(pred: Tensor, target: Tensor, weights: Tensor) -> Tensor:
-    """The paper's reconstruction loss L_rec = ||M * (x - F((1 - M) * x))||^2 (eq. 2), normalised: the
+    """The paper's reconstruction loss L_rec = ||M * (x - F((1 - M) * x))||^2 (eq. 1), normalised: the
     weighted mean squared error
 
         sum_{b,c,i,j} w[b,i,j] (pred[b,c,i,j] - target[b,c,i,j])^2 / (C sum_{b,i,j} w[b,i,j])
