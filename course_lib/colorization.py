@@ -197,7 +197,10 @@ def _squared_distances(ab: Tensor, centres: Tensor) -> Tensor:
 def quantize_ab(ab: Tensor, centres: Tensor) -> Tensor:
     """The nearest bin of every pixel: ab (B, 2, H, W) -> int64 (B, H, W) indices into ``centres`` (Q, 2)."""
     _check_ab(ab, centres)
-    return _squared_distances(ab, centres).argmin(-1)  # (B, H, W)
+    per_image = ab.shape[2] * ab.shape[3] * len(centres)
+    step = max(1, 2**24 // max(1, per_image))  # images per chunk: at most 16M distances in memory at once
+    return torch.cat([_squared_distances(ab[i:i + step], centres).argmin(-1)  # (b, H, W)
+                      for i in range(0, len(ab), step)]) if len(ab) else ab.new_zeros(ab.shape[0], *ab.shape[2:]).long()
 
 
 def soft_encode(ab: Tensor, centres: Tensor, neighbours: int = 5, sigma: float = 5.0) -> Tensor:

@@ -402,3 +402,24 @@ def test_full_profile_config_runs_a_few_steps_on_cifar_shaped_data(cache):
     assert pre.history.steps == 2 and all(math.isfinite(v) for v in pre.history.losses)
     assert pre.backbone.feature_dim == 512 and pre.backbone.in_channels == 1 and pre.backbone.channels_last
     assert C.colorize(pre.backbone, pre.heads["colour"], colour_data(n=2, size=32).images).shape == (2, 3, 32, 32)
+
+
+def test_quantize_ab_in_chunks_equals_image_by_image():
+    centres = C.ab_bins(10)
+    ab = (torch.rand(300, 2, 16, 16, generator=torch.Generator().manual_seed(11)) - 0.5) * 150  # > 16M distances
+    idx = C.quantize_ab(ab, centres)
+    assert torch.equal(idx[[0, 150, 299]], torch.cat([C.quantize_ab(ab[i:i + 1], centres) for i in (0, 150, 299)]))
+    assert C.quantize_ab(ab[:0], centres).shape == (0, 16, 16)
+
+
+def test_plot_ab_bins_draws_one_panel_per_value_and_checks_shapes():
+    import matplotlib.pyplot as plt
+
+    from course_lib.plots import plot_ab_bins
+
+    centres = C.ab_bins(20)
+    fig = plot_ab_bins(centres, {"p": torch.rand(len(centres)), "w": torch.rand(len(centres))}, log=["p"])
+    assert len([ax for ax in fig.axes if ax.get_label() != "<colorbar>"]) == 3
+    plt.close(fig)
+    with pytest.raises(ValueError, match="values"):
+        plot_ab_bins(centres, {"p": torch.rand(3)})
