@@ -439,7 +439,7 @@ def colorize(backbone: Backbone, head: ColorizationHead, images: Tensor, tempera
 def colourfulness(rgb: Tensor) -> Tensor:
     """Hasler & Süsstrunk's colourfulness M of each image (2003): with rg = R - G and yb = (R + G) / 2 - B
     (RGB in 0..255), M = sqrt(std(rg)^2 + std(yb)^2) + 0.3 sqrt(mean(rg)^2 + mean(yb)^2). 0 for a grey
-    image; they rate M around 33 "moderately" and above 59 "highly" colourful. rgb (N, 3, H, W),
+    image; on their scale 33 is "moderately", 45 "averagely", 59 "quite" and 82 "highly" colourful. rgb (N, 3, H, W),
     uint8 or float in [0, 1] -> (N,)."""
     _check_rgb_batch(rgb, "rgb")
     x = rgb.double() if rgb.dtype == torch.uint8 else 255 * rgb.double()
