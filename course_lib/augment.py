@@ -403,6 +403,55 @@ def _hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
     return torch.sub(v, c.mul_(v * s), out=c)  # V - V S c, written over c
 
 
+# CIE Lab (D65 white, 2° observer), as scikit-image's rgb2lab / lab2rgb compute it: sRGB -> linear RGB
+# -> XYZ -> Lab. L is lightness in [0, 100]; a (green-red) and b (blue-yellow) are the colour, 0 for greys.
+XYZ_FROM_RGB = ((0.412453, 0.357580, 0.180423),
+                (0.212671, 0.715160, 0.072169),
+                (0.019334, 0.119193, 0.950227))  # linear sRGB -> XYZ (scikit-image's xyz_from_rgb)
+D65_WHITE = (0.95047, 1.0, 1.08883)  # XYZ of the reference white
+
+
+def _mix(matrix: Tensor, x: Tensor) -> Tensor:
+    """``matrix`` (3, 3) applied to the channels of x (B, 3, H, W)."""
+    return torch.einsum("ij,bjhw->bihw", matrix.to(x), x)
+
+
+def rgb_to_lab(x: Tensor) -> Tensor:
+    """sRGB (B, 3, H, W) in [0, 1] -> CIE Lab (B, 3, H, W): L in [0, 100], a and b roughly in [-110, 110].
+
+    The colorization notebook's colour space (Zhang et al. 2016 predict ab from L). The same numbers
+    as ``skimage.color.rgb2lab`` (D65, 2°), on a whole batch on any device.
+    """
+    _check_rgb(x, "x")
+    if x.numel() and not (0 <= x.min() and x.max() <= 1):  # also catches NaN
+        raise ValueError(f"x must have values in [0, 1], got min {x.min().item():.4g}, max {x.max().item():.4g}")
+    linear = torch.where(x > 0.04045, ((x + 0.055) / 1.055).pow(2.4), x / 12.92)  # undo the sRGB gamma
+    xyz = _mix(torch.tensor(XYZ_FROM_RGB, dtype=torch.float64), linear)  # (B, 3, H, W)
+    xyz = xyz / torch.tensor(D65_WHITE, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    f = torch.where(xyz > 0.008856, xyz.clamp_min(0.008856).pow(1 / 3), 7.787 * xyz + 16 / 116)
+    fx, fy, fz = f.unbind(dim=1)  # each (B, H, W)
+    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=1)  # (B, 3, H, W)
+
+
+def lab_to_rgb(lab: Tensor) -> Tensor:
+    """CIE Lab (B, 3, H, W) -> sRGB (B, 3, H, W) in [0, 1], as ``skimage.color.lab2rgb`` computes it.
+
+    Not every (L, a, b) is a colour a screen can show: out-of-gamut values are clipped to [0, 1]
+    (and a negative Z to 0), as scikit-image does, without its warning.
+    """
+    _check_images(lab, "lab", check_range=False)
+    if lab.shape[1] != 3:
+        raise ValueError(f"lab must have 3 channels (L, a, b), got shape {tuple(lab.shape)}")
+    L, a, b = lab.unbind(dim=1)  # each (B, H, W)
+    fy = (L + 16) / 116
+    f = torch.stack([a / 500 + fy, fy, (fy - b / 200).clamp_min(0)], dim=1)  # (B, 3, H, W): fx, fy, fz
+    xyz = torch.where(f > 0.2068966, f.pow(3), (f - 16 / 116) / 7.787)
+    xyz = xyz * torch.tensor(D65_WHITE, dtype=lab.dtype, device=lab.device).view(1, 3, 1, 1)
+    linear = _mix(torch.linalg.inv(torch.tensor(XYZ_FROM_RGB, dtype=torch.float64)), xyz)  # (B, 3, H, W)
+    rgb = torch.where(linear > 0.0031308, 1.055 * linear.clamp_min(0.0031308).pow(1 / 2.4) - 0.055, 12.92 * linear)
+    return rgb.clamp(0, 1)
+
+
 # The four jitter steps, per-sample factor (B,); each clamps to [0, 1] like torchvision.
 
 

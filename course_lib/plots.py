@@ -248,3 +248,39 @@ def show_patch_grid(image: torch.Tensor, cfg: PatchConfig, label: int = 3, seed:
     fig.suptitle(f"X = (patch 5, patch {cell});  Y = {label}", fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def plot_ab_bins(centres: torch.Tensor, values: dict[str, torch.Tensor] | None = None, lightness: float = 65.0,
+                 log: Sequence[str] = ()) -> plt.Figure:
+    """The quantised ab plane of colorization: one square per bin centre (Q, 2). The first panel shows
+    each bin in its own colour (at L = ``lightness``); every entry of ``values`` (name -> (Q,)) adds a
+    panel coloured by that value (log scale for the names in ``log``)."""
+    from matplotlib.colors import LogNorm
+
+    from course_lib.augment import lab_to_rgb
+
+    if centres.dim() != 2 or centres.shape[1] != 2:
+        raise ValueError(f"centres must be (Q, 2), got {tuple(centres.shape)}")
+    values = values or {}
+    for name, v in values.items():
+        if v.shape != (len(centres),):
+            raise ValueError(f"values[{name!r}] must have shape ({len(centres)},), got {tuple(v.shape)}")
+    lab = torch.cat([torch.full((len(centres), 1), float(lightness)), centres.float().cpu()], dim=1)  # (Q, 3)
+    colours = lab_to_rgb(lab.T[None, :, :, None])[0, :, :, 0].T.numpy()  # (Q, 3)
+    a, b = centres[:, 0].cpu().numpy(), centres[:, 1].cpu().numpy()
+    fig, axes = plt.subplots(1, 1 + len(values), figsize=(3.6 * (1 + len(values)), 3.4), squeeze=False)
+    axes = axes[0]
+    axes[0].scatter(a, b, c=colours, marker="s", s=22)
+    axes[0].set_title(f"{len(centres)} bins (colours at L = {lightness:g})", fontsize=9)
+    for ax, (name, v) in zip(axes[1:], values.items(), strict=True):
+        v = v.detach().cpu().float().numpy()
+        norm = LogNorm(vmin=max(v[v > 0].min(), 1e-8), vmax=v.max()) if name in log and (v > 0).any() else None
+        points = ax.scatter(a, b, c=v, marker="s", s=22, cmap="viridis", norm=norm)
+        fig.colorbar(points, ax=ax, fraction=0.046)
+        ax.set_title(name, fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("a (green - red)")
+        ax.set_ylabel("b (blue - yellow)")
+        ax.set_aspect("equal")
+    fig.tight_layout()
+    return fig
