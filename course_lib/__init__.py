@@ -7,11 +7,13 @@ Lecture topic -> file (read it beside the notebook):
 * exemplar CNN (notebook 02) ............................ exemplar.py
 * rotation prediction (notebook 03) ..................... rotation.py
 * relative patch position (notebook 04) ................. patch_position.py
+* context encoder, inpainting (notebook 05) .............. context_encoder.py
+* colorization (notebook 06) ............................. colorization.py
 * SimCLR (notebook 08) ................................... simclr.py
 * the evaluation protocol (probes, kNN, fine-tuning) .... evaluate.py, baselines.py, results.py
 * encoders and heads .................................... models.py
 * the one training loop (budgets, batch-norm recalibration, caching) ... train.py, checkpoints.py
-* data augmentation (crops, colour, rotations) .......... augment.py
+* data augmentation (crops, colour, rotations) and colour spaces (HSV, Lab) ... augment.py
 * data and batches ...................................... datasets.py, loader.py
 * profiles, seeds and devices ........................... config.py
 * figures and sliders ................................... plots.py, widgets.py
