@@ -74,7 +74,7 @@ class CPCConfig(Settings):
     num_negatives: int | None = None  # negatives per prediction; None: every other patch at that k in the batch
     images_per_batch: int = 32  # images per step (each gives rows x cols patches)
     flip_p: float = 0.5  # horizontal flip of the whole image before cutting patches
-    num_epochs: int = 2  # passes over the training images
+    num_epochs: int = 1  # passes over the training images
     lr: float = 2e-3  # AdamW learning rate
     weight_decay: float = 5e-4
     time_budget_s: float | None = None  # stop after this many seconds (None: no budget)
