@@ -142,7 +142,9 @@ def _reuse(path: Path, config: dict, model: nn.Module, time_budget_s: float | No
     """Load the checkpoint into ``model``; None if it was reused, else why not (``model`` may be half-loaded)."""
     try:
         state = load_checkpoint(path)
-        if state.get("config") != json.loads(json.dumps(config)):  # as stored: tuples are lists in JSON
+        # both sides as JSON sees them: a tuple in the key (the profile's labels_per_class) is stored as a
+        # tuple by torch.save, and must still equal the list it becomes in JSON
+        if json.loads(json.dumps(state.get("config"))) != json.loads(json.dumps(config)):
             return "its stored config differs"
         history = History.from_dict(state["history"])
         if history.stopped_by_budget and (time_budget_s is None or time_budget_s > history.seconds):

@@ -156,3 +156,15 @@ def test_load_or_compute_recomputes_a_cached_file_of_the_wrong_shape(tmp_path, c
     calls = []
     result = load_or_compute("eval", cfg, lambda: calls.append(1) or {"acc": 0.5}, folder=tmp_path)
     assert result == {"acc": 0.5} and calls == [1]
+
+
+def test_a_config_with_a_tuple_is_reused_on_the_next_run(tmp_path, capsys):
+    """Every pre-training key holds the profile, whose labels_per_class is a tuple: torch.save keeps it a tuple,
+    JSON makes it a list, and the two must compare equal, or no checkpoint is ever reused."""
+    config = {"profile": {"labels_per_class": (10, 100, None)}, "a": 1}
+    first = Shifter(seeded(), shift=1.0)
+    load_or_train("m", config, first.model, first, folder=tmp_path)
+    second = Shifter(seeded(), shift=1.0)
+    load_or_train("m", config, second.model, second, folder=tmp_path)
+    assert (first.calls, second.calls) == (1, 0), "the second run should load the first one's checkpoint"
+    assert "not reused" not in capsys.readouterr().out
