@@ -32,25 +32,31 @@ def info_nce(query: Tensor, positive: Tensor, negatives: Tensor | None = None, t
     negatives) followed by every row of ``negatives`` (extra negatives, if given).
 
     Args:
-        query: (N, D) sources.
-        positive: (N, D) their positives; row j != i is a negative of query i.
-        negatives: (M, D) extra negatives shared by every query, or None.
+        query: (N, D) sources; or (G, N, D): G independent groups, each query's candidates
+            are the positives (and extra negatives) of its own group only -- how CPC sets the
+            number of negatives without changing the batch.
+        positive: (N, D) their positives (or (G, N, D)); row j != i is a negative of query i.
+        negatives: (M, D) extra negatives shared by every query (or (G, M, D), per group), or None.
         temperature: the logits are divided by it.
         normalize: compare unit vectors (cosine similarity, as SimCLR); False keeps the plain dot
             product ẑᵀz of the CPC slide.
     """
-    if query.dim() != 2 or positive.shape != query.shape:
-        raise ValueError(f"query and positive must both be (N, D), got {tuple(query.shape)} and "
+    if query.dim() not in (2, 3) or positive.shape != query.shape:
+        raise ValueError(f"query and positive must both be (N, D) or both (G, N, D), got {tuple(query.shape)} and "
                          f"{tuple(positive.shape)}")
-    if negatives is not None and (negatives.dim() != 2 or negatives.shape[1] != query.shape[1]):
-        raise ValueError(f"negatives must be (M, {query.shape[1]}), got {tuple(negatives.shape)}")
+    if negatives is not None and (negatives.dim() != query.dim() or negatives.shape[-1] != query.shape[-1]
+                                  or negatives.shape[:-2] != query.shape[:-2]):
+        want = f"(M, {query.shape[-1]})" if query.dim() == 2 else f"({query.shape[0]}, M, {query.shape[-1]})"
+        raise ValueError(f"negatives must be {want}, got {tuple(negatives.shape)}")
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature!r}")
-    keys = positive if negatives is None else torch.cat([positive, negatives])  # (N + M, D)
+    keys = positive if negatives is None else torch.cat([positive, negatives], dim=-2)  # (..., N + M, D)
     if normalize:
-        query, keys = F.normalize(query, dim=1), F.normalize(keys, dim=1)
-    logits = query @ keys.T / temperature  # (N, N + M): column i of row i is the positive
-    return F.cross_entropy(logits, torch.arange(len(query), device=query.device))
+        query, keys = F.normalize(query, dim=-1), F.normalize(keys, dim=-1)
+    logits = query @ keys.transpose(-1, -2) / temperature  # (..., N, N + M): column i of row i is the positive
+    n = query.shape[-2]
+    target = torch.arange(n, device=query.device).repeat(logits.numel() // (n * logits.shape[-1]))  # (G * N,)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target)
 
 
 def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5) -> Tensor:

@@ -90,3 +90,16 @@ def test_nt_xent_of_aligned_pairs_has_its_known_value():
 def test_bad_input_is_refused(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("extra", [0, 2])
+def test_info_nce_in_groups_is_the_mean_over_each_groups_loop(extra):
+    g = torch.Generator().manual_seed(5)
+    q, pos = torch.randn(3, 4, 2, generator=g, dtype=torch.float64), torch.randn(3, 4, 2, generator=g, dtype=torch.float64)
+    neg = torch.randn(3, extra, 2, generator=g, dtype=torch.float64) if extra else None
+    for normalize in (True, False):
+        expected = sum(reference_info_nce(q[i], pos[i], None if neg is None else neg[i], 0.5, normalize)
+                       for i in range(3)) / 3
+        assert info_nce(q, pos, neg, 0.5, normalize).item() == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(ValueError, match="negatives"):
+        info_nce(q, pos, torch.ones(2, 2, 2))

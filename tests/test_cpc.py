@@ -1,0 +1,276 @@
+"""Behaviour tests for contrastive predictive coding (course_lib.cpc, van den Oord et al. 2018; Hénaff et al. 2019)."""
+
+import math
+
+import pytest
+import torch
+from conftest import make_image_data
+
+from course_lib import cpc as C
+from course_lib.config import get_profile
+from course_lib.datasets import ImageData
+from course_lib.loader import Batch
+from course_lib.models import SmallConvNet
+from course_lib.train import Pretrained
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
+def image_data(n: int = 16, c: int = 1, size: int = 20, num_classes: int = 4, seed: int = 0) -> ImageData:
+    return make_image_data(n, num_classes, size, channels=c, seed=seed)  # tests/conftest.py
+
+
+def tiny_profile(**changes):
+    return get_profile("fast", width=4, num_epochs=1, time_budget_s=None, **changes)
+
+
+def tiny_config(**changes):
+    values = {"images_per_batch": 4, "num_epochs": 2, "pred_steps": 2, "context_dim": 8, "time_budget_s": None,
+              "recalibration_batches": 2} | changes
+    return C.config_for(tiny_profile(), **values)
+
+
+# ---------------------------------------------------------------- the loss against loops written here
+
+
+def loop_cpc_loss(z_hat, z):
+    """The slide's L_t one prediction at a time: -log(exp(ẑ_t.z_t) / (exp(ẑ_t.z_t) + sum over the other rows l))."""
+    total = 0.0
+    for t in range(len(z)):
+        positive = math.exp(float(z_hat[t] @ z[t]))
+        negatives = sum(math.exp(float(z_hat[t] @ z[j])) for j in range(len(z)) if j != t)
+        total += -math.log(positive / (positive + negatives))
+    return total / len(z)
+
+
+@pytest.mark.parametrize("m, d", [(1, 3), (5, 4), (12, 2)])
+def test_cpc_infonce_matches_the_slides_loop(m, d):
+    g = torch.Generator().manual_seed(m)
+    z_hat, z = torch.randn(m, d, generator=g, dtype=torch.float64), torch.randn(m, d, generator=g, dtype=torch.float64)
+    loss = C.cpc_infonce(z_hat, z)
+    assert loss.shape == ()
+    assert loss.item() == pytest.approx(loop_cpc_loss(z_hat, z), rel=1e-9)
+    # the plain dot product of the slide: lengths matter (not a cosine)
+    assert C.cpc_infonce(3 * z_hat, z).item() != pytest.approx(loss.item(), rel=1e-3) or m == 1
+
+
+def test_cpc_infonce_with_a_few_negatives_is_the_loop_over_each_group():
+    g = torch.Generator().manual_seed(7)
+    z_hat, z = torch.randn(11, 3, generator=g, dtype=torch.float64), torch.randn(11, 3, generator=g, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(3)
+    loss = C.cpc_infonce(z_hat, z, num_negatives=2, generator=gen)
+    order = torch.randperm(11, generator=torch.Generator().manual_seed(3))[:9]  # 3 groups of 3, 2 pairs dropped
+    groups = [order[i:i + 3] for i in range(0, 9, 3)]
+    expected = sum(loop_cpc_loss(z_hat[idx], z[idx]) for idx in groups) / 3
+    assert loss.item() == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(ValueError, match="negatives"):
+        C.cpc_infonce(z_hat, z, num_negatives=11)
+
+
+def test_cpc_infonce_exact_values():
+    # every score equal: the loss is log N, chance among N candidates (N - 1 negatives)
+    for n in (2, 7, 30):
+        assert C.cpc_infonce(torch.zeros(n, 4), torch.ones(n, 4)).item() == pytest.approx(math.log(n), rel=1e-6)
+        assert C.cpc_infonce(torch.ones(n, 4), torch.ones(n, 4)).item() == pytest.approx(math.log(n), rel=1e-6)
+    assert C.cpc_infonce(torch.ones(12, 2), torch.ones(12, 2), num_negatives=3).item() == pytest.approx(math.log(4))
+    # ẑ_t = a e_t, z = e_t: score a for the positive, 0 for each of the N - 1 negatives
+    n, a = 5, 2.0
+    assert C.cpc_infonce(a * torch.eye(n), torch.eye(n)).item() == pytest.approx(
+        math.log(1 + (n - 1) * math.exp(-a)), rel=1e-6)
+
+
+def test_cpc_mse_and_its_collapse():
+    g = torch.Generator().manual_seed(0)
+    z_hat, z = torch.randn(6, 3, generator=g), torch.randn(6, 3, generator=g)
+    expected = sum(float(((z_hat[t] - z[t]) ** 2).sum()) for t in range(6)) / 6
+    assert C.cpc_mse(z_hat, z).item() == pytest.approx(expected, rel=1e-6)
+    constant = torch.full((6, 3), 0.7)  # a collapsed encoder and a predictor that outputs the constant
+    assert C.cpc_mse(constant, constant).item() == 0.0  # the best MSE there is ...
+    assert C.cpc_infonce(constant, constant).item() == pytest.approx(math.log(6), rel=1e-6)  # ... InfoNCE's chance
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: C.cpc_infonce(torch.ones(3, 2), torch.ones(4, 2)), "both be"),
+    (lambda: C.cpc_infonce(torch.ones(3), torch.ones(3)), "both be"),
+    (lambda: C.cpc_infonce(torch.ones(3, 2), torch.ones(3, 2), num_negatives=0), "num_negatives"),
+    (lambda: C.cpc_mse(torch.ones(3, 2), torch.ones(3, 3)), "both be"),
+    (lambda: C.cut_patch_grid(torch.ones(2, 6, 6), 8, 4), "4-D"),
+    (lambda: C.cut_patch_grid(torch.ones(2, 1, 6, 6), 8, 4), "do not fit"),
+    (lambda: C.ContextNetwork(4, 8)(torch.ones(2, 4, 3)), "grid"),
+    (lambda: C.Predictors(8, 4, 2)(torch.ones(1, 8, 4, 4), 3), "k must"),
+])
+def test_bad_input_is_refused(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_prediction_accuracy_and_patch_variance_match_loops():
+    g = torch.Generator().manual_seed(4)
+    z_hat, z = torch.randn(9, 3, generator=g), torch.randn(9, 3, generator=g)
+    hits = sum(max(range(9), key=lambda j: float(z_hat[t] @ z[j])) == t for t in range(9))
+    assert C.prediction_accuracy(z_hat, z).item() == pytest.approx(hits / 9)
+    grid = torch.randn(2, 3, 4, 5, generator=g, dtype=torch.float64)  # (B, D, R, Cols)
+    rows = [grid[b, :, r, c] for b in range(2) for r in range(4) for c in range(5)]  # 40 patch vectors
+    mean = sum(rows) / 40
+    var = sum(float(((v - mean) ** 2).sum()) for v in rows) / 40
+    got_var, got_rel = C.patch_variance(grid)
+    assert got_var.item() == pytest.approx(var, rel=1e-5)
+    assert got_rel.item() == pytest.approx(var / (sum(float(v @ v) for v in rows) / 40), rel=1e-5)
+    assert C.patch_variance(torch.ones(2, 3, 4, 5))[0].item() == 0.0  # collapsed: every patch the same z
+
+
+# ---------------------------------------------------------------- patches, context, predictions
+
+
+def test_patch_grid_cuts_the_patches_the_docstring_promises():
+    x = torch.arange(2 * 1 * 28 * 28, dtype=torch.float32).view(2, 1, 28, 28)
+    p = C.cut_patch_grid(x, 8, 4)
+    assert p.shape == (2, 6, 6, 1, 8, 8)  # (28 - 8) // 4 + 1 = 6 rows and columns
+    for b, r, c in [(0, 0, 0), (1, 2, 5), (0, 5, 3)]:
+        assert torch.equal(p[b, r, c], x[b, :, 4 * r:4 * r + 8, 4 * c:4 * c + 8])
+    assert C.CPCConfig().grid(28) == 6 and C.CPCConfig().grid(32) == 7  # the papers' 7x7 grid on CIFAR-10
+
+
+def test_encode_patches_encodes_each_patch_on_its_own():
+    torch.manual_seed(0)
+    net = SmallConvNet(1, width=4).eval()
+    x = torch.rand(2, 1, 16, 16)
+    z = C.encode_patches(net, x, 8, 4)  # (2, 16, 3, 3)
+    assert z.shape == (2, net.feature_dim, 3, 3)
+    torch.testing.assert_close(z[1, :, 2, 0], net.forward_features(x[1:2, :, 8:16, 0:8])[0])
+    pooled = C.PatchPooledEncoder(net, 8, 4)
+    assert pooled.feature_dim == net.feature_dim
+    torch.testing.assert_close(pooled.forward_features(x), z.mean(dim=(2, 3)))
+
+
+def test_context_is_causal_in_rows():
+    torch.manual_seed(0)
+    g_ar = C.ContextNetwork(4, 6, layers=2)
+    z = torch.randn(1, 4, 5, 5)
+    c = g_ar(z)
+    assert c.shape == (1, 6, 5, 5)
+    changed = z.clone()
+    changed[:, :, 3] += 1.0  # change row 3 only
+    c2 = g_ar(changed)
+    torch.testing.assert_close(c2[:, :, :3], c[:, :, :3])  # rows above do not see it
+    assert not torch.allclose(c2[:, :, 3], c[:, :, 3]) and not torch.allclose(c2[:, :, 4], c[:, :, 4])
+
+
+def test_predictions_line_up_with_the_patches_k_rows_below():
+    torch.manual_seed(1)
+    pred = C.Predictors(6, 4, 3)
+    c, z = torch.randn(2, 6, 5, 3), torch.randn(2, 4, 5, 3)
+    z_hat = pred(c, 2)  # (2, 4, 3, 3): from rows 0..2 for rows 2..4
+    assert z_hat.shape == (2, 4, 3, 3)
+    torch.testing.assert_close(z_hat[1, :, 0, 2], pred.maps[1].weight @ c[1, :, 0, 2])  # W_2 c[r=0, col=2]
+    sources, positives = C.pairs_at(z, z_hat, 2)  # (2 * 3 * 3, 4) each
+    assert sources.shape == positives.shape == (18, 4)
+    m = 1 * 9 + 0 * 3 + 2  # image 1, source row 0, column 2
+    torch.testing.assert_close(sources[m], z_hat[1, :, 0, 2])
+    torch.testing.assert_close(positives[m], z[1, :, 2, 2])  # its positive: the patch 2 rows below
+
+
+def test_step_trains_everything_and_logs_per_k():
+    torch.manual_seed(0)
+    cfg = tiny_config(flip_p=0.0)
+    net = SmallConvNet(1, width=4)
+    g_ar, pred = C.ContextNetwork(net.feature_dim, 8, 2), C.Predictors(8, net.feature_dim, 2)
+    net.eval()  # batch norm in eval mode: the loss below can be recomputed exactly
+    x = image_data(n=4).images
+    out = C.cpc_step(net, g_ar, pred, cfg)(Batch(x=x, y=torch.full((4,), -1), index=torch.arange(4)))
+    assert {"loss", "acc", "loss_1", "loss_2", "acc_1", "acc_2", "var", "rel_var"} <= set(out)
+    z = C.encode_patches(net, x.float() / 255, 8, 4)  # (4, 16, 4, 4)
+    c = g_ar(z)
+    expected = sum(C.cpc_infonce(*C.pairs_at(z, pred(c, k), k)) for k in (1, 2)) / 2
+    torch.testing.assert_close(out["loss"], expected)
+    assert out["loss"].item() < math.log(4 * 3 * 4) + 5  # finite, of the order of chance
+    out["loss"].backward()
+    assert all(m.weight.grad is not None for m in (net.stages[0][0], pred.maps[0], pred.maps[1], g_ar.out))
+    mse = C.cpc_step(net, g_ar, pred, cfg.replace(loss="mse"))(Batch(x=x, y=torch.zeros(4), index=torch.arange(4)))
+    torch.testing.assert_close(mse["loss"], sum(C.cpc_mse(*C.pairs_at(z, pred(c, k), k)) for k in (1, 2)) / 2)
+
+
+# ---------------------------------------------------------------- the configuration
+
+
+@pytest.mark.parametrize("change", [
+    {"patch_size": 4}, {"stride": 0}, {"pred_steps": 0}, {"context_dim": 0}, {"context_layers": 0},
+    {"loss": "l1"}, {"num_negatives": 0}, {"images_per_batch": 1}, {"flip_p": 1.5}, {"num_epochs": 0},
+    {"lr": 0}, {"weight_decay": -1.0}, {"time_budget_s": 0}, {"recalibration_batches": -1},
+])
+def test_bad_config_raises_when_built(change):
+    with pytest.raises(ValueError, match=next(iter(change))):
+        C.CPCConfig(**change)
+    with pytest.raises(ValueError, match=next(iter(change))):
+        C.config_for(get_profile("fast"), **change)
+
+
+def test_config_for_resolves_every_value_and_rejects_unknown_settings():
+    fast = C.config_for(get_profile("fast"))
+    assert fast == C.CPCConfig(**C.CPC_CONFIGS["fast"])
+    assert C.config_for(get_profile("grade")).time_budget_s == 5.0  # the grade profile's budget is smaller
+    full = C.config_for(get_profile("full"))
+    assert (full.pred_steps, full.images_per_batch, full.time_budget_s) == (5, 128, None)
+    assert C.config_for(get_profile("fast"), time_budget_s=None).time_budget_s is None
+    assert "pred_steps" in str(fast)
+    with pytest.raises(TypeError, match="unknown CPC setting"):
+        C.config_for(get_profile("fast"), pred_step=2)
+    with pytest.raises(TypeError, match="Profile"):
+        C.config_for("fast")
+    with pytest.raises(ValueError, match="too few rows"):
+        C.CPCConfig(pred_steps=6).check_image_size(28)
+
+
+# ---------------------------------------------------------------- training, caching, determinism
+
+
+def test_pretrain_is_deterministic_and_cached(cache):
+    data, profile, cfg = image_data(n=16), tiny_profile(), tiny_config()
+    pre = C.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)
+    assert isinstance(pre, Pretrained) and set(pre.heads) == {"context", "predictors"}
+    assert isinstance(pre.backbone, SmallConvNet) and not pre.backbone.training
+    h1 = pre.history
+    assert h1.steps == 2 * 4 and all(math.isfinite(v) for v in h1.losses)  # 2 epochs of 16 // 4 steps
+    assert len(h1.metrics["loss_2"]) == 8 and len(h1.metrics["rel_var"]) == 8
+    for p in list(cache.glob("checkpoints/cpc-*.pt")):  # trained again from scratch: the same run
+        p.unlink()
+    pre2 = C.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)
+    assert pre2.history.losses == h1.losses
+    for a, b in zip(pre.backbone.state_dict().values(), pre2.backbone.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    torch.testing.assert_close(pre2.heads.state_dict(), pre.heads.state_dict())
+    pre3 = C.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)  # loaded, not trained
+    assert pre3.history.losses == h1.losses and len(list(cache.glob("checkpoints/cpc-*.pt"))) == 1
+    C.pretrain(data, profile, cfg.replace(loss="mse"), torch.device("cpu"), progress=False)
+    assert len(list(cache.glob("checkpoints/cpc-*.pt"))) == 2, "another config, another checkpoint"
+
+
+def test_pretrain_starts_from_the_random_init_weights_and_moves_them(cache):
+    data, profile = image_data(n=16), tiny_profile()
+    torch.manual_seed(profile.seed)
+    random_init = SmallConvNet(1, width=4)
+    pre = C.pretrain(data, profile, tiny_config(num_epochs=1), torch.device("cpu"), progress=False)
+    moved = (pre.backbone.stages[0][0].weight - random_init.stages[0][0].weight).abs().max().item()
+    assert 0 < moved < 0.1, "trained from the seeded random init, a few small steps"
+
+
+def test_pretrain_rejects_bad_input_before_training(cache):
+    with pytest.raises(ValueError, match="images_per_batch"):
+        C.pretrain(image_data(n=3), tiny_profile(), tiny_config(), progress=False)
+    with pytest.raises(ValueError, match="too few rows"):
+        C.pretrain(image_data(n=8, size=12), tiny_profile(), tiny_config(), progress=False)
+    with pytest.raises(TypeError, match="CPCConfig"):
+        C.pretrain(image_data(), tiny_profile(), {"pred_steps": 2}, progress=False)
+    with pytest.raises(TypeError, match="uint8"):
+        C.pretrain(torch.zeros(8, 1, 20, 20), tiny_profile(), tiny_config(), progress=False)
+    assert not list(cache.glob("checkpoints/*"))
+
+
+def test_full_profile_runs_a_few_steps_on_cifar_shaped_data(cache):
+    """The full profile's config (ResNet-18 patch encoder, 7x7 grid, K = 5, bf16 on CUDA only) on random data."""
+    full = get_profile("full")
+    cfg = C.config_for(full, images_per_batch=4, num_epochs=1, recalibration_batches=1)  # else as full trains
+    assert cfg.grid(32) == 7 and cfg.pred_steps == 5
+    pre = C.pretrain(image_data(n=8, c=3, size=32, num_classes=4), full, cfg, torch.device("cpu"), progress=False)
+    assert pre.history.steps == 2 and all(math.isfinite(v) for v in pre.history.losses)
+    assert pre.backbone.feature_dim == 512 and pre.backbone.channels_last
