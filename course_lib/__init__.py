@@ -9,6 +9,7 @@ Lecture topic -> file (read it beside the notebook):
 * relative patch position (notebook 04) ................. patch_position.py
 * context encoder, inpainting (notebook 05) .............. context_encoder.py
 * colorization (notebook 06) ............................. colorization.py
+* contrastive predictive coding (notebook 07) ........... cpc.py
 * SimCLR (notebook 08) ................................... simclr.py
 * the evaluation protocol (probes, kNN, fine-tuning) .... evaluate.py, baselines.py, results.py
 * encoders and heads .................................... models.py
