@@ -30,7 +30,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from course_lib.config import Profile, get_device
-from course_lib.evaluate import Evaluation
+from course_lib.evaluate import Evaluation, budget_name
 
 BASELINES = ("raw pixels", "random init")  # the rows of baselines.py, computed once per profile
 
@@ -164,9 +164,10 @@ def collect(profile: Profile, device: torch.device | None = None, methods: Seque
     stored = load_rows(profile.name, folder)  # raises ValueError, naming the file, if it is not a results file
     path = results_path(profile.name, folder)
     rows = {name: Evaluation.from_dict(r) for name, r in stored.items()}
+    budgets = [budget_name(b) for b in profile.labels_per_class]
     for name, row in rows.items():
         try:
-            check_row(name, row)
+            check_row(name, row, budgets)
         except ValueError as e:
             raise ValueError(f"{e} (in {path}: rerun the notebook that saved it, "
                              f"{stored[name].get('source') or 'unknown'}, or delete the file)") from None
@@ -175,7 +176,7 @@ def collect(profile: Profile, device: torch.device | None = None, methods: Seque
 
     def add(new: list[Evaluation]) -> None:
         for r in new:
-            check_row(r.method, r)
+            check_row(r.method, r, budgets)
         save_results(new, profile.name, folder, source=SOURCE)
         for r in new:
             rows[r.method], sources[r.method] = r, SOURCE

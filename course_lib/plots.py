@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from course_lib.evaluate import Evaluation
 
@@ -105,6 +106,9 @@ def plot_accuracy_vs_compute(evaluations: Sequence[Evaluation], compute: dict[st
                         strict=False):
         ax.axhline(100 * e.mean(budget), color="grey", linestyle=style, label=f"{e.method} (no pre-training)")
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 1, 2, 5, 10, 20...: readable within a decade
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(f"{xlabel} (log scale)")
     ax.set_ylabel(f"linear-probe test accuracy (%)\n{budget} labels per class")
     ax.grid(alpha=0.3)

@@ -215,3 +215,21 @@ def test_plot_accuracy_against_compute():
                                                                          "random init (no pre-training)"]
     with pytest.raises(ValueError, match="compute must be > 0"):
         plot_accuracy_vs_compute(rows, {"a method": 0.0})
+
+
+def test_make_bench_prints_the_achieved_gflops_against_the_peak(cache, monkeypatch, capsys, one_thread):
+    """`python -m course_lib bench --efficiency` (and `make bench`, after the notebooks) prints notebook 10's
+    compute table from the results store: here a stored rotation row, its FLOPs counted, a fixed peak."""
+    from course_lib.tools import bench
+    from course_lib.tools.cli import main
+
+    assert bench.training_efficiency() == ""  # nothing stored yet
+    assert main(["bench", "--efficiency"]) == 1 and "run the notebooks first" in capsys.readouterr().out
+    monkeypatch.setattr(bench, "matmul_gflops", lambda n, **kw: 1000.0)
+    save_results(row("rotation", images=10_000, seconds=20.0), "fast", source="03_rotation")
+    per_image = comparison.flops_per_image([m for m in METHODS if m.row == "rotation"], get_profile())["rotation"]
+    assert main(["bench", "--efficiency"]) == 0
+    out = capsys.readouterr().out
+    rate = per_image * 10_000 / 20.0 / 1e9
+    assert "Machine peak: 1000.0 GFLOP/s" in out
+    assert f"| rotation | {per_image / 1e9:.3f} | 10,000 | 20 |" in out and f"| {rate:.1f} | {rate / 10:.0f}% |" in out
