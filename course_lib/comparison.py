@@ -42,11 +42,26 @@ class Method:
     row: str  # the row name its notebook saves: compare_with_baselines(row, ...)
     module: str  # the course module with config_for(profile) and pretrain(train_data, profile, cfg, device)
     notebook: str  # the notebook that trains it and saves the row: save_results(..., source=notebook)
-    data: str | None = None  # the dataset it pre-trains on (load_dataset(data, "train")); None: the profile's
+    data: str | None = None  # the dataset it pre-trains on (load_dataset(data, "train")); None: the profile's;
+    #                          "config": its config's `pretrain_dataset` (a dataset that changes with the profile)
+    inputs: str | None = None  # a function of its module that turns the protocol's images into what its encoder
+    #                            takes (e.g. "lightness_data": the L channel); None: the images as they are
     labels: bool = False  # True if pre-training uses the class labels (supervised metric learning)
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
+
+    def dataset(self, profile: Profile, cfg=None) -> str:
+        """The name of the dataset it pre-trains on under ``profile`` (``cfg``: its config, default
+        ``config_for(profile)``)."""
+        if self.data != "config":
+            return self.data or profile.dataset
+        cfg = cfg if cfg is not None else self.load().config_for(profile)
+        name = getattr(cfg, "pretrain_dataset", None)
+        if not isinstance(name, str):
+            raise ValueError(f"{self.row}: data='config' needs a pretrain_dataset field in its config, "
+                             f"got {type(cfg).__name__}")
+        return name
 
 
 # The registry, one line per method (the table follows the notebooks' order, whatever the order here).
@@ -70,18 +85,24 @@ def _check_methods(methods: Sequence[Method]) -> list[Method]:
     return sorted(methods, key=lambda m: m.notebook)
 
 
-def pretrain_data(method: Method, profile: Profile):
-    """The images ``method`` pre-trains on: its own dataset or the profile's (train split, cut by the profile)."""
+def pretrain_data(method: Method, profile: Profile, cfg=None):
+    """The images ``method`` pre-trains on with config ``cfg`` (default: its ``config_for(profile)``): its own
+    dataset, its config's ``pretrain_dataset`` or the profile's (train split, cut by the profile)."""
     from course_lib.datasets import load_dataset
 
-    return profile.limit(load_dataset(method.data or profile.dataset, "train"))
+    return profile.limit(load_dataset(method.dataset(profile, cfg), "train"))
 
 
-def evaluation_data(profile: Profile):
-    """The protocol's train and test splits (the profile's dataset), as every notebook loads them."""
+def evaluation_data(profile: Profile, method: Method | None = None):
+    """The protocol's train and test splits (the profile's dataset), as every notebook loads them; turned into
+    ``method``'s encoder inputs when its entry names an ``inputs`` function."""
     from course_lib.datasets import load_dataset
 
-    return profile.limit(load_dataset(profile.dataset, "train")), profile.limit(load_dataset(profile.dataset, "test"))
+    train, test = (profile.limit(load_dataset(profile.dataset, split)) for split in ("train", "test"))
+    if method is not None and method.inputs:
+        convert = getattr(method.load(), method.inputs)
+        train, test = convert(train), convert(test)
+    return train, test
 
 
 # --------------------------------------------------------------------------- the table's rows
@@ -133,10 +154,9 @@ def train_row(method: Method, profile: Profile, device: torch.device | None = No
     from course_lib.baselines import compare_with_baselines
 
     module = method.load()
-    train_data, test_data = evaluation_data(profile)
-    data = pretrain_data(method, profile) if method.data else train_data
-    pre = module.pretrain(data, profile, module.config_for(profile), device)
-    return compare_with_baselines(method.row, pre, train_data, test_data, profile, device)[-1]
+    cfg = module.config_for(profile)
+    pre = module.pretrain(pretrain_data(method, profile, cfg), profile, cfg, device)
+    return compare_with_baselines(method.row, pre, *evaluation_data(profile, method), profile, device)[-1]
 
 
 def baseline_rows(profile: Profile, device: torch.device | None = None) -> list[Evaluation]:
@@ -243,10 +263,11 @@ def _capture_training(method: Method, profile: Profile, device: torch.device) ->
     if not hasattr(module, "pretrain_and_cache"):
         raise ValueError(f"{method.module}.pretrain does not train through train.pretrain_and_cache "
                          "(docs/adding-a-method.md), so its training step cannot be found")
-    data = pretrain_data(method, profile)
+    cfg = module.config_for(profile)
+    data = pretrain_data(method, profile, cfg)
     with mock.patch.object(module, "pretrain_and_cache", capture):
         try:
-            module.pretrain(data, profile, module.config_for(profile), device, progress=False)
+            module.pretrain(data, profile, cfg, device, progress=False)
         except _Captured as c:
             return c.kwargs
     raise ValueError(f"{method.module}.pretrain returned without calling train.pretrain_and_cache")
@@ -278,7 +299,7 @@ def flops_per_image(methods: Sequence[Method], profile: Profile, device: torch.d
 
     out = {}
     for m in _check_methods(methods):
-        key = {"task": "training FLOPs per image", "method": m.row, "module": m.module, "data": m.data,
+        key = {"task": "training FLOPs per image", "method": m.row, "module": m.module, "data": m.data, "inputs": m.inputs,
                "profile": {k: v for k, v in profile.as_dict().items() if k not in ("time_budget_s", "cell_timeout_s")}}
         result = load_or_compute("flops", key, lambda m=m: {"flops_per_image": training_flops_per_image(m, profile, device)},
                                  code=(*CORE_MODULES, m.module, __name__))

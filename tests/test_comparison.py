@@ -104,19 +104,31 @@ def test_matmul_peak_is_measured_once_and_cached(cache, monkeypatch):
 
 @pytest.mark.parametrize("method", METHODS, ids=[m.row for m in METHODS])
 def test_registry_entry_matches_its_notebook(method):
-    """Each entry's module follows the method contract, and its notebook saves the row under the entry's
-    name, with the entry's notebook as source, after pre-training on the entry's data."""
+    """What train_row does for a missing row is what the entry's notebook does: its module follows the method
+    contract, and the notebook pre-trains with config_for(profile) on the entry's data, evaluates on the
+    profile's data (through the entry's inputs function, if any) and saves the row under the entry's name
+    with the entry's notebook as source."""
     module = method.load()
     assert callable(module.config_for) and callable(module.pretrain) and hasattr(module, "pretrain_and_cache")
     path = ROOT / "notebooks" / f"{method.notebook}.ipynb"
     code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
-    assert re.findall(r'compare_with_baselines\(\s*"([^"]+)"', code) == [method.row]
+    [(pre, x, y)] = re.findall(r'compare_with_baselines\(\s*"' + re.escape(method.row) + r'", (\w+), (\w+), (\w+), profile',
+                               code)
     assert re.findall(r'save_results\([^)]*source="([^"]+)"', code) == [method.notebook]
-    data = f'load_dataset("{method.data}", "train")' if method.data else 'load_dataset(profile.dataset, "train")'
-    assert data in code
     name = method.module.rsplit(".", 1)[1]
     [alias] = re.findall(rf"from course_lib import {name}(?: as (\w+))?\n", code)
-    assert f"{alias or name}.pretrain(train_data, profile, " in code  # the profile's config, as train_row does
+    alias = alias or name
+    [(data, cfg)] = re.findall(rf"\n{pre} = {alias}\.pretrain\((\w+), profile, (\w+), device\)", code)
+    assert re.search(rf"\n{cfg} = {alias}\.config_for\(profile\)\s", code)  # the profile's config, no overrides
+    dataset = {None: "profile.dataset", "config": f"{cfg}.pretrain_dataset"}.get(method.data, f'"{method.data}"')
+    assert f'\n{data} = profile.limit(load_dataset({dataset}, "train"))' in "\n" + code
+    assert 'train_data = profile.limit(load_dataset(profile.dataset, "train"))' in code
+    assert 'test_data = profile.limit(load_dataset(profile.dataset, "test"))' in code
+    if method.inputs:
+        assert callable(getattr(module, method.inputs))
+        assert f"{x}, {y} = {alias}.{method.inputs}(train_data), {alias}.{method.inputs}(test_data)" in code
+    else:
+        assert (x, y) == ("train_data", "test_data")
 
 
 def test_registry_names_are_unique_and_lecture_ordered():
@@ -233,3 +245,18 @@ def test_make_bench_prints_the_achieved_gflops_against_the_peak(cache, monkeypat
     rate = per_image * 10_000 / 20.0 / 1e9
     assert "Machine peak: 1000.0 GFLOP/s" in out
     assert f"| rotation | {per_image / 1e9:.3f} | 10,000 | 20 |" in out and f"| {rate:.1f} | {rate / 10:.0f}% |" in out
+
+
+def test_pretraining_data_from_the_entry_the_config_or_the_profile():
+    profile = get_profile("grade")
+    assert Method("a", "course_lib.rotation", "03_a").dataset(profile) == profile.dataset
+    assert Method("a", "course_lib.rotation", "03_a", data="photos").dataset(profile) == "photos"
+
+    class WithData:
+        pretrain_dataset = "photos"
+
+    assert Method("a", "course_lib.rotation", "03_a", data="config").dataset(profile, WithData()) == "photos"
+    with pytest.raises(ValueError, match="pretrain_dataset"):
+        Method("a", "course_lib.rotation", "03_a", data="config").dataset(profile)  # RotationConfig has none
+    photos = comparison.pretrain_data(Method("a", "course_lib.rotation", "03_a", data="photos"), profile)
+    assert photos.images.shape[1] == 3 and len(photos) <= 50 * photos.num_classes
