@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from course_lib.evaluate import Evaluation
 
@@ -83,6 +84,33 @@ def plot_label_efficiency(evaluations: Sequence[Evaluation], all_labels: int | N
     ax.set_xscale("log")
     ax.set_xlabel("labels per class (log scale)")
     ax.set_ylabel("linear-probe test accuracy (%)\nmean ± std over label draws")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_vs_compute(evaluations: Sequence[Evaluation], compute: dict[str, float], budget: str = "100",
+                             xlabel: str = "pre-training compute") -> plt.Figure:
+    """Probe accuracy with ``budget`` labels per class (error bars = std over label draws) against each
+    method's pre-training compute ``compute[method]`` (log scale); methods without a compute entry (the
+    baselines, which are not pre-trained) are drawn as horizontal lines."""
+    points = [e for e in evaluations if e.method in compute]
+    if any(not compute[e.method] > 0 for e in points):
+        raise ValueError(f"compute must be > 0 for every plotted method, got {compute}")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for e in points:
+        ax.errorbar([compute[e.method]], [100 * e.mean(budget)], yerr=[100 * e.std(budget)], marker="o", capsize=3,
+                    label=e.method)
+    for e, style in zip([e for e in evaluations if e.method not in compute], ("--", ":", "-.", (0, (1, 4))),
+                        strict=False):
+        ax.axhline(100 * e.mean(budget), color="grey", linestyle=style, label=f"{e.method} (no pre-training)")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 1, 2, 5, 10, 20...: readable within a decade
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(f"{xlabel} (log scale)")
+    ax.set_ylabel(f"linear-probe test accuracy (%)\n{budget} labels per class")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     fig.tight_layout()

@@ -80,11 +80,15 @@ def save_results(evaluations: list[Evaluation] | Evaluation, profile_name: str, 
     return path
 
 
-def format_table(evaluations: list[Evaluation], percent: bool = True) -> str:
+def format_table(evaluations: list[Evaluation], percent: bool = True,
+                 extra: dict[str, dict[str, str]] | None = None) -> str:
     """A Markdown table: one row per method; probe accuracy per label budget and the fine-tune column
-    as mean ± std over the label draws; kNN; and what pre-training cost (images, steps, seconds)."""
+    as mean ± std over the label draws; kNN; and what pre-training cost (images, steps, seconds).
+    ``extra``: more columns, as {method: {column: text}} ('–' where a method has none)."""
     if not evaluations:
         return "(no results)"
+    extra = extra or {}
+    columns = list(dict.fromkeys(c for cells in extra.values() for c in cells))
     budgets = list(dict.fromkeys(b for e in evaluations for b in e.probe))
     scale = 100 if percent else 1
     digits = 1 if percent else 3
@@ -102,10 +106,12 @@ def format_table(evaluations: list[Evaluation], percent: bool = True) -> str:
         return f"{int(c.get('images', 0)):,} | {int(c['steps']):,} | {float(c.get('seconds', 0)):.0f}"
 
     head = ("| method | " + " | ".join(f"probe {b}/class" for b in budgets)
-            + f" | kNN | fine-tune {FINETUNE_LABELS}/class | images seen | steps | seconds |")
-    sep = "|---" * (len(budgets) + 6) + "|"
+            + f" | kNN | fine-tune {FINETUNE_LABELS}/class | images seen | steps | seconds |"
+            + "".join(f" {c} |" for c in columns))
+    sep = "|---" * (len(budgets) + 6 + len(columns)) + "|"
     rows = [f"| {e.method} | " + " | ".join(fmt(e.probe.get(b, [])) for b in budgets)
-            + f" | {fmt([e.knn])} | {fmt(e.finetune)} | {cost(e)} |" for e in evaluations]
+            + f" | {fmt([e.knn])} | {fmt(e.finetune)} | {cost(e)} |"
+            + "".join(f" {extra.get(e.method, {}).get(c, '–')} |" for c in columns) for e in evaluations]
     return "\n".join([head, sep, *rows])
 
 

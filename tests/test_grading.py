@@ -376,9 +376,13 @@ def test_grade_profile_limits_images_per_class():
         get_profile("grade", max_images_per_class=0).limit(data)
 
 
+OPEN_QUESTIONS = {"10_comparison"}  # notebooks that pose open questions instead of graded exercises (issue 14)
+
+
 def test_every_course_notebook_has_two_graded_exercises_and_releases_without_leaks(tmp_path):
     """The issue's format for notebooks 02 on (and 01): at least two exercises, each with a graded test
-    cell and hidden tests; unique grade ids; a student version with no solution and no hidden test."""
+    cell and hidden tests (notebook 10 may pose open questions instead); unique grade ids; a student
+    version with no solution and no hidden test."""
     written = release(ROOT / "notebooks", tmp_path / "release")
     assert len(written) == len(list((ROOT / "notebooks").glob("[0-9]*.ipynb"))) >= 4
     for path in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
@@ -389,9 +393,12 @@ def test_every_course_notebook_has_two_graded_exercises_and_releases_without_lea
         solutions = [c for c, m in zip(cells, meta, strict=True) if m.get("solution")]
         code_solutions = [c for c in solutions if c.cell_type == "code"]  # a written answer is a markdown cell
         tests = [(c, m) for c, m in zip(cells, meta, strict=True) if m.get("grade") and not m.get("solution")]
-        assert len(code_solutions) >= 2, f"{path.name}: fewer than two exercises"
         assert all(m.get("points", 0) > 0 for _, m in tests), f"{path.name}: a test cell without points"
-        assert sum("BEGIN HIDDEN TESTS" in c.source for c, _ in tests) >= 2, f"{path.name}: hidden tests missing"
+        if path.stem in OPEN_QUESTIONS:
+            assert not code_solutions and "## Open questions" in "".join(c.source for c in cells)
+        else:
+            assert len(code_solutions) >= 2, f"{path.name}: fewer than two exercises"
+            assert sum("BEGIN HIDDEN TESTS" in c.source for c, _ in tests) >= 2, f"{path.name}: hidden tests missing"
         student = (tmp_path / "release" / path.stem / path.name).read_text()
         assert "BEGIN SOLUTION" not in student and "HIDDEN TESTS" not in student
         assert student.count("NotImplementedError") >= len(code_solutions)  # each code solution becomes a stub

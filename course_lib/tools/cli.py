@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="torch threads of the main process to try (default: 1 and the number of CPUs)")
     p.add_argument("--data", choices=["photos", "random"], default=None, help="image source (default photos)")
     p.add_argument("--no-train", action="store_true", help="time the pipelines alone, not the training step")
+    p.add_argument("--efficiency", action="store_true",
+                   help="only print each method's training GFLOP/s against the machine's peak (from the results store)")
     p.set_defaults(fn=_bench)
 
     p = sub.add_parser("release", help="student versions of every notebook (solutions and hidden tests removed)")

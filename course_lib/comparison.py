@@ -1,0 +1,345 @@
+"""The comparison: every method on one protocol (notebook 10).
+
+Each method notebook (02 onwards) evaluates its encoder by the shared protocol and saves
+its row in the results store (``results.py``). This file holds what notebook 10 needs to
+put those rows side by side:
+
+* :data:`METHODS`, the registry: one line per method -- the row name its notebook saves,
+  the module that pre-trains it, the notebook, and the data it pre-trains on. Adding a
+  method to the comparison is adding one line here.
+* :func:`collect`: the stored rows in lecture order, baselines first; a method whose row
+  is missing is pre-trained through its own cached ``pretrain`` and evaluated (or, with
+  ``train_missing=False``, only reported missing), so the notebook also runs on a fresh clone.
+* :func:`training_flops_per_image`: the floating-point operations of one training step of a
+  method (forward and backward, counted by ``torch.utils.flop_counter.FlopCounterMode``), per
+  image drawn; :func:`achieved_gflops` scales it by the images a run saw and divides by its
+  wall time, to set against the machine's peak (``tools/bench.py``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from unittest import mock
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from course_lib.config import Profile, get_device
+from course_lib.evaluate import Evaluation, budget_name
+
+BASELINES = ("raw pixels", "random init")  # the rows of baselines.py, computed once per profile
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method of the comparison: where its row comes from and how to make it again."""
+
+    row: str  # the row name its notebook saves: compare_with_baselines(row, ...)
+    module: str  # the course module with config_for(profile) and pretrain(train_data, profile, cfg, device)
+    notebook: str  # the notebook that trains it and saves the row: save_results(..., source=notebook)
+    data: str | None = None  # the dataset it pre-trains on (load_dataset(data, "train")); None: the profile's;
+    #                          "config": its config's `pretrain_dataset` (a dataset that changes with the profile)
+    inputs: str | None = None  # a function of its module that turns the protocol's images into what its encoder
+    #                            takes (e.g. "lightness_data": the L channel); None: the images as they are
+    labels: bool = False  # True if pre-training uses the class labels (supervised metric learning)
+
+    def load(self) -> ModuleType:
+        return importlib.import_module(self.module)
+
+    def dataset(self, profile: Profile, cfg=None) -> str:
+        """The name of the dataset it pre-trains on under ``profile`` (``cfg``: its config, default
+        ``config_for(profile)``)."""
+        if self.data != "config":
+            return self.data or profile.dataset
+        cfg = cfg if cfg is not None else self.load().config_for(profile)
+        name = getattr(cfg, "pretrain_dataset", None)
+        if not isinstance(name, str):
+            raise ValueError(f"{self.row}: data='config' needs a pretrain_dataset field in its config, "
+                             f"got {type(cfg).__name__}")
+        return name
+
+
+# The registry, one line per method (the table follows the notebooks' order, whatever the order here).
+METHODS: tuple[Method, ...] = (
+    Method("exemplar", "course_lib.exemplar", "02_exemplar"),
+    Method("rotation", "course_lib.rotation", "03_rotation"),
+    Method("patch position", "course_lib.patch_position", "04_patch_position"),
+    Method("SimCLR", "course_lib.simclr", "08_simclr"),
+)
+
+SOURCE = "10_comparison"  # the source of rows this notebook had to compute itself
+
+
+def _check_methods(methods: Sequence[Method]) -> list[Method]:
+    methods = list(methods)
+    if not all(isinstance(m, Method) for m in methods):
+        raise TypeError("methods must be a sequence of comparison.Method")
+    rows = [m.row for m in methods]
+    if len(set(rows)) != len(rows) or set(rows) & set(BASELINES):
+        raise ValueError(f"method rows must be unique and differ from the baselines {BASELINES}, got {rows}")
+    return sorted(methods, key=lambda m: m.notebook)
+
+
+def pretrain_data(method: Method, profile: Profile, cfg=None):
+    """The images ``method`` pre-trains on with config ``cfg`` (default: its ``config_for(profile)``): its own
+    dataset, its config's ``pretrain_dataset`` or the profile's (train split, cut by the profile)."""
+    from course_lib.datasets import load_dataset
+
+    return profile.limit(load_dataset(method.dataset(profile, cfg), "train"))
+
+
+def evaluation_data(profile: Profile, method: Method | None = None):
+    """The protocol's train and test splits (the profile's dataset), as every notebook loads them; turned into
+    ``method``'s encoder inputs when its entry names an ``inputs`` function."""
+    from course_lib.datasets import load_dataset
+
+    train, test = (profile.limit(load_dataset(profile.dataset, split)) for split in ("train", "test"))
+    if method is not None and method.inputs:
+        convert = getattr(method.load(), method.inputs)
+        train, test = convert(train), convert(test)
+    return train, test
+
+
+# --------------------------------------------------------------------------- the table's rows
+
+
+@dataclass
+class Collected:
+    """The comparison's rows in table order and where each came from."""
+
+    rows: list[Evaluation]  # baselines, then the registered methods in notebook order, then any other stored row
+    sources: dict[str, str] = field(default_factory=dict)  # row -> the notebook that saved it
+    trained: list[str] = field(default_factory=list)  # rows computed by this call (missing from the store)
+    missing: list[str] = field(default_factory=list)  # rows still missing (train_missing=False)
+
+    def row(self, name: str) -> Evaluation:
+        for r in self.rows:
+            if r.method == name:
+                return r
+        raise KeyError(f"no row {name!r} among {[r.method for r in self.rows]}")
+
+
+def check_row(name: str, row: Evaluation, budgets: Sequence[str] = ("10", "100", "all")) -> None:
+    """Raise ``ValueError`` naming the row and the field unless ``row`` can stand in the table: a probe
+    accuracy in [0, 1] for every budget, a kNN accuracy in [0, 1], and a compute of images, steps and
+    seconds >= 0."""
+    if row.method != name:
+        raise ValueError(f"results row {name!r} holds the evaluation of {row.method!r}")
+    for b in budgets:
+        values = row.probe.get(b)
+        if not values:
+            raise ValueError(f"results row {name!r} has no probe accuracy with {b} labels per class "
+                             f"(budgets stored: {sorted(row.probe)})")
+        if not all(0 <= v <= 1 for v in values):
+            raise ValueError(f"results row {name!r}: probe accuracies with {b} labels must lie in [0, 1], got {values}")
+    if not 0 <= row.knn <= 1:
+        raise ValueError(f"results row {name!r}: kNN accuracy must lie in [0, 1], got {row.knn}")
+    if not all(0 <= v <= 1 for v in row.finetune):
+        raise ValueError(f"results row {name!r}: fine-tune accuracies must lie in [0, 1], got {row.finetune}")
+    for key in ("images", "steps", "seconds"):
+        value = row.compute.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"results row {name!r}: compute[{key!r}] must be a number >= 0, got {value!r} "
+                             f"(compute: {row.compute})")
+
+
+def train_row(method: Method, profile: Profile, device: torch.device | None = None) -> Evaluation:
+    """What ``method``'s notebook does for its row: pre-train (cached) on its data with its config for the
+    profile, then the protocol (``compare_with_baselines``); returns the method's row."""
+    from course_lib.baselines import compare_with_baselines
+
+    module = method.load()
+    cfg = module.config_for(profile)
+    pre = module.pretrain(pretrain_data(method, profile, cfg), profile, cfg, device)
+    return compare_with_baselines(method.row, pre, *evaluation_data(profile, method), profile, device)[-1]
+
+
+def baseline_rows(profile: Profile, device: torch.device | None = None) -> list[Evaluation]:
+    """The baseline rows (``baselines.baselines``: computed once per profile and cached)."""
+    from course_lib.baselines import baselines
+
+    return baselines(*evaluation_data(profile), profile, device)
+
+
+def collect(profile: Profile, device: torch.device | None = None, methods: Sequence[Method] = METHODS,
+            folder: Path | None = None, train_missing: bool = True,
+            train: Callable[[Method, Profile, torch.device | None], Evaluation] = train_row,
+            compute_baselines: Callable[[Profile, torch.device | None], list[Evaluation]] = baseline_rows,
+            say: Callable[[str], None] | None = print) -> Collected:
+    """Every row of the comparison for ``profile``, read from the results store (in ``folder``, default the
+    cache). Rows missing from it are computed -- a method's by ``train`` (default :func:`train_row`: its
+    cached ``pretrain`` + the protocol), the baselines' by ``compute_baselines`` -- and saved with source
+    ``"10_comparison"``; with ``train_missing=False`` they are only listed in ``missing``. Stored rows the
+    registry does not know (a notebook not registered yet) come last. ``say`` gets a line per row computed.
+    A store that is not a results file, or a row that cannot stand in the table, raises ``ValueError``."""
+    from course_lib.results import load_rows, results_path, save_results
+
+    methods = _check_methods(methods)
+    say = say or (lambda _line: None)
+    stored = load_rows(profile.name, folder)  # raises ValueError, naming the file, if it is not a results file
+    path = results_path(profile.name, folder)
+    rows = {name: Evaluation.from_dict(r) for name, r in stored.items()}
+    budgets = [budget_name(b) for b in profile.labels_per_class]
+    for name, row in rows.items():
+        try:
+            check_row(name, row, budgets)
+        except ValueError as e:
+            raise ValueError(f"{e} (in {path}: rerun the notebook that saved it, "
+                             f"{stored[name].get('source') or 'unknown'}, or delete the file)") from None
+    sources = {name: r.get("source", "") for name, r in stored.items()}
+    trained, missing = [], []
+
+    def add(new: list[Evaluation]) -> None:
+        for r in new:
+            check_row(r.method, r, budgets)
+        save_results(new, profile.name, folder, source=SOURCE)
+        for r in new:
+            rows[r.method], sources[r.method] = r, SOURCE
+            trained.append(r.method)
+
+    absent = [b for b in BASELINES if b not in rows]
+    if absent and train_missing:
+        say(f"{', '.join(absent)}: missing from the results store; computing the baselines (cached once per profile)")
+        add([r for r in compute_baselines(profile, device) if r.method in absent])
+    for method in methods:
+        if method.row in rows:
+            continue
+        if train_missing:
+            say(f"{method.row}: missing from the results store; pre-training it with {method.module}.pretrain "
+                f"(cached) and evaluating it, as notebook {method.notebook} does")
+            row = train(method, profile, device)
+            if not isinstance(row, Evaluation) or row.method != method.row:
+                raise ValueError(f"training {method.row!r} must give its Evaluation row, got {row!r}")
+            add([row])
+    missing = [n for n in (*BASELINES, *(m.row for m in methods)) if n not in rows]
+    order = [*BASELINES, *(m.row for m in methods)]
+    ordered = [rows[n] for n in order if n in rows] + [rows[n] for n in sorted(rows) if n not in order]
+    return Collected(ordered, {r.method: sources.get(r.method, "") for r in ordered}, trained, missing)
+
+
+# --------------------------------------------------------------------------- compute: FLOPs of training
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """Floating-point operations of ``fn()`` as ``FlopCounterMode`` counts them: matrix products and
+    convolutions (forward and, if ``fn`` calls ``backward``, backward), 2 per multiply-add; element-wise
+    operations (activations, normalisation, the optimiser) are not counted."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def step_flops(step: Callable[[object], object], batch) -> int:
+    """FLOPs of one training step of the course's loop: ``step(batch)``'s forward and the loss's backward."""
+
+    def run() -> None:
+        out = step(batch)
+        loss = out if torch.is_tensor(out) else out["loss"]
+        loss.backward()
+
+    return count_flops(run)
+
+
+class _Captured(Exception):
+    def __init__(self, kwargs: dict):
+        super().__init__("captured")
+        self.kwargs = kwargs
+
+
+def _capture_training(method: Method, profile: Profile, device: torch.device) -> dict:
+    """The modules, step and loader ``method.pretrain`` hands to ``train.pretrain_and_cache``, captured
+    before any training (the method's own code builds them, with its real config and batch size)."""
+    module = method.load()
+    names = ("name", "key", "backbone", "heads", "step", "loader")
+
+    def capture(*args, **kwargs):
+        raise _Captured({**dict(zip(names, args, strict=False)), **kwargs})
+
+    if not hasattr(module, "pretrain_and_cache"):
+        raise ValueError(f"{method.module}.pretrain does not train through train.pretrain_and_cache "
+                         "(docs/adding-a-method.md), so its training step cannot be found")
+    cfg = module.config_for(profile)
+    data = pretrain_data(method, profile, cfg)
+    with mock.patch.object(module, "pretrain_and_cache", capture):
+        try:
+            module.pretrain(data, profile, cfg, device, progress=False)
+        except _Captured as c:
+            return c.kwargs
+    raise ValueError(f"{method.module}.pretrain returned without calling train.pretrain_and_cache")
+
+
+def training_flops_per_image(method: Method, profile: Profile, device: torch.device | None = None) -> float:
+    """FLOPs of one of ``method``'s training steps (forward + backward, its first batch at the real batch
+    size) divided by the images that step drew: times a run's ``images`` it is the run's training FLOPs.
+    Counted on a fresh model (the weights do not change the count); the global random state is restored."""
+    device = device or get_device()
+    profile = profile.replace(compile=False)  # the same arithmetic; the counter sees the eager operations
+    with torch.random.fork_rng(devices=[]):
+        captured = _capture_training(method, profile, device)
+        modules = [captured["backbone"], *captured["heads"].values()]
+        for m in modules:
+            m.train()
+        batch = next(iter(captured["loader"]))
+        flops = step_flops(captured["step"], batch)
+    images = len(batch.x)
+    if images == 0 or flops == 0:
+        raise ValueError(f"{method.row}: a training step of {images} images counted {flops} FLOPs")
+    return flops / images
+
+
+def flops_per_image(methods: Sequence[Method], profile: Profile, device: torch.device | None = None) -> dict[str, float]:
+    """:func:`training_flops_per_image` of every method, by row name; cached (keyed by the profile and the
+    code of the method and the core modules)."""
+    from course_lib.checkpoints import CORE_MODULES, load_or_compute
+
+    out = {}
+    for m in _check_methods(methods):
+        key = {"task": "training FLOPs per image", "method": m.row, "module": m.module, "data": m.data, "inputs": m.inputs,
+               "profile": {k: v for k, v in profile.as_dict().items() if k not in ("time_budget_s", "cell_timeout_s")}}
+        result = load_or_compute("flops", key, lambda m=m: {"flops_per_image": training_flops_per_image(m, profile, device)},
+                                 code=(*CORE_MODULES, m.module, __name__))
+        out[m.row] = float(result["flops_per_image"])
+    return out
+
+
+def achieved_gflops(flops_per_image: float, compute: dict) -> float:
+    """GFLOP/s a training run achieved: FLOPs per image x images seen / wall seconds (NaN without a run)."""
+    images, seconds = compute.get("images", 0), compute.get("seconds", 0)
+    if not images or not seconds:
+        return math.nan
+    return flops_per_image * images / seconds / 1e9
+
+
+def compute_columns(rows: Sequence[Evaluation], flops: dict[str, float], peak_gflops: float) -> dict[str, dict[str, str]]:
+    """Extra table columns for every row with a training run: its training FLOPs in total, the GFLOP/s it
+    achieved and that as a fraction of ``peak_gflops``; '–' for rows without one (the baselines)."""
+    if not peak_gflops > 0:
+        raise ValueError(f"peak_gflops must be > 0, got {peak_gflops!r}")
+    out = {}
+    for r in rows:
+        rate = achieved_gflops(flops[r.method], r.compute) if r.method in flops else math.nan
+        total = flops[r.method] * r.compute.get("images", 0) if r.method in flops else math.nan
+        out[r.method] = ({"training TFLOP": "–", "GFLOP/s": "–", "% of peak": "–"} if math.isnan(rate) else
+                         {"training TFLOP": f"{total / 1e12:.1f}", "GFLOP/s": f"{rate:.1f}",
+                          "% of peak": f"{100 * rate / peak_gflops:.0f}%"})
+    return out
+
+
+def efficiency_table(rows: Sequence[Evaluation], flops: dict[str, float], peak_gflops: float) -> str:
+    """A Markdown table of what each method's training cost and how close to the machine's peak it ran."""
+    cols = compute_columns(rows, flops, peak_gflops)
+    lines = ["| method | GFLOP per image (fwd + bwd) | images seen | seconds | training TFLOP | GFLOP/s | % of peak |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r.method not in flops:
+            continue
+        c = cols[r.method]
+        lines.append(f"| {r.method} | {flops[r.method] / 1e9:.3f} | {int(r.compute.get('images', 0)):,} | "
+                     f"{float(r.compute.get('seconds', 0)):.0f} | {c['training TFLOP']} | {c['GFLOP/s']} | "
+                     f"{c['% of peak']} |")
+    return "\n".join(lines)

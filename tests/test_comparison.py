@@ -1,0 +1,262 @@
+"""Notebook 10's comparison (course_lib.comparison): the registry against the notebooks, the table's rows
+from a results store (missing, empty, malformed), FLOP counting and the achieved GFLOP/s."""
+
+import json
+import math
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from course_lib import comparison
+from course_lib.comparison import BASELINES, METHODS, Method
+from course_lib.config import get_profile
+from course_lib.evaluate import Evaluation
+from course_lib.results import format_table, load_rows, results_path, save_results
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def row(method: str, acc: float = 0.7, images: int = 1000, seconds: float = 5.0) -> Evaluation:
+    return Evaluation(method, probe={"10": [acc - 0.1, acc - 0.08, acc - 0.12], "100": [acc, acc + 0.01, acc - 0.01],
+                                     "all": [acc + 0.05]}, knn=acc, finetune=[acc - 0.1] * 3,
+                      compute={"images": images, "steps": images // 100, "seconds": seconds})
+
+
+# ------------------------------------------------------------------ FLOPs
+
+
+def test_flops_of_a_linear_step_are_exact():
+    """A linear layer y = x W^T + b on a batch (B, in): 2 B in out FLOPs forward (a multiply and an add per
+    weight and example); backward, the gradient of W is one more product of that size and the gradient of x
+    another, so 3x in all -- 2x when x needs no gradient (the first layer of a network)."""
+    B, n_in, n_out = 8, 5, 3
+    layer = torch.nn.Linear(n_in, n_out)
+    forward = 2 * B * n_in * n_out
+    x = torch.randn(B, n_in)
+    assert comparison.count_flops(lambda: layer(x)) == forward
+    assert comparison.step_flops(lambda b: layer(b).sum(), x.clone().requires_grad_()) == 3 * forward
+    assert comparison.step_flops(lambda b: {"loss": layer(b).square().mean()}, x) == 2 * forward
+
+
+def test_training_flops_per_image_counts_the_methods_own_step(one_thread):
+    """The counter captures the step and loader that rotation.pretrain builds (nothing is trained): its
+    count equals one rotation step built by hand on the first batch, divided by that batch's images."""
+    from course_lib import rotation
+    from course_lib.datasets import load_dataset
+    from course_lib.loader import DeviceLoader
+    from course_lib.models import build_backbone
+
+    profile = get_profile("grade")
+    method = next(m for m in METHODS if m.row == "rotation")
+    per_image = comparison.training_flops_per_image(method, profile, torch.device("cpu"))
+    cfg = rotation.config_for(profile)
+    data = profile.limit(load_dataset(profile.dataset, "train"))
+    backbone = build_backbone(profile, 1)
+    head = rotation.make_head(backbone.feature_dim, cfg)
+    batch = next(iter(DeviceLoader(data.images, None, cfg.images_per_batch, device="cpu", seed=0)))
+    by_hand = comparison.step_flops(rotation.rotation_step(backbone, head, cfg), batch)
+    assert per_image == by_hand / cfg.images_per_batch > 0
+
+
+def test_training_flops_needs_a_method_that_trains_through_the_course_loop():
+    with pytest.raises(ValueError, match="pretrain_and_cache"):
+        comparison.training_flops_per_image(Method("x", "course_lib.results", "99_x"), get_profile("grade"), "cpu")
+
+
+def test_achieved_gflops_and_the_compute_columns():
+    assert comparison.achieved_gflops(2e9, {"images": 1000, "steps": 10, "seconds": 10.0}) == 200.0
+    assert math.isnan(comparison.achieved_gflops(2e9, {"images": 0, "steps": 0, "seconds": 0.0}))
+    rows = [row("random init", images=0, seconds=0.0), row("rotation", images=1000, seconds=10.0)]
+    cols = comparison.compute_columns(rows, {"rotation": 2e9}, peak_gflops=800.0)
+    assert cols["rotation"] == {"training TFLOP": "2.0", "GFLOP/s": "200.0", "% of peak": "25%"}
+    assert cols["random init"]["GFLOP/s"] == "–"
+    table = comparison.efficiency_table(rows, {"rotation": 2e9}, 800.0)
+    assert table.splitlines()[2] == "| rotation | 2.000 | 1,000 | 10 | 2.0 | 200.0 | 25% |"
+    with pytest.raises(ValueError, match="peak_gflops"):
+        comparison.compute_columns(rows, {}, 0.0)
+
+
+def test_format_table_extra_columns():
+    text = format_table([row("a"), row("b")], extra={"b": {"GFLOP/s": "3.0"}})
+    head, sep, a, b = text.splitlines()
+    assert head.endswith("| seconds | GFLOP/s |") and sep.count("|---") == 10
+    assert a.endswith("| – |") and b.endswith("| 3.0 |")
+
+
+def test_matmul_peak_is_measured_once_and_cached(cache, monkeypatch):
+    from course_lib.tools import bench
+
+    assert bench.matmul_gflops(64, repeats=2) > 0
+    with pytest.raises(ValueError, match="size"):
+        bench.matmul_gflops(0)
+    calls = []
+    monkeypatch.setattr(bench, "matmul_gflops", lambda n, **kw: calls.append(n) or float(n))
+    first = bench.machine_peak(1)
+    assert first["gflops"] == max(bench.PEAK_SIZES["cpu"]) and first["threads"] == 1
+    assert bench.machine_peak(1) == first and len(calls) == len(bench.PEAK_SIZES["cpu"])  # cached
+
+
+# ------------------------------------------------------------------ the registry against the notebooks
+
+
+@pytest.mark.parametrize("method", METHODS, ids=[m.row for m in METHODS])
+def test_registry_entry_matches_its_notebook(method):
+    """What train_row does for a missing row is what the entry's notebook does: its module follows the method
+    contract, and the notebook pre-trains with config_for(profile) on the entry's data, evaluates on the
+    profile's data (through the entry's inputs function, if any) and saves the row under the entry's name
+    with the entry's notebook as source."""
+    module = method.load()
+    assert callable(module.config_for) and callable(module.pretrain) and hasattr(module, "pretrain_and_cache")
+    path = ROOT / "notebooks" / f"{method.notebook}.ipynb"
+    code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    [(pre, x, y)] = re.findall(r'compare_with_baselines\(\s*"' + re.escape(method.row) + r'", (\w+), (\w+), (\w+), profile',
+                               code)
+    assert re.findall(r'save_results\([^)]*source="([^"]+)"', code) == [method.notebook]
+    name = method.module.rsplit(".", 1)[1]
+    [alias] = re.findall(rf"from course_lib import {name}(?: as (\w+))?\n", code)
+    alias = alias or name
+    [(data, cfg)] = re.findall(rf"\n{pre} = {alias}\.pretrain\((\w+), profile, (\w+), device\)", code)
+    assert re.search(rf"\n{cfg} = {alias}\.config_for\(profile\)\s", code)  # the profile's config, no overrides
+    dataset = {None: "profile.dataset", "config": f"{cfg}.pretrain_dataset"}.get(method.data, f'"{method.data}"')
+    assert f'\n{data} = profile.limit(load_dataset({dataset}, "train"))' in "\n" + code
+    assert 'train_data = profile.limit(load_dataset(profile.dataset, "train"))' in code
+    assert 'test_data = profile.limit(load_dataset(profile.dataset, "test"))' in code
+    if method.inputs:
+        assert callable(getattr(module, method.inputs))
+        assert f"{x}, {y} = {alias}.{method.inputs}(train_data), {alias}.{method.inputs}(test_data)" in code
+    else:
+        assert (x, y) == ("train_data", "test_data")
+
+
+def test_registry_names_are_unique_and_lecture_ordered():
+    assert len({m.row for m in METHODS}) == len(METHODS) and not {m.row for m in METHODS} & set(BASELINES)
+    with pytest.raises(ValueError, match="unique"):
+        comparison.collect(get_profile(), methods=[*METHODS, METHODS[0]], train_missing=False)
+
+
+# ------------------------------------------------------------------ the table's rows from a results store
+
+
+METHODS_ABC = (Method("b method", "course_lib.rotation", "05_b"), Method("a method", "course_lib.rotation", "03_a"))
+
+
+def fake_baselines(profile, device):
+    return [row("raw pixels", 0.69, 0, 0.0), row("random init", 0.68, 0, 0.0)]
+
+
+def test_empty_store_lists_every_row_missing(tmp_path):
+    got = comparison.collect(get_profile(), methods=METHODS_ABC, folder=tmp_path, train_missing=False)
+    assert got.rows == [] and got.trained == []
+    assert got.missing == ["raw pixels", "random init", "a method", "b method"]
+    assert not results_path("fast", tmp_path).exists()
+
+
+def test_missing_rows_are_trained_once_saved_and_said(tmp_path):
+    trained, said = [], []
+
+    def fake_train(method, profile, device):
+        trained.append(method.row)
+        return row(method.row, 0.75)
+
+    save_results(row("a method", 0.72), "fast", tmp_path, source="03_a")
+    save_results(row("extra", 0.5), "fast", tmp_path, source="09_extra")  # a notebook not registered yet
+    got = comparison.collect(get_profile(), methods=METHODS_ABC, folder=tmp_path, train=fake_train,
+                             compute_baselines=fake_baselines, say=said.append)
+    assert trained == ["b method"] and got.trained == ["raw pixels", "random init", "b method"]
+    assert [r.method for r in got.rows] == ["raw pixels", "random init", "a method", "b method", "extra"]
+    assert got.sources == {"raw pixels": "10_comparison", "random init": "10_comparison", "a method": "03_a",
+                           "b method": "10_comparison", "extra": "09_extra"}
+    assert got.row("a method").mean("100") == pytest.approx(0.72) and got.missing == []
+    assert any("b method: missing from the results store" in line for line in said)
+    stored = load_rows("fast", tmp_path)
+    assert stored["b method"]["source"] == "10_comparison" and stored["a method"]["source"] == "03_a"
+
+    def no_training(*args):
+        raise AssertionError("nothing should train when every row is stored")
+
+    again = comparison.collect(get_profile(), methods=METHODS_ABC, folder=tmp_path, train=no_training,
+                               compute_baselines=no_training, say=None)
+    assert again.trained == [] and [r.as_dict() for r in again.rows] == [r.as_dict() for r in got.rows]
+
+
+def test_a_trainer_must_return_the_methods_row(tmp_path):
+    with pytest.raises(ValueError, match="must give its Evaluation row"):
+        comparison.collect(get_profile(), methods=METHODS_ABC[:1], folder=tmp_path, compute_baselines=fake_baselines,
+                           train=lambda m, p, d: row("something else"), say=None)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: r["probe"].update({"all": [1.7]}), "probe accuracies with all labels must lie in"),
+    (lambda r: r["probe"].pop("100"), "no probe accuracy with 100 labels"),
+    (lambda r: r.update(knn=-0.1), "kNN accuracy must lie in"),
+    (lambda r: r["compute"].pop("seconds"), r"compute\['seconds'\] must be a number"),
+    (lambda r: r.update(method="other"), "holds the evaluation of 'other'"),
+])
+def test_a_malformed_row_is_a_clear_error(tmp_path, change, message):
+    save_results([row("a method")], "fast", tmp_path, source="03_a")
+    path = results_path("fast", tmp_path)
+    rows = json.loads(path.read_text())
+    change(rows["a method"])
+    path.write_text(json.dumps(rows))
+    with pytest.raises(ValueError, match=message) as info:
+        comparison.collect(get_profile(), methods=METHODS_ABC, folder=tmp_path, train_missing=False)
+    assert "'a method'" in str(info.value) and "03_a" in str(info.value) and str(path) in str(info.value)
+
+
+def test_a_store_that_is_not_a_results_file_is_a_clear_error(tmp_path):
+    path = results_path("fast", tmp_path)
+    path.write_text('{"a method": {"probe": {}}}')  # no method, no knn
+    with pytest.raises(ValueError, match="not a valid results file"):
+        comparison.collect(get_profile(), methods=METHODS_ABC, folder=tmp_path, train_missing=False)
+    path.write_text("not json")
+    with pytest.raises(ValueError, match="not a valid results file"):
+        comparison.collect(get_profile(), methods=METHODS_ABC, folder=tmp_path, train_missing=False)
+
+
+def test_plot_accuracy_against_compute():
+    from course_lib.plots import plot_accuracy_vs_compute
+
+    rows = [row("random init"), row("a method"), row("b method", 0.8)]
+    fig = plot_accuracy_vs_compute(rows, {"a method": 1e12, "b method": 3e12}, xlabel="training FLOPs")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and len(ax.get_lines()) >= 3
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["a method", "b method",
+                                                                         "random init (no pre-training)"]
+    with pytest.raises(ValueError, match="compute must be > 0"):
+        plot_accuracy_vs_compute(rows, {"a method": 0.0})
+
+
+def test_make_bench_prints_the_achieved_gflops_against_the_peak(cache, monkeypatch, capsys, one_thread):
+    """`python -m course_lib bench --efficiency` (and `make bench`, after the notebooks) prints notebook 10's
+    compute table from the results store: here a stored rotation row, its FLOPs counted, a fixed peak."""
+    from course_lib.tools import bench
+    from course_lib.tools.cli import main
+
+    assert bench.training_efficiency() == ""  # nothing stored yet
+    assert main(["bench", "--efficiency"]) == 1 and "run the notebooks first" in capsys.readouterr().out
+    monkeypatch.setattr(bench, "matmul_gflops", lambda n, **kw: 1000.0)
+    save_results(row("rotation", images=10_000, seconds=20.0), "fast", source="03_rotation")
+    per_image = comparison.flops_per_image([m for m in METHODS if m.row == "rotation"], get_profile())["rotation"]
+    assert main(["bench", "--efficiency"]) == 0
+    out = capsys.readouterr().out
+    rate = per_image * 10_000 / 20.0 / 1e9
+    assert "Machine peak: 1000.0 GFLOP/s" in out
+    assert f"| rotation | {per_image / 1e9:.3f} | 10,000 | 20 |" in out and f"| {rate:.1f} | {rate / 10:.0f}% |" in out
+
+
+def test_pretraining_data_from_the_entry_the_config_or_the_profile():
+    profile = get_profile("grade")
+    assert Method("a", "course_lib.rotation", "03_a").dataset(profile) == profile.dataset
+    assert Method("a", "course_lib.rotation", "03_a", data="photos").dataset(profile) == "photos"
+
+    class WithData:
+        pretrain_dataset = "photos"
+
+    assert Method("a", "course_lib.rotation", "03_a", data="config").dataset(profile, WithData()) == "photos"
+    with pytest.raises(ValueError, match="pretrain_dataset"):
+        Method("a", "course_lib.rotation", "03_a", data="config").dataset(profile)  # RotationConfig has none
+    photos = comparison.pretrain_data(Method("a", "course_lib.rotation", "03_a", data="photos"), profile)
+    assert photos.images.shape[1] == 3 and len(photos) <= 50 * photos.num_classes
