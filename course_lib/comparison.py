@@ -69,6 +69,9 @@ METHODS: tuple[Method, ...] = (
     Method("exemplar", "course_lib.exemplar", "02_exemplar"),
     Method("rotation", "course_lib.rotation", "03_rotation"),
     Method("patch position", "course_lib.patch_position", "04_patch_position"),
+    Method("context encoder", "course_lib.context_encoder", "05_context_encoder"),
+    Method("colorization", "course_lib.colorization", "06_colorization", data="config", inputs="lightness_data"),
+    Method("CPC", "course_lib.cpc", "07_cpc"),
     Method("SimCLR", "course_lib.simclr", "08_simclr"),
 )
 
