@@ -133,16 +133,21 @@ def load_or_train(
         model.load_state_dict(initial)  # a failed load may have copied some tensors before it raised
     history = train_fn()
     model.eval()
-    save_checkpoint(path, {"config": config, "model": model.state_dict(), "history": history.as_dict(),
+    save_checkpoint(path, {"config": _as_json(config), "model": model.state_dict(), "history": history.as_dict(),
                            "time_budget_s": time_budget_s})
     return history
+
+
+def _as_json(config):
+    """``config`` as its JSON round trip: the form the cache key hashes (a tuple becomes a list)."""
+    return json.loads(json.dumps(config))
 
 
 def _reuse(path: Path, config: dict, model: nn.Module, time_budget_s: float | None) -> str | None:
     """Load the checkpoint into ``model``; None if it was reused, else why not (``model`` may be half-loaded)."""
     try:
         state = load_checkpoint(path)
-        if state.get("config") != json.loads(json.dumps(config)):  # as stored: tuples are lists in JSON
+        if _as_json(state.get("config")) != _as_json(config):  # tuples and lists alike, as in the key
             return "its stored config differs"
         history = History.from_dict(state["history"])
         if history.stopped_by_budget and (time_budget_s is None or time_budget_s > history.seconds):

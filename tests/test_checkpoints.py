@@ -156,3 +156,23 @@ def test_load_or_compute_recomputes_a_cached_file_of_the_wrong_shape(tmp_path, c
     calls = []
     result = load_or_compute("eval", cfg, lambda: calls.append(1) or {"acc": 0.5}, folder=tmp_path)
     assert result == {"acc": 0.5} and calls == [1]
+
+
+@pytest.mark.parametrize("stored_as_tuple", [False, True], ids=["saved-now", "older-file-with-tuples"])
+def test_a_config_holding_tuples_is_reused_from_disk(tmp_path, stored_as_tuple):
+    """Profiles and method configs hold tuples (label budgets, crop scales); the file keeps what JSON keeps,
+    so a second process must still find its own config equal to the stored one and reuse the weights."""
+    config = {"profile": {"labels_per_class": (10, 100, None)}, "crop_scale": (0.08, 1.0)}
+    trained = seeded(0)
+    load_or_train("m", config, trained, Shifter(trained, shift=100.0), folder=tmp_path)
+    if stored_as_tuple:  # a file written before configs were stored as their JSON round trip
+        path = checkpoint_path("m", config, tmp_path)
+        state = torch.load(path, weights_only=True)
+        state["config"] = config
+        torch.save(state, path)
+    fresh = seeded(0)
+    trainer = Shifter(fresh, shift=1.0)
+    load_or_train("m", dict(config), fresh, trainer, folder=tmp_path)
+    assert trainer.calls == 0, "the checkpoint of the same config was not reused"
+    for k, v in fresh.state_dict().items():
+        assert torch.allclose(v, trained.state_dict()[k]), k
