@@ -39,8 +39,6 @@ import pytest
 from course_lib.config import BUDGETS_ENV, PROFILE_ENV, REPO_ROOT, cache_dir
 from course_lib.widgets import HEADLESS_ENV
 
-pytestmark = pytest.mark.browser
-
 NOTEBOOKS = ["01_learning_paradigms.ipynb", "03_rotation.ipynb"]
 SLIDER_NOTEBOOK = "01_learning_paradigms.ipynb"  # its slider_plot: labels_per_class from 1 to 20
 SERVER_START_S = 90  # JupyterLab answering /api/status
@@ -305,6 +303,7 @@ def warm_notebooks(tmp_path, monkeypatch):
     return root, cache_dir()
 
 
+@pytest.mark.browser
 def test_lecture_in_jupyterlab(browser, warm_notebooks, tmp_path):
     """Notebooks 01 and 03 run in JupyterLab in Chromium with no error; 01's slider redraws its figure."""
     root, cache = warm_notebooks
@@ -332,3 +331,21 @@ def test_lecture_in_jupyterlab(browser, warm_notebooks, tmp_path):
         if page is not None:
             page.close()
         lab.stop()
+
+
+def test_without_a_browser_it_skips_loudly_but_fails_in_ci(monkeypatch, capsys):
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.warns(UserWarning, match="browser test not run: no Chromium"), pytest.raises(pytest.skip.Exception):
+        no_browser("no Chromium found")
+    assert "WARNING: browser test not run" in capsys.readouterr().err
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        no_browser("no Chromium found")
+
+
+def test_find_chromium_prefers_course_chromium(tmp_path, monkeypatch):
+    fake = tmp_path / "my-chromium"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("COURSE_CHROMIUM", str(fake))
+    assert find_chromium() == str(fake)
