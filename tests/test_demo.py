@@ -26,6 +26,9 @@ def test_cache_change_sorts_new_and_rewritten_files_and_ignores_unchanged_ones()
              "results-fast.json": (60, 3), "results-fast.json.lock": (0, 3), "stray.txt": (4, 3)}
     change = demo.cache_change(before, after)
     assert change.models == ["exemplar", "rotation"]
+    assert demo.cache_change({}, {"checkpoints/simclr-1.pt": (1, 1), "checkpoints/simclr-2.pt": (1, 1),
+                                  "checkpoints/rotation-3.pt": (1, 1)}).describe().startswith(
+        "3 models (rotation, simclr x2); ")
     assert change.evaluations == ["probe_rotation"]
     assert change.other == ["stray.txt"]
     assert change.results and change.trained()

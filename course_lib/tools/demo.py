@@ -21,7 +21,7 @@ from pathlib import Path
 
 from course_lib.config import PROFILE_ENV, REPO_ROOT, cache_dir, get_profile
 
-WARM_SLOW_S = 30.0  # a warm notebook slower than this is pointed out: it would keep a lecture waiting
+WARM_SLOW_S = 60.0  # a warm notebook slower than this is pointed out (kernel start and imports alone: 5-20 s)
 
 
 def default_profile() -> str:
@@ -60,7 +60,9 @@ class CacheChange:
             return "nothing new" + (" (results rows rewritten)" if self.results else "")
         parts = []
         if self.models:
-            parts.append(f"{len(self.models)} model{'s' * (len(self.models) != 1)} ({', '.join(self.models)})")
+            names = [n if self.models.count(n) == 1 else f"{n} x{self.models.count(n)}"
+                     for n in dict.fromkeys(self.models)]
+            parts.append(f"{len(self.models)} model{'s' * (len(self.models) != 1)} ({', '.join(names)})")
         if self.evaluations:
             parts.append(f"{len(self.evaluations)} evaluation{'s' * (len(self.evaluations) != 1)}")
         if self.other:
