@@ -287,8 +287,9 @@ def warm_notebooks(tmp_path, monkeypatch):
 
     The cache is the course's own (``build/cache``, or ``$COURSE_CACHE``), as for ``make demo``,
     ``make course`` and the notebooks under nbval: its keys hold the whole config and the code, so
-    what it serves is what a fresh run would compute. Warm, the test takes about a minute; on a
-    clean clone it first trains what notebooks 01 and 03 need, which nbval then finds cached.
+    what it serves is what a fresh run would compute. On a warm cache the test took about 3 minutes on
+    a busy 2-core CPU (load 9: 90 s of warm-up, 20-30 s per notebook in the browser); on a clean clone
+    it first trains what notebooks 01 and 03 need, which nbval then finds cached.
     """
     from course_lib.tools.demo import prepare
 
