@@ -1,5 +1,6 @@
 """make demo (course_lib/tools/demo.py): which profile it warms, what it reports as cached, and the warm run."""
 
+import os
 import re
 
 import pytest
@@ -53,7 +54,9 @@ def notebook(path, *sources):
     return str(path)
 
 
-CACHED = """from course_lib.config import cache_dir
+CACHED = """import os
+from course_lib.config import cache_dir
+assert os.environ["COURSE_TIME_BUDGETS"] == "off", "demo trains complete runs"
 p = cache_dir() / "checkpoints" / "toy-0123.pt"
 p.parent.mkdir(exist_ok=True)
 if not p.exists():
@@ -78,6 +81,7 @@ def test_demo_warms_the_cache_and_flags_a_notebook_that_computes_again(tmp_path,
     assert "note: 02_again.ipynb: the second run wrote to the cache again" in report
     assert "01_good.ipynb: the second run" not in report
     assert "Ready. Start the lecture with: COURSE_CACHE=" in report and report.rstrip().endswith("make lab")
+    assert "COURSE_TIME_BUDGETS" not in os.environ  # restored: the caller's session keeps its budgets
     assert (tmp_path / "out" / "warm-up" / "01_good.ipynb").exists()
     assert (tmp_path / "out" / "second-run" / "02_again.ipynb").exists()
 

@@ -3,7 +3,10 @@
 Every notebook is executed once by the course runner (:func:`runner.run_course`), which fills the
 cache that JupyterLab's kernels then read (``build/cache``, or ``$COURSE_CACHE``): pre-trained
 models and cached evaluations. Opened in JupyterLab afterwards, a notebook loads them instead of
-training, so a lecture can run it live in seconds. The profile is the one the lecture will use:
+training, so a lecture can run it live in seconds. The runs have time budgets off, as under ``make test``:
+every model is trained to its last step (the numbers the notebooks assert), and a complete run is
+reused by the lecture's budgeted kernels too -- a run cut by a budget would depend on the machine's
+load. The profile is the one the lecture will use:
 ``--profile``, else ``$COURSE_PROFILE``, else ``full`` when a CUDA GPU is present and ``fast``
 otherwise.
 
@@ -19,7 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from course_lib.config import PROFILE_ENV, REPO_ROOT, cache_dir, get_profile
+from course_lib.config import BUDGETS_ENV, PROFILE_ENV, REPO_ROOT, cache_dir, get_profile
 
 WARM_SLOW_S = 60.0  # a warm notebook slower than this is pointed out (kernel start and imports alone: 5-20 s)
 
@@ -131,13 +134,22 @@ def prepare(notebooks: list[str] | None = None, profile: str | None = None, out_
         return 2
     out = Path(out_dir or REPO_ROOT / "build" / "demo")
     cache = cache_dir()
-    print(f"Warming the cache {cache} for the {name!r} profile ({len(paths)} notebooks):", flush=True)
-    status, cold = _run(paths, out / "warm-up", cache)
-    warm: dict[str, tuple[dict, CacheChange]] = {}
-    if warm_check and status == 0:
-        print("\nSecond run on the warm cache (what the lecture will wait):", flush=True)
-        status, rows = _run(paths, out / "second-run", cache)
-        warm = {rec["notebook"]: (rec, change) for rec, change in rows}
+    print(f"Warming the cache {cache} for the {name!r} profile ({len(paths)} notebooks, time budgets off):",
+          flush=True)
+    budgets = os.environ.get(BUDGETS_ENV)
+    os.environ[BUDGETS_ENV] = "off"  # the notebooks' kernels inherit it; restored below
+    try:
+        status, cold = _run(paths, out / "warm-up", cache)
+        warm: dict[str, tuple[dict, CacheChange]] = {}
+        if warm_check and status == 0:
+            print("\nSecond run on the warm cache (what the lecture will wait):", flush=True)
+            status, rows = _run(paths, out / "second-run", cache)
+            warm = {rec["notebook"]: (rec, change) for rec, change in rows}
+    finally:
+        if budgets is None:
+            os.environ.pop(BUDGETS_ENV, None)
+        else:
+            os.environ[BUDGETS_ENV] = budgets
 
     print(f"\nPrepared for a live lecture ({name!r} profile, cache {cache}):")
     print(f"{'notebook':32s} {'warm-up':>8s} {'2nd run':>8s}  cached")
