@@ -27,7 +27,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 import uuid
 import warnings
@@ -93,7 +92,7 @@ class Lab:
     """A JupyterLab server in temporary folders; ``api(path)`` calls its REST API with the token."""
 
     def __init__(self, root: Path, tmp: Path, cache: Path):
-        self.port, self.token = free_port(), uuid.uuid4().hex
+        self.root, self.port, self.token = root, free_port(), uuid.uuid4().hex
         self.url = f"http://127.0.0.1:{self.port}"
         settings = tmp / "lab-user-settings"
         for plugin, values in {  # every cell in the page (no windowing), no news or update checks
@@ -200,14 +199,16 @@ def run_all_cells(page, lab: Lab, notebook: str) -> None:
 
 
 def saved_errors(page, lab: Lab, notebook: str, executed: int) -> list[str]:
-    """Save the notebook (Ctrl+S) and read it back through the server: the error outputs it holds."""
+    """Save the notebook (Ctrl+S) and read the saved file: the error outputs it holds."""
     page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").first.click(position={"x": 5, "y": 5})
     page.keyboard.press("Control+s")
 
     def saved():
+        # read from the disk, not through the server: a GET of the contents API while the save is still
+        # writing makes the server move the half-written file aside (.invalid) and restore the old one
         try:
-            nb = lab.api(f"contents/{notebook}?content=1")["content"]
-        except urllib.error.HTTPError:  # read while the save was writing it
+            nb = json.loads((lab.root / notebook).read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # not written yet, or half written
             return None
         counts = [c.get("execution_count") for c in nb["cells"] if c["cell_type"] == "code"]
         return nb if sum(c is not None for c in counts) == executed else None
