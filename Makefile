@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: course test lab bench release grade data clean
+.PHONY: course test lab demo bench release grade data clean
 
 $(STAMP): pyproject.toml requirements-lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ test: $(STAMP)  ## unit tests + every notebook under nbval
 
 lab: $(STAMP)  ## JupyterLab on notebooks/
 	$(PY) -m course_lib lab
+
+demo: $(STAMP)  ## prepare a live lecture: warm every notebook's cache (full profile on a GPU), time a warm run
+	$(PY) -m course_lib demo
 
 bench: $(STAMP)  ## time the input pipeline (course vs DataLoader) and every notebook; build/bench/
 	$(PY) -m course_lib bench --notebooks

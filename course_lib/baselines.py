@@ -8,10 +8,13 @@
 
 :func:`compare_with_baselines` is what notebooks 02 onwards call after pre-training:
 the baseline rows (computed once per profile and cached) and the method's own row,
-all by the protocol of ``evaluate.py``.
+all by the protocol of ``evaluate.py``, cached too: keyed by the encoder's weights (their digest),
+so a notebook run again on a warm cache (``make demo``, a live lecture) evaluates nothing again.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import torch
 
@@ -70,5 +73,23 @@ def compare_with_baselines(method: str, encoder: Pretrained | torch.nn.Module, t
         raise TypeError(f"encoder must be a Pretrained (a method's pretrain) or a backbone, got {type(encoder).__name__}")
     if any(r.method == method for r in rows):
         raise ValueError(f"{method!r} is the name of a baseline row; give the method another name")
-    return rows + [evaluate(method, backbone, train_data, test_data, profile, finetune=finetune, compute=compute,
-                            progress=progress)]
+    key = {**baselines_key(train_data, test_data, profile), "task": "evaluation", "method": method,
+           "weights": weights_digest(backbone), "finetune": finetune}
+
+    def run() -> dict:
+        return evaluate(method, backbone, train_data, test_data, profile, finetune=finetune, progress=progress).as_dict()
+
+    row = Evaluation.from_dict(load_or_compute("evaluation", key, run))
+    row.compute = dict(compute or {"images": 0, "steps": 0, "seconds": 0.0})  # this encoder's, as evaluate does
+    return rows + [row]
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """A digest of every parameter and buffer of ``module`` (names, dtypes, shapes, values, whatever the
+    device or memory layout): equal weights give equal digests, and any changed value another one."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}|{t.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:24]

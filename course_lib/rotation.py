@@ -287,8 +287,25 @@ def probe_by_depth(backbone: Backbone, train_data: ImageData, test_data: ImageDa
     Gidaris et al. (sec. 3.1, table 1) probe each conv block of a rotation-trained
     network: the deepest blocks specialise in the pretext task, and an intermediate
     block gives the best features for object classes.
+
+    Cached, keyed by the backbone's weights (``baselines.weights_digest``), the data and the profile.
     """
+    from course_lib.baselines import baselines_key, weights_digest
+    from course_lib.checkpoints import load_or_compute
+
     check_int(labels_per_class, "labels_per_class")
+    check_int(grid, "grid")
+    key = {**baselines_key(train_data, test_data, profile), "task": "probe_by_depth",
+           "weights": weights_digest(backbone), "labels_per_class": labels_per_class, "grid": grid}
+
+    def run() -> dict:
+        return {"accuracy": _probe_by_depth(backbone, train_data, test_data, profile, labels_per_class, grid)}
+
+    return load_or_compute("probe_by_depth", key, run)["accuracy"]
+
+
+def _probe_by_depth(backbone: Backbone, train_data: ImageData, test_data: ImageData, profile: Profile,
+                    labels_per_class: int, grid: int) -> list[list[float]]:
     protocol = protocol_for(profile)
     pool, val = split_validation(train_data.labels, protocol.validation_per_class, protocol.seed)
     draws = [pool[sample_per_class(train_data.labels[pool], labels_per_class, s)] for s in protocol.draw_seeds()]

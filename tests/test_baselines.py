@@ -1,5 +1,7 @@
 """Behaviour tests for course_lib.baselines: what the cache key holds, and compare_with_baselines."""
 
+import copy
+
 import pytest
 import torch
 from conftest import make_image_data
@@ -57,3 +59,41 @@ def test_compare_with_baselines_adds_the_method_row_with_its_compute(cache):
         B.compare_with_baselines("random init", pre, train, test, profile, torch.device("cpu"))
     with pytest.raises(TypeError, match="Pretrained"):
         B.compare_with_baselines("toy", "not an encoder", train, test, profile, torch.device("cpu"))
+
+
+def test_the_method_row_is_cached_by_the_encoder_weights(cache, monkeypatch):
+    train, test = make_image_data(60, num_classes=3), make_image_data(30, num_classes=3, seed=1)
+    profile = tiny_profile(max_images_per_class=20)
+    torch.manual_seed(0)
+    net = SmallConvNet(1, width=4).eval()
+    pre = Pretrained(net, History(metrics={"loss": [1.0]}, seconds=3.0, images=64), torch.nn.ModuleDict())
+    first = B.compare_with_baselines("toy", pre, train, test, profile, torch.device("cpu"))[-1]
+    calls = []
+    real = B.evaluate
+    monkeypatch.setattr(B, "evaluate", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    again = Pretrained(net, History(metrics={"loss": [1.0]}, seconds=5.0, images=80), torch.nn.ModuleDict())
+    second = B.compare_with_baselines("toy", again, train, test, profile, torch.device("cpu"))[-1]
+    assert calls == []  # loaded from the cache, probes and fine-tunes not run again
+    assert second.probe == first.probe and second.finetune == first.finetune and second.knn == first.knn
+    assert second.compute == {"images": 80, "steps": 1, "seconds": 5.0}  # this encoder's compute, not the cached one
+    B.compare_with_baselines("toy", net, train, test, profile, torch.device("cpu"), finetune=False)
+    assert calls == ["toy"]  # another question (no fine-tune): evaluated
+    with torch.no_grad():
+        weight = next(net.parameters())
+        weight[(0,) * weight.dim()] += 1e-3
+    B.compare_with_baselines("toy", pre, train, test, profile, torch.device("cpu"))
+    assert calls == ["toy", "toy"]  # other weights: evaluated again
+
+
+def test_weights_digest_follows_the_values_not_the_layout_or_the_object():
+    torch.manual_seed(0)
+    net = SmallConvNet(1, width=4)
+    digest = B.weights_digest(net)
+    twin = copy.deepcopy(net).to(memory_format=torch.channels_last)
+    assert B.weights_digest(twin) == digest
+    torch.manual_seed(1)
+    assert B.weights_digest(SmallConvNet(1, width=4)) != digest
+    with torch.no_grad():
+        weight = next(twin.parameters())
+        weight[(-1,) * weight.dim()] += 1e-6
+    assert B.weights_digest(twin) != digest

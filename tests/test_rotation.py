@@ -273,7 +273,7 @@ def test_stage_features_shapes_and_last_stage_is_forward_features():
         R.stage_features(net, x, grid=0)
 
 
-def test_probe_by_depth_gives_one_accuracy_per_stage_and_leaves_the_backbone_unchanged():
+def test_probe_by_depth_gives_one_accuracy_per_stage_and_leaves_the_backbone_unchanged(cache):
     torch.manual_seed(0)
     net = SmallConvNet(1, width=4)
     before = {k: v.clone() for k, v in net.state_dict().items()}
@@ -283,6 +283,24 @@ def test_probe_by_depth_gives_one_accuracy_per_stage_and_leaves_the_backbone_unc
     assert net.training  # mode restored
     for k, v in net.state_dict().items():
         assert torch.equal(v, before[k])
+
+
+def test_probe_by_depth_is_cached_by_the_weights(cache, monkeypatch):
+    torch.manual_seed(0)
+    net = SmallConvNet(1, width=4)
+    train_data, test_data = image_data(40, size=16), image_data(20, size=16, seed=1)
+    profile = tiny_profile(max_images_per_class=10)
+    first = R.probe_by_depth(net, train_data, test_data, profile, labels_per_class=5)
+    calls = []
+    real = R._probe_by_depth
+    monkeypatch.setattr(R, "_probe_by_depth", lambda *a: calls.append(1) or real(*a))
+    assert R.probe_by_depth(net, train_data, test_data, profile, labels_per_class=5) == first
+    assert calls == []  # loaded, not probed again
+    R.probe_by_depth(net, train_data, test_data, profile, labels_per_class=4)
+    with torch.no_grad():
+        next(net.parameters())[0].mul_(2)  # other weights: probed again
+    R.probe_by_depth(net, train_data, test_data, profile, labels_per_class=5)
+    assert len(calls) == 2
 
 
 # ---------------------------------------------------------------- the bar chart notebook 03 draws (plots.plot_bars)

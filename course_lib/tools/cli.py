@@ -9,6 +9,7 @@ The Makefile's targets call these, so everything also works without make:
     python -m course_lib release       # student versions of every notebook in build/release/
     python -m course_lib grade DIR     # autograde submissions: scores.csv, feedback, gradebook in grades/
     python -m course_lib bench         # time the input pipeline (--notebooks: the course table too)
+    python -m course_lib demo          # prepare a live lecture: warm every notebook's cache, time a warm run
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ def _lab(args: argparse.Namespace) -> int:
 def _course(args: argparse.Namespace) -> int:
     from course_lib.tools.runner import run_course
     return run_course(args.notebooks, profile=args.profile, out_dir=args.out, html=not args.no_html)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from course_lib.tools.demo import prepare
+    return prepare(args.notebooks, profile=args.profile, out_dir=args.out, warm_check=not args.no_warm_check)
 
 
 def _build_data(args: argparse.Namespace) -> int:
@@ -107,6 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(REPO_ROOT / "build" / "course"), help="output folder")
     p.add_argument("--no-html", action="store_true", help="skip the HTML copies")
     p.set_defaults(fn=_course)
+
+    p = sub.add_parser("demo", help="prepare a live lecture: warm every notebook's cache so each runs in seconds")
+    p.add_argument("notebooks", nargs="*", help="notebook files (default: notebooks/*.ipynb)")
+    p.add_argument("--profile", default=None,
+                   help=f"profile name (default: ${PROFILE_ENV}, else 'full' with a CUDA GPU, else 'fast')")
+    p.add_argument("--out", default=str(REPO_ROOT / "build" / "demo"), help="folder of the executed copies")
+    p.add_argument("--no-warm-check", action="store_true", help="skip the second, timed run on the warm cache")
+    p.set_defaults(fn=_demo)
 
     p = sub.add_parser("lab", help="start JupyterLab on notebooks/")
     p.set_defaults(fn=_lab)

@@ -21,6 +21,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from course_lib.config import REPO_ROOT, get_profile
@@ -128,8 +129,13 @@ def _process_limit(path: Path, cell_timeout: float) -> float:
 
 
 def run_course(notebooks: list[str] | None = None, profile: str | None = None,
-               out_dir: str | Path | None = None, html: bool = True) -> int:
-    """Execute every notebook (in order) and print one line each; returns 1 if any did not finish."""
+               out_dir: str | Path | None = None, html: bool = True,
+               after_each: Callable[[dict], None] | None = None) -> int:
+    """Execute every notebook (in order) and print one line each; returns 1 if any did not finish.
+
+    ``after_each(record)``, if given, is called after each notebook with its record (``notebook``,
+    ``seconds``, ``peak_rss_mb``, ``headline``, ``error``), e.g. to see what it wrote to the cache.
+    """
     out = Path(out_dir or REPO_ROOT / "build" / "course")
     paths = [Path(p) for p in notebooks] if notebooks else sorted((REPO_ROOT / "notebooks").glob("[0-9]*.ipynb"))
     if not paths:
@@ -160,6 +166,8 @@ def run_course(notebooks: list[str] | None = None, profile: str | None = None,
             "notebook": p.name, "seconds": round(time.perf_counter() - start, 1), "peak_rss_mb": 0, "headline": "",
             "error": reason}
         records.append(rec)
+        if after_each is not None:
+            after_each(rec)
         if not rec_path.exists():
             print(log.read_text()[-2000:], file=sys.stderr)
         status = f"FAILED: {rec['error']}" if rec["error"] else rec["headline"]
