@@ -51,7 +51,7 @@ from course_lib.config import Profile, Settings, check_int, check_number, get_de
 from course_lib.datasets import SPLITS, ImageData
 from course_lib.loader import DeviceLoader
 from course_lib.models import Backbone, build_backbone
-from course_lib.train import Pretrained, effective_budget, pretrain_and_cache, pretrain_key
+from course_lib.train import Pretrained, check_budget, config_from_table, pretrain_and_cache, pretrain_key
 
 LOSSES = ("classification", "regression")
 PAPER_TEMPERATURE = 0.38  # the annealed mean's T in Zhang et al. (sec. 2.3)
@@ -95,10 +95,7 @@ class ColorizationConfig(Settings):
             raise ValueError(f"pretrain_dataset must be one of {list(SPLITS)}, got {self.pretrain_dataset!r}")
         check_int(self.num_epochs, "num_epochs")
         check_int(self.recalibration_batches, "recalibration_batches", minimum=0)
-        try:
-            effective_budget(self.time_budget_s)  # raises unless positive or None
-        except ValueError as e:
-            raise ValueError(f"time_budget_s: {e}") from None
+        check_budget(self.time_budget_s)
 
 
 # Per-profile values (the dataclass defaults are the fast profile's). Fast: the photo patches that
@@ -115,17 +112,7 @@ COLORIZATION_CONFIGS: dict[str, dict] = {
 def config_for(profile: Profile, **overrides) -> ColorizationConfig:
     """Colorization's configuration for ``profile`` (by name; ``fast``'s values for an unknown name),
     then ``overrides``. The time budget is the smaller of the method's and the profile's."""
-    if not isinstance(profile, Profile):
-        raise TypeError(f"profile must be a course_lib.config.Profile, got {type(profile).__name__}")
-    values = dict(COLORIZATION_CONFIGS.get(profile.name, COLORIZATION_CONFIGS["fast"]))
-    values.update(overrides)
-    if "time_budget_s" not in overrides:
-        values["time_budget_s"] = effective_budget(values.get("time_budget_s"), profile.time_budget_s)
-    known = set(ColorizationConfig.__dataclass_fields__)
-    unknown = set(values) - known
-    if unknown:
-        raise TypeError(f"unknown colorization setting(s) {sorted(unknown)}: expected some of {sorted(known)}")
-    return ColorizationConfig(**values)
+    return config_from_table(ColorizationConfig, COLORIZATION_CONFIGS, profile, overrides, "colorization")
 
 
 # --------------------------------------------------------------------------- inputs and targets

@@ -41,7 +41,7 @@ from course_lib.config import Profile, Settings, check_int, check_number, get_de
 from course_lib.datasets import ImageData
 from course_lib.loader import DeviceLoader
 from course_lib.models import Backbone, build_backbone, conv_block
-from course_lib.train import Pretrained, effective_budget, pretrain_and_cache, pretrain_key
+from course_lib.train import Pretrained, check_budget, config_from_table, pretrain_and_cache, pretrain_key
 
 MASKS = ("center", "blocks", "regions")
 
@@ -77,10 +77,7 @@ class ContextEncoderConfig(Settings):
         check_int(self.batch_size, "batch_size")
         check_int(self.num_epochs, "num_epochs")
         check_int(self.recalibration_batches, "recalibration_batches", minimum=0)
-        try:
-            effective_budget(self.time_budget_s)  # raises unless positive or None
-        except ValueError as e:
-            raise ValueError(f"time_budget_s: {e}") from None
+        check_budget(self.time_budget_s)
 
 
 # Per-profile values (the dataclass defaults are the fast profile's). Fast (Fashion-MNIST 28x28, small CNN,
@@ -99,17 +96,7 @@ CONTEXT_ENCODER_CONFIGS: dict[str, dict] = {
 def config_for(profile: Profile, **overrides) -> ContextEncoderConfig:
     """The context encoder's settings for ``profile`` (by name; ``fast``'s for an unknown name), then
     ``overrides``. The time budget is the smaller of the method's and the profile's."""
-    if not isinstance(profile, Profile):
-        raise TypeError(f"profile must be a course_lib.config.Profile, got {type(profile).__name__}")
-    values = dict(CONTEXT_ENCODER_CONFIGS.get(profile.name, CONTEXT_ENCODER_CONFIGS["fast"]))
-    values.update(overrides)
-    if "time_budget_s" not in overrides:
-        values["time_budget_s"] = effective_budget(values.get("time_budget_s", 80.0), profile.time_budget_s)
-    known = set(ContextEncoderConfig.__dataclass_fields__)
-    unknown = set(values) - known
-    if unknown:
-        raise TypeError(f"unknown context-encoder setting(s) {sorted(unknown)}: expected some of {sorted(known)}")
-    return ContextEncoderConfig(**values)
+    return config_from_table(ContextEncoderConfig, CONTEXT_ENCODER_CONFIGS, profile, overrides, "context-encoder", default_budget=80.0)
 
 
 # --------------------------------------------------------------------------- masks (1 = removed)

@@ -56,7 +56,7 @@ from course_lib.contrastive import info_nce
 from course_lib.datasets import ImageData
 from course_lib.loader import DeviceLoader
 from course_lib.models import Backbone, build_backbone
-from course_lib.train import Pretrained, effective_budget, pretrain_and_cache, pretrain_key
+from course_lib.train import Pretrained, check_budget, config_from_table, pretrain_and_cache, pretrain_key
 
 LOSSES = ("infonce", "mse")
 
@@ -96,10 +96,7 @@ class CPCConfig(Settings):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         check_number(self.weight_decay, "weight_decay", 0, 10.0)
         check_int(self.recalibration_batches, "recalibration_batches", minimum=0)
-        try:
-            effective_budget(self.time_budget_s)  # raises unless positive or None
-        except ValueError as e:
-            raise ValueError(f"time_budget_s: {e}") from None
+        check_budget(self.time_budget_s)
 
     def grid(self, image_size: int) -> int:
         """Patches per row (and per column) of a square image of ``image_size`` pixels."""
@@ -134,17 +131,7 @@ def config_for(profile: Profile, **overrides) -> CPCConfig:
     Resolved here, so that the printed config is the one used: the time budget is the
     smaller of the method's and the profile's.
     """
-    if not isinstance(profile, Profile):
-        raise TypeError(f"profile must be a course_lib.config.Profile, got {type(profile).__name__}")
-    values = dict(CPC_CONFIGS.get(profile.name, CPC_CONFIGS["fast"]))
-    values.update(overrides)
-    if "time_budget_s" not in overrides:
-        values["time_budget_s"] = effective_budget(values.get("time_budget_s"), profile.time_budget_s)
-    known = set(CPCConfig.__dataclass_fields__)
-    unknown = set(values) - known
-    if unknown:
-        raise TypeError(f"unknown CPC setting(s) {sorted(unknown)}: expected some of {sorted(known)}")
-    return CPCConfig(**values)
+    return config_from_table(CPCConfig, CPC_CONFIGS, profile, overrides, "CPC")
 
 
 # --------------------------------------------------------------------------- patches and encoders

@@ -37,7 +37,7 @@ from course_lib.contrastive import nt_xent
 from course_lib.datasets import ImageData
 from course_lib.loader import DeviceLoader
 from course_lib.models import Backbone, ProjectionHead, build_backbone
-from course_lib.train import Pretrained, effective_budget, pretrain_and_cache, pretrain_key
+from course_lib.train import Pretrained, check_budget, config_from_table, pretrain_and_cache, pretrain_key
 
 SCHEDULES = ("constant", "cosine")
 
@@ -87,10 +87,7 @@ class SimCLRConfig(Settings):
         check_int(self.hidden_dim, "hidden_dim")
         check_int(self.proj_dim, "proj_dim")
         check_int(self.recalibration_batches, "recalibration_batches", minimum=0)
-        try:
-            effective_budget(self.time_budget_s)  # raises unless positive or None
-        except ValueError as e:
-            raise ValueError(f"time_budget_s: {e}") from None
+        check_budget(self.time_budget_s)
         self.augment_config()  # the augmentation distribution must be valid too
 
     def augment_config(self) -> AugmentConfig:
@@ -122,19 +119,9 @@ def config_for(profile: Profile, **overrides) -> SimCLRConfig:
     Resolved here, so that the printed config is the one used: the time budget is the
     smaller of the method's and the profile's.
     """
-    if not isinstance(profile, Profile):
-        raise TypeError(f"profile must be a course_lib.config.Profile, got {type(profile).__name__}")
-    values = dict(SIMCLR_CONFIGS.get(profile.name, SIMCLR_CONFIGS["fast"]))
-    values.update(overrides)
-    if "time_budget_s" not in overrides:
-        values["time_budget_s"] = effective_budget(values.get("time_budget_s"), profile.time_budget_s)
-    known = set(SimCLRConfig.__dataclass_fields__)
-    unknown = set(values) - known
-    if unknown:
-        raise TypeError(f"unknown SimCLR setting(s) {sorted(unknown)}: expected some of {sorted(known)}")
-    if isinstance(values.get("crop_scale"), list):
-        values["crop_scale"] = tuple(values["crop_scale"])
-    return SimCLRConfig(**values)
+    if isinstance(overrides.get("crop_scale"), list):
+        overrides = {**overrides, "crop_scale": tuple(overrides["crop_scale"])}
+    return config_from_table(SimCLRConfig, SIMCLR_CONFIGS, profile, overrides, "SimCLR")
 
 
 # --------------------------------------------------------------------------- views, step

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from course_lib.config import time_budgets_enabled
+from course_lib.config import Profile, time_budgets_enabled
 
 StepOutput = torch.Tensor | dict[str, torch.Tensor]
 StepFn = Callable[[object], StepOutput]
@@ -77,6 +77,34 @@ def effective_budget(*budgets: float | None) -> float | None:
             raise ValueError(f"a time budget must be a positive number of seconds or None, got {b!r}")
     given = [float(b) for b in budgets if b is not None]
     return min(given) if given else None
+
+
+
+def check_budget(value: float | None) -> None:
+    """A config's ``time_budget_s`` check: ``ValueError`` naming the field unless positive or None."""
+    try:
+        effective_budget(value)
+    except ValueError as e:
+        raise ValueError(f"time_budget_s: {e}") from None
+
+
+def config_from_table(cls: type, table: dict[str, dict], profile, overrides: dict, what: str,
+                      default_budget: float | None = None):
+    """``cls(**values)``: the profile's row of a method's per-profile ``table`` (``fast``'s for an unknown
+    profile name), then ``overrides``. Unless overridden, the time budget is the smaller of the row's
+    (``default_budget`` when the row has none) and the profile's; unknown names are a ``TypeError``
+    naming ``what`` (the method) and the known fields. The body of a table-driven ``config_for``."""
+    if not isinstance(profile, Profile):
+        raise TypeError(f"profile must be a course_lib.config.Profile, got {type(profile).__name__}")
+    values = dict(table.get(profile.name, table["fast"]))
+    values.update(overrides)
+    if "time_budget_s" not in overrides:
+        values["time_budget_s"] = effective_budget(values.get("time_budget_s", default_budget), profile.time_budget_s)
+    known = set(cls.__dataclass_fields__)
+    unknown = set(values) - known
+    if unknown:
+        raise TypeError(f"unknown {what} setting(s) {sorted(unknown)}: expected some of {sorted(known)}")
+    return cls(**values)
 
 
 def train(

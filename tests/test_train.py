@@ -441,3 +441,29 @@ def test_recalibrate_batchnorm_checks_its_arguments_and_restores_modes():
         recalibrate_batchnorm(net, lambda b: net(b), batches, num_batches=-1)
     with pytest.raises(ValueError, match="no batch"):
         recalibrate_batchnorm(net, lambda b: net(b), [], num_batches=1)
+
+
+def test_config_from_table_resolves_the_profile_row_overrides_and_budget():
+    from dataclasses import dataclass
+
+    from course_lib.config import get_profile
+    from course_lib.train import config_from_table
+
+    @dataclass(frozen=True)
+    class Cfg:
+        epochs: int = 1
+        time_budget_s: float | None = None
+
+    table = {"fast": {"epochs": 3, "time_budget_s": 90.0}, "full": {"epochs": 100}}
+    assert config_from_table(Cfg, table, get_profile("fast"), {}, "toy") == Cfg(3, 90.0)
+    assert config_from_table(Cfg, table, get_profile("full"), {}, "toy", default_budget=50.0) == Cfg(100, 50.0)
+    grade = get_profile("grade")  # its own budget is smaller and wins, unless the budget is overridden
+    assert config_from_table(Cfg, table, grade, {}, "toy").time_budget_s == grade.time_budget_s
+    assert config_from_table(Cfg, table, grade, {"time_budget_s": None}, "toy").time_budget_s is None
+    assert config_from_table(Cfg, table, get_profile("fast"), {"epochs": 7}, "toy").epochs == 7
+    with pytest.raises(TypeError, match=r"unknown toy setting\(s\) \['lr'\].*epochs"):
+        config_from_table(Cfg, table, get_profile("fast"), {"lr": 1.0}, "toy")
+    with pytest.raises(TypeError, match="Profile"):
+        config_from_table(Cfg, table, "fast", {}, "toy")
+    with pytest.raises(ValueError, match="a time budget"):
+        config_from_table(Cfg, {"fast": {"time_budget_s": -1.0}}, get_profile("fast"), {}, "toy")
