@@ -64,3 +64,10 @@ def cache(tmp_path, monkeypatch):
     """A fresh, empty checkpoint and results cache for one test."""
     monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+def tiny_profile(**changes):
+    """The fast profile shrunk for method tests: a 4-wide backbone, one epoch, no time budget; ``changes`` win."""
+    from course_lib.config import get_profile
+
+    return get_profile("fast", **{"width": 4, "num_epochs": 1, "time_budget_s": None, **changes})

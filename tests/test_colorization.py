@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_image_data, make_images
+from conftest import tiny_profile as shared_tiny_profile
 from skimage.color import lab2rgb, rgb2lab
 
 from course_lib import colorization as C
@@ -26,7 +27,7 @@ def colour_data(n: int = 32, size: int = 16, seed: int = 0) -> ImageData:
 
 
 def tiny_profile(**changes):
-    return get_profile("fast", width=4, batch_size=16, num_epochs=1, time_budget_s=None, **changes)
+    return shared_tiny_profile(**{"batch_size": 16, **changes})  # tests/conftest.py, batches of 16
 
 
 def tiny_config(**changes):

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 from conftest import make_image_data
+from conftest import tiny_profile as shared_tiny_profile
 
 from course_lib import context_encoder as CE
 from course_lib.config import get_profile
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_profile(**changes):
-    return get_profile("fast", width=4, batch_size=16, num_epochs=1, time_budget_s=None, **changes)
+    return shared_tiny_profile(**{"batch_size": 16, **changes})  # tests/conftest.py, batches of 16
 
 
 def tiny_config(**changes):

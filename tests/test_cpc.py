@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from conftest import make_image_data
+from conftest import make_image_data, tiny_profile
 
 from course_lib import cpc as C
 from course_lib.config import get_profile
@@ -18,10 +18,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 def image_data(n: int = 16, c: int = 1, size: int = 20, num_classes: int = 4, seed: int = 0) -> ImageData:
     return make_image_data(n, num_classes, size, channels=c, seed=seed)  # tests/conftest.py
-
-
-def tiny_profile(**changes):
-    return get_profile("fast", width=4, num_epochs=1, time_budget_s=None, **changes)
 
 
 def tiny_config(**changes):

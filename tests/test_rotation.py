@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 from conftest import make_image_data
+from conftest import tiny_profile as shared_tiny_profile
 from torch import nn
 
 from course_lib import rotation as R
@@ -26,7 +27,7 @@ def image_data(n: int = 40, c: int = 1, size: int = 12, num_classes: int = 4, se
 
 
 def tiny_profile(**changes):
-    return get_profile("fast", width=4, batch_size=16, num_epochs=1, time_budget_s=None, **changes)
+    return shared_tiny_profile(**{"batch_size": 16, **changes})  # tests/conftest.py, batches of 16
 
 
 # ---------------------------------------------------------------- inputs and targets

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_image_data
+from conftest import make_image_data, tiny_profile
 
 from course_lib import simclr as S
 from course_lib.config import get_profile
@@ -20,10 +20,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 def image_data(n: int = 32, c: int = 1, size: int = 12, num_classes: int = 4, seed: int = 0) -> ImageData:
     return make_image_data(n, num_classes, size, channels=c, seed=seed)  # tests/conftest.py
-
-
-def tiny_profile(**changes):
-    return get_profile("fast", width=4, num_epochs=1, time_budget_s=None, **changes)
 
 
 def tiny_config(**changes):
