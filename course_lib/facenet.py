@@ -431,6 +431,19 @@ def recall_at_k(z: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) -> dict
     return {k: float(hit[:, :k].any(1).float().mean()) for k in ks}
 
 
+def variant_pairs(z1: Tensor, z2: Tensor) -> tuple[Tensor, Tensor]:
+    """Pairs from two variants of each of N images, embedded as z1 (N, D) and z2 (N, D): the N same pairs
+    (z1[i], z2[i]), then the N different pairs (z1[i], z2[i + 1 mod N]). Returns (squared distances (2N,),
+    same (2N,) bool)."""
+    _check_embeddings(z1, "z1")
+    if not torch.is_tensor(z2) or z2.shape != z1.shape or len(z1) < 2:
+        raise ValueError(f"z1 and z2 must have the same shape (N >= 2, D), got {tuple(z1.shape)} and "
+                         f"{tuple(getattr(z2, 'shape', ()))}")
+    n = len(z1)
+    d = torch.cat([(z1 - z2).pow(2).sum(1), (z1 - z2.roll(-1, 0)).pow(2).sum(1)])  # (2N,)
+    return d, torch.arange(2 * n) < n
+
+
 @torch.no_grad()
 def embed_images(model: nn.Module, images: Tensor, batch_size: int = 512) -> Tensor:
     """Embeddings (N, D) of uint8 images (N, C, H, W) by ``model`` (an :class:`Embedding`), in eval mode, on the CPU."""

@@ -269,6 +269,16 @@ def test_verification_report_on_embeddings_that_separate_classes():
     assert 0 < r["threshold"] < 4 and len(r["test_distances"]) == len(r["test_same"]) == 200
 
 
+def test_variant_pairs_are_each_image_with_its_other_variant_then_with_the_next_image():
+    z1, z2 = unit_rows(4, 3, seed=1), unit_rows(4, 3, seed=2)
+    d, same = FN.variant_pairs(z1, z2)
+    ref = [float((z1[i] - z2[i]).pow(2).sum()) for i in range(4)] + \
+          [float((z1[i] - z2[(i + 1) % 4]).pow(2).sum()) for i in range(4)]
+    assert d.tolist() == pytest.approx(ref) and same.tolist() == [True] * 4 + [False] * 4
+    with pytest.raises(ValueError, match="same shape"):
+        FN.variant_pairs(z1, z2[:3])
+
+
 # ---------------------------------------------------------------- configuration
 
 
