@@ -90,7 +90,7 @@ class FaceNetConfig(Settings):
 # 39 steps: about 20 s per run on an idle core, so the three miners of notebook 09 cost about a minute.
 # Full (CIFAR-10, ResNet-18, a GPU): the paper's 128-d embedding, longer training.
 FACENET_CONFIGS: dict[str, dict] = {
-    "fast": {"time_budget_s": 120.0},
+    "fast": {"time_budget_s": 60.0},
     "full": {"batch_size": 256, "num_epochs": 30, "lr": 1e-3, "weight_decay": 1e-4, "embedding_dim": 128},
     "grade": {"num_epochs": 1},
 }
