@@ -361,3 +361,14 @@ def test_pretrain_rejects_bad_input_before_training(cache):
     with pytest.raises(TypeError, match="uint8"):
         FN.pretrain(torch.zeros(8, 1, 12, 12), tiny_profile(), tiny_config(), progress=False)
     assert not list(cache.glob("checkpoints/*"))
+
+
+def test_full_profile_runs_a_few_steps_on_cifar_shaped_data(cache):
+    """The full profile's config (ResNet-18, 128-d embedding) on random (40, 3, 32, 32) uint8 images of ten classes."""
+    full = get_profile("full")
+    cfg = FN.config_for(full, batch_size=8, num_epochs=1)  # everything else as the full profile trains
+    assert (cfg.embedding_dim, cfg.seen_classes) == (128, (0, 1, 2, 3, 4))
+    pre = FN.pretrain(make_image_data(40, 10, 32, channels=3), full, cfg, torch.device("cpu"), progress=False)
+    assert pre.history.steps == 20 // 8 and all(math.isfinite(v) for v in pre.history.losses)
+    z = FN.embed_images(FN.embedder(pre), make_image_data(4, 2, 32, channels=3).images)
+    assert z.shape == (4, 128) and pre.backbone.feature_dim == 512
