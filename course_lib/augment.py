@@ -703,3 +703,31 @@ def augment(x: Tensor, cfg: AugmentConfig, generator: torch.Generator | None = N
             raise ValueError(f"blur kernel size {cfg.kernel_size} is too large for output size {cfg.size}")
         x = _gaussian_blur(x, cfg.kernel_size, cfg.blur_sigma, cfg.blur_p, generator)
     return x
+
+
+# --------------------------------------------------------------------------- pose and light (notebook 09's faces)
+
+
+def pose_and_light(x: Tensor, max_degrees: float = 15.0, max_zoom: float = 0.15, light: float = 0.6,
+                   generator: torch.Generator | None = None) -> Tensor:
+    """Synthetic pose and illumination changes of float images (B, C, H, W) in [0, 1], one draw per image:
+    an in-plane rotation in [-max_degrees, max_degrees] (head tilt), a zoom in [1, 1 + max_zoom] about a
+    shifted centre (distance and position), and light from one side -- brightness multiplied by a ramp
+    across the image from 1 - s to 1 + s, s uniform in [-light, light] (light from the left or right).
+    These are 2-D stand-ins: a real change of pose turns the head in 3-D, which no image warp can do."""
+    if not torch.is_tensor(x) or x.dim() != 4 or not x.is_floating_point():
+        got = f"{x.dtype} {tuple(x.shape)}" if torch.is_tensor(x) else type(x).__name__
+        raise TypeError(f"x must be a float tensor (B, C, H, W) in [0, 1], got {got}")
+    check_number(max_degrees, "max_degrees", 0, 180)
+    check_number(max_zoom, "max_zoom", 0, 1)
+    check_number(light, "light", 0, 1)
+    B, _, H, W = x.shape
+    x = rotate(x, _uniform(-max_degrees, max_degrees, (B,), generator, x.device))
+    zoom = _uniform(1.0, 1.0 + max_zoom, (B,), generator, x.device)
+    h, w = (H / zoom).floor().long(), (W / zoom).floor().long()  # (B,) the box that fills the image
+    top = (_uniform(0, 1, (B,), generator, x.device) * (H - h + 1).float()).floor().long().clamp(max=H - 1)
+    left = (_uniform(0, 1, (B,), generator, x.device) * (W - w + 1).float()).floor().long().clamp(max=W - 1)
+    x = _crop_and_resize(x, torch.stack([top, left, h, w], 1), (H, W))
+    s = _uniform(-light, light, (B,), generator, x.device)
+    ramp = 1 + s[:, None] * torch.linspace(-1, 1, W, device=x.device)[None, :]  # (B, W)
+    return (x * ramp[:, None, None, :]).clamp(0, 1)

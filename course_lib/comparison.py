@@ -73,6 +73,7 @@ METHODS: tuple[Method, ...] = (
     Method("colorization", "course_lib.colorization", "06_colorization", data="config", inputs="lightness_data"),
     Method("CPC", "course_lib.cpc", "07_cpc"),
     Method("SimCLR", "course_lib.simclr", "08_simclr"),
+    Method("FaceNet", "course_lib.facenet", "09_facenet", labels=True),
 )
 
 SOURCE = "10_comparison"  # the source of rows this notebook had to compute itself

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from course_lib.config import data_dir
+from course_lib.config import check_int, check_number, data_dir
 
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -450,6 +450,45 @@ def _load_faces(split: str) -> ImageData:
     labels = np.repeat(np.array([1, 0]), 100)  # 1 = face
     keep = (np.arange(200) % 100 >= 80) == (split == "test")
     return _image_data(x[keep, None], labels[keep], ["non-face", "face"])
+
+
+# --- LFW people: faces with identities (the full profile's faces for notebook 09) --------------------------
+
+LFW_URL = "http://vis-www.cs.umass.edu/lfw/"
+
+
+def load_lfw_people(root: Path | None = None, min_faces_per_person: int = 20, resize: float = 0.4,
+                    download: bool = False) -> ImageData:
+    """Labeled Faces in the Wild, people with at least ``min_faces_per_person`` photos: grey uint8 faces
+    (N, 1, H, W) (the central 125 x 94 crop, scaled by ``resize``: 50 x 37 for 0.4) with one label per
+    person, ``classes`` their names (sorted, "Ada Lovelace"), through scikit-learn's ``fetch_lfw_people``.
+
+    ``root`` is scikit-learn's ``data_home`` (default ``data/cache``): the photos live in
+    ``root/lfw_home/lfw_funneled/<Name>/<Name>_0001.jpg`` with scikit-learn's three ``pairs*.txt``
+    index files beside that folder. Without them and without ``download`` this raises a
+    ``DatasetMissingError`` saying how to get them; ``download=True`` lets scikit-learn fetch them (about 230 MB).
+    """
+    check_int(min_faces_per_person, "min_faces_per_person")
+    check_number(resize, "resize", 0.05, 1.0)
+    home = Path(root) if root is not None else data_dir() / "cache"
+    folder = home / "lfw_home"
+    if not download and not (folder / "lfw_funneled").is_dir():
+        raise _missing("LFW (Labeled Faces in the Wild, funneled)", "about 230 MB download", folder,
+                       "run load_lfw_people(download=True) on a machine with internet (scikit-learn's "
+                       f"fetch_lfw_people downloads it into {folder}), or copy lfw_home from such a machine; "
+                       f"the photos are also at {LFW_URL}")
+    from sklearn.datasets import fetch_lfw_people
+
+    try:
+        bunch = fetch_lfw_people(data_home=str(home), min_faces_per_person=min_faces_per_person, resize=resize,
+                                 color=False, download_if_missing=download)
+    except OSError as error:  # scikit-learn's message for a missing index file or a failed download
+        raise DatasetMissingError(f"LFW in {folder} is incomplete or could not be downloaded ({error}); run "
+                                  "load_lfw_people(download=True) on a machine with internet") from None
+    if len(bunch.images) == 0:
+        raise ValueError(f"no person in {folder / 'lfw_funneled'} has {min_faces_per_person} photos or more")
+    images = np.round(bunch.images * 255).clip(0, 255).astype(np.uint8)[:, None]  # floats in [0, 1] -> uint8
+    return _image_data(images, bunch.target, [str(n) for n in bunch.target_names])
 
 
 # --- Command line ------------------------------------------------------------------------------

@@ -312,3 +312,39 @@ def plot_ab_bins(centres: torch.Tensor, values: dict[str, torch.Tensor] | None =
         ax.set_aspect("equal")
     fig.tight_layout()
     return fig
+
+
+def plot_distance_histograms(d: torch.Tensor, same: torch.Tensor, threshold: float | None = None,
+                             title: str = "", max_distance: float = 4.0, bins: int = 40) -> plt.Figure:
+    """Histograms of squared distances (P,) for same pairs and different pairs (``same`` (P,) bool), on
+    [0, ``max_distance``] (4: opposite unit vectors); ``threshold`` draws the decision line "same if below"."""
+    d, same = torch.as_tensor(d).detach().float().cpu(), torch.as_tensor(same).bool().cpu()
+    if d.shape != same.shape or d.dim() != 1:
+        raise ValueError(f"d and same must be 1-D of the same length, got {tuple(d.shape)} and {tuple(same.shape)}")
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    edges = np.linspace(0, max_distance, bins + 1)
+    ax.hist(d[same].numpy(), edges, alpha=0.6, label=f"same class ({int(same.sum())} pairs)", color="tab:green")
+    ax.hist(d[~same].numpy(), edges, alpha=0.6, label=f"different classes ({int((~same).sum())})", color="tab:red")
+    if threshold is not None:
+        ax.axvline(threshold, c="black", ls="--", label=f"threshold {threshold:.2f}")
+    ax.set_xlim(0, max_distance)
+    ax.set_xlabel("squared distance between the two embeddings (0 = identical, 4 = opposite)")
+    ax.set_ylabel("pairs")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_roc(curves: dict[str, tuple[Sequence[float], Sequence[float]]], title: str = "") -> plt.Figure:
+    """ROC curves, one per name: (false-positive rates, true-positive rates), with the chance diagonal."""
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    for name, (fpr, tpr) in curves.items():
+        ax.plot(np.asarray(fpr, dtype=float), np.asarray(tpr, dtype=float), label=name)
+    ax.plot([0, 1], [0, 1], ls="--", c="gray", label="chance")
+    ax.set_xlabel("false-positive rate (different pairs called same)")
+    ax.set_ylabel("true-positive rate")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig

@@ -356,3 +356,24 @@ def test_rotate_takes_one_angle_per_image():
         rotate(x, torch.tensor([1.0, 2.0, 3.0]))
     with pytest.raises(TypeError, match="float tensor"):
         rotate(x.mul(255).to(torch.uint8), 10.0)
+
+
+def test_pose_and_light_is_seeded_changes_images_and_keeps_their_range():
+    from conftest import make_images
+
+    from course_lib.augment import pose_and_light, to_float
+
+    x = to_float(make_images(6, 1, 25, smooth=True))
+    a = pose_and_light(x, generator=torch.Generator().manual_seed(0))
+    b = pose_and_light(x, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and a.shape == x.shape and 0 <= a.min() and a.max() <= 1
+    assert (a - x).abs().flatten(1).mean(1).min() > 0.01, "every image changes"
+    same = pose_and_light(x, max_degrees=0, max_zoom=0, light=0, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(same, x, atol=1e-5, rtol=0)  # no change asked: the image itself
+    lit = pose_and_light(torch.full((1, 1, 4, 4), 0.5), max_degrees=0, max_zoom=0, light=0.5,
+                         generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(lit[0, 0, 0], lit[0, 0, 3]) and not torch.allclose(lit[0, 0, :, 0], lit[0, 0, :, 3])
+    with pytest.raises(TypeError, match="float"):
+        pose_and_light(make_images(2, 1, 8))
+    with pytest.raises(ValueError, match="light"):
+        pose_and_light(x, light=2.0)

@@ -368,3 +368,46 @@ def test_a_truncated_stl10_file_says_which_and_how_to_get_it_again(tmp_path, dam
     name = "train_X.bin" if damage == "images" else "train_y.bin"
     with pytest.raises(DatasetCorruptError, match=rf"{name} is truncated or damaged.*stl10.*download=True"):
         load_dataset("stl10", "train", root=tmp_path)
+
+
+# ------------------------------------------------------------------ LFW people (scikit-learn's on-disk format)
+
+
+def write_fake_lfw(home: Path, people: dict[str, int]) -> None:
+    """scikit-learn's LFW layout under ``home`` (its data_home): lfw_home/pairs*.txt and
+    lfw_home/lfw_funneled/<Name>/<Name>_0001.jpg, 250 x 250 RGB photos, person k's all of grey level 40 k + 20."""
+    from PIL import Image
+
+    lfw = home / "lfw_home"
+    for name in ("pairsDevTrain.txt", "pairsDevTest.txt", "pairs.txt"):
+        (lfw / name).parent.mkdir(parents=True, exist_ok=True)
+        (lfw / name).write_text("1\n")
+    for k, (person, count) in enumerate(sorted(people.items())):
+        folder = lfw / "lfw_funneled" / person
+        folder.mkdir(parents=True)
+        for i in range(1, count + 1):
+            Image.new("RGB", (250, 250), (40 * k + 20,) * 3).save(folder / f"{person}_{i:04d}.jpg", quality=95)
+
+
+def test_lfw_people_reads_scikit_learns_format_with_identities(tmp_path):
+    write_fake_lfw(tmp_path, {"Ada_Lovelace": 3, "Alan_Turing": 4, "Grace_Hopper": 1})
+    data = datasets.load_lfw_people(tmp_path, min_faces_per_person=2, resize=0.4)
+    assert data.classes == ["Ada Lovelace", "Alan Turing"]  # scikit-learn spells names with spaces; one photo: left out
+    assert data.images.dtype == torch.uint8 and data.images.shape == (7, 1, 50, 37)
+    assert sorted(data.labels.tolist()) == [0, 0, 0, 1, 1, 1, 1]
+    for label, level in ((0, 20), (1, 60)):  # each person's photos keep their grey level
+        assert (data.images[data.labels == label].float() - level).abs().max() <= 2
+    assert len(datasets.load_lfw_people(tmp_path, min_faces_per_person=1)) == 8
+    with pytest.raises(ValueError, match="min_faces_per_person"):  # nobody has five photos
+        datasets.load_lfw_people(tmp_path, min_faces_per_person=5)
+    with pytest.raises(ValueError, match="resize"):
+        datasets.load_lfw_people(tmp_path, resize=0.0)
+
+
+def test_lfw_people_missing_offline_says_how_to_get_it(tmp_path):
+    with pytest.raises(DatasetMissingError, match=r"download=True.*lfw_home|lfw_home.*download=True") as error:
+        datasets.load_lfw_people(tmp_path)
+    assert str(tmp_path / "lfw_home") in str(error.value)
+    (tmp_path / "lfw_home" / "lfw_funneled" / "A_B").mkdir(parents=True)  # photos but no index files
+    with pytest.raises(DatasetMissingError, match="incomplete"):
+        datasets.load_lfw_people(tmp_path)

@@ -263,3 +263,19 @@ def test_live_slider_plot_puts_the_figure_in_an_output_widget(monkeypatch):
     monkeypatch.setenv("COURSE_HEADLESS", "0")
     box = slider_plot(Recorder(), labels=(1, 20, 1))
     assert shown[-1] is box and isinstance(box.children[1], ipywidgets.Output)
+
+
+def test_distance_histograms_and_roc_draw_what_they_are_given():
+    from course_lib.plots import plot_distance_histograms, plot_roc
+
+    d, same = torch.tensor([0.1, 0.2, 0.3, 2.0, 3.5]), torch.tensor([True, True, True, False, False])
+    fig = plot_distance_histograms(d, same, threshold=1.1)
+    ax = fig.axes[0]
+    heights = [sum(p.get_height() for p in c) for c in ax.containers]
+    assert heights == [3, 2] and ax.get_xlim() == (0.0, 4.0)
+    assert [line.get_xdata()[0] for line in ax.lines] == [1.1]
+    with pytest.raises(ValueError, match="same length"):
+        plot_distance_histograms(d, same[:3])
+    fig = plot_roc({"a": ([0, 0.5, 1], [0, 0.9, 1])})
+    assert [line.get_label() for line in fig.axes[0].lines] == ["a", "chance"]
+    plt.close("all")
