@@ -11,6 +11,7 @@ Lecture topic -> file (read it beside the notebook):
 * colorization (notebook 06) ............................. colorization.py
 * contrastive predictive coding (notebook 07) ........... cpc.py
 * SimCLR (notebook 08) ................................... simclr.py
+* metric learning with the triplet loss, FaceNet (notebook 09) ... facenet.py
 * every method on one protocol, the comparison (notebook 10) ... comparison.py
 * the evaluation protocol (probes, kNN, fine-tuning) .... evaluate.py, baselines.py, results.py
 * encoders and heads .................................... models.py
