@@ -268,3 +268,26 @@ def test_make_test_runs_the_fast_profile_headless_without_budgets_whatever_the_s
     assert "course_lib.tools.nbval_watchdog" in seen["cmd"]
     assert "--nbval-cell-timeout=600" in seen["cmd"]
     assert os.environ["COURSE_PROFILE"] == "grade"  # the caller's own environment is left alone
+
+
+def test_make_test_runs_two_workers_where_it_can(monkeypatch):
+    from course_lib.tools.cli import test_workers_args
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert test_workers_args(None) == ["-n", "2", "--dist", "loadgroup"]
+    assert test_workers_args(5) == ["-n", "2", "--dist", "loadgroup"], "two groups: more workers would idle"
+    assert test_workers_args(1) == [], "one worker: no xdist at all"
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert test_workers_args(None) == []
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(ValueError, match="workers"):
+            test_workers_args(bad)
+
+
+def test_notebooks_run_in_one_worker_and_the_unit_tests_in_the_other():
+    from course_lib.tools.nbval_watchdog import split_scope
+
+    assert split_scope("notebooks/01_learning_paradigms.ipynb::Cell 0") == "notebooks"
+    assert split_scope("notebooks/10_comparison.ipynb::Cell 12") == "notebooks"
+    assert split_scope("tests/test_config.py::test_profiles[fast]") == "unit-tests"
+    assert split_scope("tests/test_grading.py::TestX::test_y") == "unit-tests"

@@ -38,9 +38,24 @@ def _test(args: argparse.Namespace) -> int:
     timeout = get_profile("fast").cell_timeout_s
     cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", f"--nbval-cell-timeout={timeout:.0f}",
            "-p", "no:cacheprovider", "-p", "course_lib.tools.nbval_watchdog",
-           *(args.pytest_args or ["tests", "notebooks"])]
+           *test_workers_args(args.workers), *(args.pytest_args or ["tests", "notebooks"])]
     print("+", " ".join(cmd), flush=True)
     return subprocess.call(cmd, cwd=REPO_ROOT, env=env)
+
+
+def test_workers_args(workers: int | None) -> list[str]:
+    """pytest-xdist's arguments for ``workers`` processes (None: two where the machine has two cores or more and
+    pytest-xdist is installed, else one): the notebooks in one worker, in course order, the unit tests in the
+    other (``nbval_watchdog.pytest_collection_modifyitems``). One worker: no xdist at all."""
+    if workers is None:
+        try:
+            import xdist  # noqa: F401
+        except ImportError:
+            return []
+        workers = 2 if (os.cpu_count() or 1) >= 2 else 1
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
+    return [] if workers == 1 else ["-n", str(min(workers, 2)), "--dist", "loadgroup"]
 
 
 def _lab(args: argparse.Namespace) -> int:
@@ -105,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("test", help="run the unit tests and execute every notebook under nbval")
     p.add_argument("pytest_args", nargs="*", help="passed to pytest (default: tests notebooks)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="pytest processes: 1, or 2 (notebooks in one, unit tests in the other; the default "
+                        "with two cores or more and pytest-xdist installed; more is the same as 2)")
     p.set_defaults(fn=_test)
 
     p = sub.add_parser("course", help="execute every notebook; write executed copies, HTML and a summary")
