@@ -102,7 +102,7 @@ def _names_in_source(fn: types.FunctionType) -> set[str]:
     return names
 
 
-def _check_source(student: Sequence[Callable], library: list[tuple[str, Callable]]) -> None:
+def _check_source(student: Sequence[Callable], library: list[list]) -> None:
     names = {name for name, _ in library}
     originals = [function for _, function in library]
     for fn in _functions_reached(student):
@@ -142,7 +142,9 @@ def _swap_everywhere(original: Callable, replacement: Callable) -> list[Callable
     undo: list[Callable[[], None]] = []
     for holder in gc.get_referrers(original):
         if isinstance(holder, dict):
-            owner = _class_of(holder)
+            # a class's dict has __module__ and no __name__ (a module's, a notebook's namespace have both);
+            # only for those is the owner looked up, a scan of the whole heap
+            owner = _class_of(holder) if "__module__" in holder and "__name__" not in holder else None
             for key, value in list(holder.items()):
                 if value is not original:
                     continue
@@ -183,7 +185,8 @@ def without_library(*targets: str, student: Callable | Sequence[Callable]) -> It
     students = [student] if callable(student) else list(student)
     if not students or not all(callable(f) for f in students):
         raise TypeError(f"student must be the student's function or a list of them, got {student!r}")
-    library = [_resolve(t) for t in targets]  # a list, not a dict: the swap rewrites every dict that holds them
+    # lists, not a dict or tuples: the swap rewrites every dict and scans every tuple that holds them
+    library = [list(_resolve(t)) for t in targets]
     _check_source(students, library)
 
     calls: list[str] = []
