@@ -6,7 +6,7 @@ The Makefile's targets call these, so everything also works without make:
     python -m course_lib test          # unit tests + every notebook under nbval
     python -m course_lib lab           # JupyterLab on notebooks/
     python -m course_lib build-data    # rebuild data/fashion_mnist_subset.npz
-    python -m course_lib release       # student versions of every notebook in build/release/
+    python -m course_lib release       # student versions of every notebook + the student bundle, in build/release/
     python -m course_lib grade DIR     # autograde submissions: scores.csv, feedback, gradebook in grades/
     python -m course_lib bench         # time the input pipeline (--notebooks: the course table too)
     python -m course_lib demo          # prepare a live lecture: warm every notebook's cache, time a warm run
@@ -68,13 +68,19 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
-    from course_lib.tools.grading import GradingError, release
+    from pathlib import Path
+
+    from course_lib.tools.bundle import make_bundle
+    from course_lib.tools.grading import GradingError, course_notebooks, release
     try:
         written = release(args.source, args.out)
-    except GradingError as e:
+        folder, archive = make_bundle(written, list(course_notebooks(args.source).values()), Path(args.out))
+    except (GradingError, ValueError) as e:
         print(f"release failed: {e}", file=sys.stderr)
         return 2
-    print("\n".join(["student versions (hand these out):", *(f"  {p}" for p in written)]))
+    print("\n".join(["student versions (nbgrader's release layout, e.g. for its exchange):",
+                      *(f"  {p}" for p in written),
+                      f"the student bundle (give students this, never the repository): {folder}", f"  zipped: {archive}"]))
     return 0
 
 
