@@ -8,6 +8,7 @@ The Makefile's targets call these, so everything also works without make:
     python -m course_lib build-data    # rebuild data/fashion_mnist_subset.npz
     python -m course_lib release       # student versions of every notebook + the student bundle, in build/release/
     python -m course_lib grade DIR     # autograde submissions: scores.csv, feedback, gradebook in grades/
+    python -m course_lib grade-manual CSV  # record the points given by hand to written answers
     python -m course_lib bench         # time the input pipeline (--notebooks: the course table too)
     python -m course_lib demo          # prepare a live lecture: warm every notebook's cache, time a warm run
 """
@@ -97,11 +98,33 @@ def _grade(args: argparse.Namespace) -> int:
     from course_lib.tools.grading import GradingError, grade
     try:
         grade(args.submissions, args.out, args.source, args.cell_timeout, args.profile, warm_up=not args.no_warm_up,
-              isolation=args.isolation)
+              isolation=args.isolation, jobs=args.jobs)
     except GradingError as e:
         print(f"grading failed: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _grade_manual(args: argparse.Namespace) -> int:
+    from course_lib.tools.grading import GradingError, record_manual_grades
+    try:
+        n = record_manual_grades(args.table, args.out)
+    except (GradingError, ValueError, OSError) as e:
+        print(f"recording manual grades failed: {e}", file=sys.stderr)
+        return 2
+    print(f"{n} written answers graded by hand recorded; scores in {args.out}/scores.csv")
+    return 0
+
+
+def _jobs(text: str) -> int:
+    """argparse type: a number of processes >= 1."""
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of processes >= 1, got {text!r}")
+    return jobs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,7 +194,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="grade", help="profile the submissions run under (default 'grade')")
     p.add_argument("--no-warm-up", action="store_true",
                    help="skip the instructor's run that seeds every submission's cache (fine for 1-2 submissions)")
+    p.add_argument("--jobs", type=_jobs, default=1,
+                   help="students graded at once, each in its own process (default 1; needs isolated kernels)")
     p.set_defaults(fn=_grade)
+
+    p = sub.add_parser("grade-manual", help="record the points given by hand to written answers (a CSV)")
+    p.add_argument("table", help="CSV with columns student, notebook, question, points: a filled copy of "
+                                 "grades/manual_grading.csv")
+    p.add_argument("--out", default=str(REPO_ROOT / "grades"), help="the grading output folder (gradebook.db)")
+    p.set_defaults(fn=_grade_manual)
 
     args = parser.parse_args(argv)
     if args.command == "course" and args.profile:
