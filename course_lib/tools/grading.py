@@ -6,11 +6,14 @@ Every notebook is one nbgrader *assignment*, named after its file.
 
 * :func:`release` runs ``nbgrader generate_assignment`` on every notebook: the
   student version (solutions -> ``raise NotImplementedError()``, hidden tests
-  removed) lands in ``build/release/<notebook>/<notebook>.ipynb``.
+  removed) lands in ``build/release/<notebook>/<notebook>.ipynb``; ``make release`` then writes the
+  student bundle from them (``course_lib/tools/bundle.py``).
 * :func:`grade` runs ``nbgrader autograde`` on every submitted notebook under the
   ``grade`` profile, with a per-cell timeout, and keeps the scores in nbgrader's
   gradebook (SQLite, in ``grades/``, kept between runs and by ``make clean``); it
-  writes ``scores.csv`` (every student ever graded) and per-student feedback beside it.
+  writes ``scores.csv`` (every student ever graded) and per-student feedback beside it. Written answers
+  (nbgrader's manually graded cells) wait for a person: :func:`record_manual_grades` records their points.
+  ``jobs`` students are executed at once in worker processes; this process alone writes the gradebook.
 
 One submission cannot change another's grade. Each student is graded in a fresh
 folder built from copies the grader holds in memory (the source notebook, nbgrader's
