@@ -111,11 +111,11 @@ def secret_lines(notebooks: list[Path], library_root: Path = REPO_ROOT) -> dict[
     """Normalized line -> where it comes from (``notebook: grade_id (hidden test | solution)``), for every line of
     every hidden-test region and every solution of ``notebooks`` except library answers, without trailing
     comments; minus trivial lines (shorter than ``MIN_CHARS``, comments, bare imports, plain Python such as
-    ``except ValueError:``), lines the student sees
-    anyway (in a visible cell or outside the regions, in any of the notebooks) and idioms (lines that
-    ``library_root/course_lib`` has in ``IDIOM_FILES`` files or more, e.g. a seeded ``torch.Generator``)."""
+    ``except ValueError:``), lines the student sees anyway (in a visible cell or outside the regions, in any of
+    the notebooks, also as part of a longer line) and idioms (lines that ``library_root/course_lib`` has in
+    ``IDIOM_FILES`` files or more, e.g. a seeded ``torch.Generator``)."""
     found: dict[str, str] = {}
-    visible: set[str] = set()
+    visible: list[str] = []
     for path in notebooks:
         for cell in nbformat.read(path, as_version=4).cells:
             meta = cell.metadata.get("nbgrader", {})
@@ -128,13 +128,14 @@ def secret_lines(notebooks: list[Path], library_root: Path = REPO_ROOT) -> dict[
                     solution, rest = rest.splitlines(), ""
                 if not is_library_answer(cell):
                     secret += [(line, "solution") for line in solution]
-            visible.update(normalize(line) for line in rest.splitlines())
+            visible.append(normalize(rest))
             for line, kind in secret:
                 found.setdefault(_code(line), f"{where} ({kind})")
     library = [normalize(p.read_text(encoding="utf-8")) for p in sorted((library_root / "course_lib").rglob("*.py"))]
+    shown = "\n".join(visible)
     return {line: where for line, where in found.items()
             if len(line) >= MIN_CHARS and not line.startswith("#") and not _IMPORT.fullmatch(line)
-            and not _plain_python(line) and line not in visible and sum(line in text for text in library) < IDIOM_FILES}
+            and not _plain_python(line) and line not in shown and sum(line in text for text in library) < IDIOM_FILES}
 
 
 def _strings(value) -> list[str]:
