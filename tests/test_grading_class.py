@@ -175,3 +175,23 @@ def test_cli_refuses_zero_jobs(capsys):
     with pytest.raises(SystemExit) as e:
         cli_main(["grade", "anywhere", "--jobs", "0"])
     assert e.value.code == 2 and "--jobs" in capsys.readouterr().err
+
+
+def test_two_grading_runs_at_once_into_one_folder_queue_up_and_keep_every_row(tmp_path):
+    """Two grading runs started together with the same --out (as two containers sharing the folder would): the
+    second waits for the first (the lock), and scores.csv holds both students with their own scores."""
+    import os
+    import subprocess
+    import sys
+
+    source, student_version = course(tmp_path)
+    submit(tmp_path / "ann", "ann", answer(student_version, **RIGHT))
+    submit(tmp_path / "bob", "bob", answer(student_version, square=RIGHT["square"]))
+    runs = [subprocess.Popen([sys.executable, "-m", "course_lib", "grade", str(tmp_path / who), "--out",
+                              str(tmp_path / "out"), "--source", str(source), "--cell-timeout", str(CELL_TIMEOUT),
+                              "--no-warm-up"], env=os.environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True) for who in ("ann", "bob")]
+    outputs = [run.communicate(timeout=600)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    table = rows(tmp_path / "out")
+    assert {s: (r["points"], r["max_points"]) for s, r in table.items()} == {"ann": ("6", "8"), "bob": ("3", "8")}
