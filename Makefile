@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: course test lab demo bench release grade data clean
+.PHONY: course test lab demo bench release grade grade-manual data clean
+JOBS ?= 1
 
 $(STAMP): pyproject.toml requirements-lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,11 +27,14 @@ demo: $(STAMP)  ## prepare a live lecture: warm every notebook's cache (full pro
 bench: $(STAMP)  ## time the input pipeline (course vs DataLoader) and every notebook; build/bench/
 	$(PY) -m course_lib bench --notebooks
 
-release: $(STAMP)  ## student versions of every notebook (no solutions, no hidden tests) in build/release/
+release: $(STAMP)  ## the student bundle (build/release/ssl-course/ and .zip: no solutions, no hidden tests)
 	$(PY) -m course_lib release
 
-grade: $(STAMP)  ## autograde: make grade SUBMISSIONS=folder (scores.csv, feedback, gradebook in grades/)
-	$(PY) -m course_lib grade $(SUBMISSIONS)
+grade: $(STAMP)  ## autograde: make grade SUBMISSIONS=folder JOBS=2 (scores.csv, feedback, gradebook in grades/)
+	$(PY) -m course_lib grade $(SUBMISSIONS) --jobs $(JOBS)
+
+grade-manual: $(STAMP)  ## record points given by hand: make grade-manual MANUAL=filled-copy-of-manual_grading.csv
+	$(PY) -m course_lib grade-manual $(MANUAL)
 
 data: $(STAMP)  ## rebuild data/fashion_mnist_subset.npz from the official files
 	$(PY) -m course_lib build-data

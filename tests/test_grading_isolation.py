@@ -351,7 +351,7 @@ def test_scores_csv_holds_every_student_ever_graded(tmp_path):
               cell_timeout=CELL_TIMEOUT)
     assert {s: (r["points"], r["max_points"]) for s, r in rows(out).items()} == {"ann": ("6", "6"), "bob": ("3", "6")}
     assert sorted(p.name for p in out.iterdir()) == [".grading.lock", "feedback", "gradebook.db", "grading.json",
-                                                     "scores.csv"]  # (written through a temporary file, renamed)
+                                                     "manual_grading.csv", "scores.csv"]  # (temporary files renamed)
 
 
 def test_a_hang_in_the_instructors_warm_up_is_run_again(tmp_path, capsys, monkeypatch):

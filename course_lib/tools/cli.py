@@ -6,8 +6,9 @@ The Makefile's targets call these, so everything also works without make:
     python -m course_lib test          # unit tests + every notebook under nbval
     python -m course_lib lab           # JupyterLab on notebooks/
     python -m course_lib build-data    # rebuild data/fashion_mnist_subset.npz
-    python -m course_lib release       # student versions of every notebook in build/release/
+    python -m course_lib release       # student versions of every notebook + the student bundle, in build/release/
     python -m course_lib grade DIR     # autograde submissions: scores.csv, feedback, gradebook in grades/
+    python -m course_lib grade-manual CSV  # record the points given by hand to written answers
     python -m course_lib bench         # time the input pipeline (--notebooks: the course table too)
     python -m course_lib demo          # prepare a live lecture: warm every notebook's cache, time a warm run
 """
@@ -83,13 +84,19 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
-    from course_lib.tools.grading import GradingError, release
+    from pathlib import Path
+
+    from course_lib.tools.bundle import make_bundle
+    from course_lib.tools.grading import GradingError, course_notebooks, release
     try:
         written = release(args.source, args.out)
-    except GradingError as e:
+        folder, archive = make_bundle(written, list(course_notebooks(args.source).values()), Path(args.out))
+    except (GradingError, ValueError) as e:
         print(f"release failed: {e}", file=sys.stderr)
         return 2
-    print("\n".join(["student versions (hand these out):", *(f"  {p}" for p in written)]))
+    print("\n".join(["student versions (nbgrader's release layout, e.g. for its exchange):",
+                      *(f"  {p}" for p in written),
+                      f"the student bundle (give students this, never the repository): {folder}", f"  zipped: {archive}"]))
     return 0
 
 
@@ -106,11 +113,33 @@ def _grade(args: argparse.Namespace) -> int:
     from course_lib.tools.grading import GradingError, grade
     try:
         grade(args.submissions, args.out, args.source, args.cell_timeout, args.profile, warm_up=not args.no_warm_up,
-              isolation=args.isolation)
+              isolation=args.isolation, jobs=args.jobs)
     except GradingError as e:
         print(f"grading failed: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _grade_manual(args: argparse.Namespace) -> int:
+    from course_lib.tools.grading import GradingError, record_manual_grades
+    try:
+        n = record_manual_grades(args.table, args.out)
+    except (GradingError, ValueError, OSError) as e:
+        print(f"recording manual grades failed: {e}", file=sys.stderr)
+        return 2
+    print(f"{n} written answers graded by hand recorded; scores in {args.out}/scores.csv")
+    return 0
+
+
+def _jobs(text: str) -> int:
+    """argparse type: a number of processes >= 1."""
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of processes >= 1, got {text!r}")
+    return jobs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,7 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="grade", help="profile the submissions run under (default 'grade')")
     p.add_argument("--no-warm-up", action="store_true",
                    help="skip the instructor's run that seeds every submission's cache (fine for 1-2 submissions)")
+    p.add_argument("--jobs", type=_jobs, default=1,
+                   help="students graded at once, each in its own process (default 1; needs isolated kernels)")
     p.set_defaults(fn=_grade)
+
+    p = sub.add_parser("grade-manual", help="record the points given by hand to written answers (a CSV)")
+    p.add_argument("table", help="CSV with columns student, notebook, question, points: a filled copy of "
+                                 "grades/manual_grading.csv")
+    p.add_argument("--out", default=str(REPO_ROOT / "grades"), help="the grading output folder (gradebook.db)")
+    p.set_defaults(fn=_grade_manual)
 
     args = parser.parse_args(argv)
     if args.command == "course" and args.profile:

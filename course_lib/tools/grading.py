@@ -6,11 +6,14 @@ Every notebook is one nbgrader *assignment*, named after its file.
 
 * :func:`release` runs ``nbgrader generate_assignment`` on every notebook: the
   student version (solutions -> ``raise NotImplementedError()``, hidden tests
-  removed) lands in ``build/release/<notebook>/<notebook>.ipynb``.
+  removed) lands in ``build/release/<notebook>/<notebook>.ipynb``; ``make release`` then writes the
+  student bundle from them (``course_lib/tools/bundle.py``).
 * :func:`grade` runs ``nbgrader autograde`` on every submitted notebook under the
   ``grade`` profile, with a per-cell timeout, and keeps the scores in nbgrader's
   gradebook (SQLite, in ``grades/``, kept between runs and by ``make clean``); it
-  writes ``scores.csv`` (every student ever graded) and per-student feedback beside it.
+  writes ``scores.csv`` (every student ever graded) and per-student feedback beside it. Written answers
+  (nbgrader's manually graded cells) wait for a person: :func:`record_manual_grades` records their points.
+  ``jobs`` students are executed at once in worker processes; this process alone writes the gradebook.
 
 One submission cannot change another's grade. Each student is graded in a fresh
 folder built from copies the grader holds in memory (the source notebook, nbgrader's
@@ -30,11 +33,14 @@ reported.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import csv
+import dataclasses
 import fcntl
 import io
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -106,6 +112,8 @@ class Score:
     failures: list[str] = field(default_factory=list)  # "test id: why", or why the notebook was not graded
     seconds: float = 0.0
     grader: list[str] = field(default_factory=list)  # what the machinery did: isolation, retries after a hang
+    manual: list[str] = field(default_factory=list)  # "question (N points)": written answers to be graded by hand
+    answers: dict[str, str] = field(default_factory=dict)  # question id -> the student's written answer
 
 
 # ------------------------------------------------------------------ nbgrader, hardened
@@ -465,6 +473,7 @@ class _Inputs:
     gradebook: bytes  # nbgrader's gradebook with the assignments registered, before any student
     cache: dict[str, bytes]  # the warm-up's cache
     order: list[str]  # test ids in cell order
+    manual: set[str] = field(default_factory=set)  # ids of the cells graded by hand (written answers)
 
 
 @dataclass
@@ -524,23 +533,46 @@ def _attempt(sub: Submission, nb, inputs: _Inputs, run: _Run):
         page = html.read_bytes() if api.generate_feedback(name, student).get("success") and html.exists() else None
         with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
             graded = gb.find_submission_notebook(name, name, student)
-            points = {g.name: g.score or 0.0 for g in graded.grades}
+            # a written answer left as released: nbgrader scores it 0 itself; any other needs a person (None)
+            points = {g.name: None if g.needs_manual_grade else (g.score or 0.0) for g in graded.grades}
         return points, nbformat.read(executed, as_version=4), page
     finally:
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(ipc, ignore_errors=True)
 
 
-def _record(db: Path, name: str, student: str, points: dict[str, float]) -> None:
-    """Store a student's points (test id -> points; tests not in ``points`` get 0) in the gradebook."""
+def _record(db: Path, name: str, student: str, points: dict[str, float | None], changed: set[str] = frozenset()) \
+        -> None:
+    """Store a student's points (test id -> points; tests not in ``points`` get 0) in the gradebook. ``None``: a
+    written answer to be graded by hand; a score already given by hand is kept, unless the answer is in
+    ``changed`` (it differs from the one graded before): then it is dropped and the answer waits for a person."""
     with Gradebook(f"sqlite:///{db}") as gb:
         gb.update_or_create_student(student)
         submission = gb.update_or_create_submission(name, student)
         for nb in submission.notebooks:
             for grade in nb.grades:
-                grade.auto_score, grade.manual_score = points.get(grade.name, 0.0), None
-                grade.needs_manual_grade = False
+                if grade.name in points and points[grade.name] is None:
+                    grade.auto_score = None
+                    if grade.name in changed:  # a score given to another answer is not this one's
+                        grade.manual_score = None
+                    grade.needs_manual_grade = grade.manual_score is None
+                else:
+                    grade.auto_score, grade.manual_score = points.get(grade.name, 0.0), None
+                    grade.needs_manual_grade = False
         gb.db.commit()
+
+
+def _stored_grades(db: Path, name: str, student: str) -> dict[str, tuple[float, float, bool]]:
+    """A student's grades in the gradebook: id -> (points, max points, waiting for a person)."""
+    with Gradebook(f"sqlite:///{db}") as gb:
+        return {g.name: (0.0 if g.needs_manual_grade else g.score or 0.0, g.max_score, bool(g.needs_manual_grade))
+                for g in gb.find_submission_notebook(name, name, student).grades}
+
+
+def _manual_ids(nb) -> set[str]:
+    """Cells graded by hand: nbgrader's manually graded answers (``grade`` and ``solution`` both true)."""
+    return {c.metadata["nbgrader"]["grade_id"] for c in nb.cells
+            if c.metadata.get("nbgrader", {}).get("grade") and c.metadata["nbgrader"].get("solution")}
 
 
 def _max_points(db: Path, name: str) -> dict[str, float]:
@@ -548,20 +580,26 @@ def _max_points(db: Path, name: str) -> dict[str, float]:
         return {g.name: g.max_score for nb in gb.find_assignment(name).notebooks for g in nb.grade_cells}
 
 
-def _score_and_feedback(score: Score, grades: dict[str, tuple[float, float]], executed, feedback_dir: Path) -> None:
-    """Points from ``grades`` (test id -> (points, max points)), why each test failed from the executed notebook;
-    write the feedback Markdown."""
-    score.points = sum(points for points, _ in grades.values())
-    score.max_points = sum(max_points for _, max_points in grades.values())
+def _score_and_feedback(score: Score, grades: dict[str, tuple], executed, feedback_dir: Path) -> None:
+    """Points from ``grades`` (test id -> (points, max points[, waiting for a person])), why each test failed
+    from the executed notebook; write the feedback Markdown."""
+    score.points = sum(g[0] for g in grades.values())
+    score.max_points = sum(g[1] for g in grades.values())
+    score.manual = [f"{gid} ({g[1]:g} points)" for gid, g in grades.items() if len(g) > 2 and g[2]]
     errors = _errors(executed) if executed is not None else {}
     cells = executed.cells if executed is not None else []
     cell_of = {c.metadata.get("nbgrader", {}).get("grade_id"): i for i, c in enumerate(cells)}
     lines = [f"# {score.notebook}: {score.points:g} / {score.max_points:g} points ({score.student})", ""]
+    if score.manual:
+        lines += [f"Written answers still to be graded by hand: {', '.join(score.manual)}; the points above "
+                  "do not count them yet.", ""]
     lines += [f"**{why}**\n" for why in score.failures]
     lines += ["| test | points | result |", "|---|---|---|"] if grades else []
-    for gid, (points, max_points) in grades.items():
+    for gid, (points, max_points, *waiting) in grades.items():
         result = "passed"
-        if points < max_points:
+        if waiting and waiting[0]:
+            result = "written answer: to be graded by hand"
+        elif points < max_points:
             if executed is None:
                 result = "not run"
             else:
@@ -583,17 +621,23 @@ def _write_feedback(feedback_dir: Path, notebook: str, text: str) -> None:
     (feedback_dir / f"{notebook}.md").write_text(text, encoding="utf-8")
 
 
-def _grade_one(sub: Submission, inputs: _Inputs, run: _Run) -> Score:
+@dataclass
+class _Executed:
+    """A submission executed (or not): what :func:`_grade_one` records. Made in a worker process with ``--jobs``."""
+
+    points: dict[str, float | None]
+    executed: object  # the executed notebook, or None
+    page: bytes | None  # nbgrader's feedback HTML
+    why: str  # '' or why it was not graded / was refused
+    notes: list[str]  # what the machinery did (retries)
+    seconds: float
+
+
+def _execute(sub: Submission, inputs: _Inputs, run: _Run) -> _Executed:
+    """Read and execute one submission (a machinery failure is retried once); touches no gradebook but its own."""
     start = time.perf_counter()
-    score = Score(sub.student, sub.notebook, grader=["isolated (bwrap)" if run.sandbox else "NOT isolated"])
-    feedback_dir = run.out / "feedback" / sub.student
-    for old in (feedback_dir / f"{sub.notebook}.md", feedback_dir / f"{sub.notebook}.html"):
-        old.unlink(missing_ok=True)
-    maxima = _max_points(run.db, sub.notebook)
-    order = {gid: i for i, gid in enumerate(inputs.order)}
     nb, why = _read_submission(sub.path)
-    executed, page, points = None, None, {}
-    kept = run.db.read_bytes()  # without isolation a kernel can reach the gradebook: compared after it
+    executed, page, points, notes = None, None, {}, []
     if not why:
         for attempt in (1, 2):
             if run.broken:
@@ -604,15 +648,41 @@ def _grade_one(sub: Submission, inputs: _Inputs, run: _Run) -> Score:
                 why = ""
             except GraderFailure as e:
                 why = f"{NOT_GRADED}: {e}"
-                score.grader.append(f"try {attempt}: {e}" + ("; graded again" if attempt == 1 else ""))
+                notes.append(f"try {attempt}: {e}" + ("; graded again" if attempt == 1 else ""))
             refused = _check_environment(run, sub)
             if refused or not why:
                 why = refused
                 break
-        if run.db.read_bytes() != kept:
-            run.db.write_bytes(kept)
-            why = (why + "; " if why.startswith("refused") else "refused: ") + \
-                "the submission changed the gradebook (restored as it was before it)"
+    return _Executed(points, executed, page, why, notes, time.perf_counter() - start)
+
+
+def _answers(executed, manual: set[str]) -> dict[str, str]:
+    """The student's written answers (question id -> text) in the executed notebook."""
+    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in executed.cells
+            if c.metadata.get("nbgrader", {}).get("grade_id") in manual}
+
+
+def _grade_one(sub: Submission, inputs: _Inputs, run: _Run, previous: dict | None = None,
+               done: _Executed | None = None) -> Score:
+    """Grade one submission (or record ``done``, executed by a worker): gradebook, feedback, Score. ``previous``:
+    its last entry in the grading log (the written answers graded before)."""
+    start = time.perf_counter()
+    score = Score(sub.student, sub.notebook, grader=["isolated (bwrap)" if run.sandbox else "NOT isolated"])
+    feedback_dir = run.out / "feedback" / sub.student
+    for old in (feedback_dir / f"{sub.notebook}.md", feedback_dir / f"{sub.notebook}.html"):
+        old.unlink(missing_ok=True)
+    maxima = _max_points(run.db, sub.notebook)
+    order = {gid: i for i, gid in enumerate(inputs.order)}
+    kept = run.db.read_bytes()  # without isolation a kernel can reach the gradebook: compared after it
+    ran = time.perf_counter()
+    result = done or _execute(sub, inputs, run)
+    ran = time.perf_counter() - ran
+    points, executed, page, why = result.points, result.executed, result.page, result.why
+    score.grader += result.notes
+    if run.db.read_bytes() != kept:
+        run.db.write_bytes(kept)
+        why = (why + "; " if why.startswith("refused") else "refused: ") + \
+            "the submission changed the gradebook (restored as it was before it)"
     if why.startswith(NOT_GRADED):  # never a 0: the gradebook keeps what it had, the CSV says why
         score.points, score.failures = None, [why]
         score.max_points = sum(maxima.values())
@@ -622,13 +692,17 @@ def _grade_one(sub: Submission, inputs: _Inputs, run: _Run) -> Score:
         if why:
             score.failures.append(why)
             points = {}
-        _record(run.db, sub.notebook, sub.student, points)
-        grades = {gid: (points.get(gid, 0.0), m) for gid, m in sorted(maxima.items(),
-                                                                       key=lambda kv: order.get(kv[0], len(order)))}
+        score.answers = _answers(executed, inputs.manual) if executed is not None and not why else {}
+        before = (previous or {}).get("answers", {})
+        changed = {q for q, text in score.answers.items() if q in before and before[q] != text}
+        _record(run.db, sub.notebook, sub.student, points, changed)
+        stored = _stored_grades(run.db, sub.notebook, sub.student)
+        grades = {gid: stored.get(gid, (0.0, m, False))
+                  for gid, m in sorted(maxima.items(), key=lambda kv: order.get(kv[0], len(order)))}
         _score_and_feedback(score, grades, executed, feedback_dir)
         if page is not None:
             (feedback_dir / f"{sub.notebook}.html").write_bytes(page)
-    score.seconds = round(time.perf_counter() - start, 1)
+    score.seconds = round(time.perf_counter() - start - ran + result.seconds, 1)
     return score
 
 
@@ -668,25 +742,47 @@ def _load_log(path: Path) -> dict[str, dict]:
                            "or delete it (the points are in the gradebook)") from None
 
 
+SCORES_HEADER = ["student", "notebook", "points", "max_points", "needs_manual_grading", "failures", "seconds",
+                 "grader"]
+MANUAL_HEADER = ["student", "notebook", "question", "max_points", "points", "status", "answer"]
+
+
 def write_scores(db: Path, log: dict[str, dict], path: Path) -> list[dict[str, str]]:
     """Write ``scores.csv`` atomically: one row per notebook of every student in the gradebook (points from the
-    gradebook) and per file in ``log`` (the grading log: failures, seconds, what the grader did). Returns the rows."""
+    gradebook) and per file in ``log`` (the grading log: failures, seconds, what the grader did). Returns the rows.
+
+    ``points`` counts what is graded; a written answer that waits for a person counts 0 there and is named in
+    ``needs_manual_grading`` (``question (N points)``). Beside it, ``manual_grading.csv``: every written answer
+    with its points so far, for :func:`record_manual_grades`."""
     rows: dict[tuple[str, str], dict[str, str]] = {}
+    manual: list[dict[str, str]] = []
     if db.exists():
         with Gradebook(f"sqlite:///{db}") as gb:
             for assignment in gb.assignments:
                 for submission in assignment.submissions:
                     grades = [g for nb in submission.notebooks for g in nb.grades]
-                    rows[submission.student.id, assignment.name] = {
-                        "points": f"{sum(g.score or 0.0 for g in grades):g}",
-                        "max_points": f"{sum(g.max_score for g in grades):g}"}
+                    waiting = [g for g in grades if g.needs_manual_grade]
+                    student = submission.student.id
+                    rows[student, assignment.name] = {
+                        "points": f"{sum(g.score or 0.0 for g in grades if not g.needs_manual_grade):g}",
+                        "max_points": f"{sum(g.max_score for g in grades):g}",
+                        "needs_manual_grading": " | ".join(f"{g.name} ({g.max_score:g} points)" for g in waiting)}
+                    answers = log.get(f"{student}/{assignment.name}", {}).get("answers", {})
+                    for g in grades:
+                        if g.name in answers:
+                            manual.append({"student": student, "notebook": assignment.name, "question": g.name,
+                                           "max_points": f"{g.max_score:g}", "answer": answers[g.name],
+                                           "points": "" if g.needs_manual_grade or g.manual_score is None
+                                           else f"{g.manual_score:g}",
+                                           "status": "to grade" if g.needs_manual_grade else
+                                           "graded by hand" if g.manual_score is not None else "left blank: 0"})
     for entry in log.values():
         row = rows.setdefault((entry["student"], entry["notebook"]), {"points": "0", "max_points": "0"})
         if entry.get("points") is None:  # not graded (grader error): no points claimed
             row.update(points="", max_points=f"{entry.get('max_points', 0):g}")
         row.update(failures=" | ".join(entry.get("failures", [])), seconds=str(entry.get("seconds", "")),
                    grader=" | ".join(entry.get("grader", [])))
-    header = ["student", "notebook", "points", "max_points", "failures", "seconds", "grader"]
+    header = SCORES_HEADER
     text = io.StringIO()
     w = csv.writer(text, lineterminator="\n")
     w.writerow(header)
@@ -696,7 +792,59 @@ def write_scores(db: Path, log: dict[str, dict], path: Path) -> list[dict[str, s
         w.writerow([full[k] for k in header])
         out.append(full)
     _atomic_write(path, text.getvalue())
+    text = io.StringIO()
+    w = csv.DictWriter(text, MANUAL_HEADER, lineterminator="\n")
+    w.writeheader()
+    w.writerows(sorted(manual, key=lambda r: (r["notebook"], r["question"], r["student"])))
+    _atomic_write(path.with_name("manual_grading.csv"), text.getvalue())
     return out
+
+
+def record_manual_grades(table: str | Path, out: str | Path = GRADING_DIR) -> int:
+    """Record the points an instructor gave written answers: ``table`` is a CSV with the columns ``student``,
+    ``notebook``, ``question``, ``points`` (others ignored; a row with empty points is skipped), e.g. a filled
+    copy of ``out/manual_grading.csv``. Every row is checked first (a ValueError names the bad ones; nothing is
+    written then); then the gradebook and ``scores.csv`` are updated. Returns the number of scores recorded."""
+    out, table = Path(out).resolve(), Path(table)
+    db = out / "gradebook.db"
+    if not db.exists():
+        raise GradingError(f"no gradebook in {out}: grade the submissions first")
+    with open(table, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = {"student", "notebook", "question", "points"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{table}: expected the columns student, notebook, question, points; missing "
+                             f"{sorted(missing)}")
+        wanted = [(n, r) for n, r in enumerate(reader, start=2) if (r.get("points") or "").strip()]
+    with _locked(out), _tools_on_path():
+        problems, found = [], []
+        with Gradebook(f"sqlite:///{db}") as gb:
+            for line, row in wanted:
+                where = f"line {line} ({row['student']}, {row['notebook']}, {row['question']})"
+                try:
+                    grade = gb.find_grade(row["question"], row["notebook"], row["notebook"], row["student"])
+                except Exception:
+                    problems.append(f"{where}: no such graded answer in the gradebook")
+                    continue
+                if grade.auto_score is not None and not grade.needs_manual_grade:
+                    problems.append(f"{where}: not a written answer (an autograded test or an answer left blank)")
+                    continue
+                try:
+                    points = float(row["points"])
+                except ValueError:
+                    problems.append(f"{where}: points {row['points']!r} is not a number")
+                    continue
+                if not 0 <= points <= grade.max_score:
+                    problems.append(f"{where}: points {points:g} outside 0..{grade.max_score:g}")
+                    continue
+                found.append((grade, points))
+            if problems:
+                raise ValueError(f"{table}: nothing recorded, {len(problems)} row(s) to fix:\n" + "\n".join(problems))
+            for grade, points in found:
+                grade.manual_score, grade.needs_manual_grade = points, False
+            gb.db.commit()
+        write_scores(db, _load_log(out / "grading.json"), out / "scores.csv")
+    return len(found)
 
 
 @contextlib.contextmanager
@@ -708,6 +856,35 @@ def _locked(out: Path):
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+_WORKER: dict = {}  # in a worker process: what every submission needs (sent once, when the worker starts)
+
+
+def _pool(jobs: int, initializer=None, initargs=()) -> concurrent.futures.ProcessPoolExecutor:
+    """``jobs`` worker processes, started fresh (spawn: no copy of this process's threads or open gradebook)."""
+    return concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=initializer, initargs=initargs)
+
+
+def _worker_init(inputs: dict[str, _Inputs], run: _Run) -> None:
+    _WORKER.update(inputs=inputs, run=run)
+
+
+def _worker_execute(sub: Submission) -> _Executed:
+    return _execute(sub, _WORKER["inputs"][sub.notebook], _WORKER["run"])
+
+
+def _warm_up_args(args: tuple) -> dict[str, bytes]:
+    return _warm_up(*args)
+
+
+def _warm_ups(args: dict[str, tuple], jobs: int) -> dict[str, dict[str, bytes]]:
+    """Every notebook's warm-up (name -> cache), ``jobs`` at a time."""
+    if jobs == 1 or len(args) < 2:
+        return {name: _warm_up(*a) for name, a in args.items()}
+    with _pool(min(jobs, len(args))) as pool:
+        return dict(zip(args, pool.map(_warm_up_args, args.values()), strict=True))
 
 
 def _isolation(isolation: str) -> tuple[bool, str]:
@@ -732,7 +909,7 @@ def check_cell_timeout(cell_timeout) -> float:
 
 def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: str | Path = SOURCE_DIR,
           cell_timeout: float = 120, profile: str = "grade", work_dir: str | Path | None = None,
-          warm_up: bool = True, isolation: str = "auto") -> list[Score]:
+          warm_up: bool = True, isolation: str = "auto", jobs: int = 1) -> list[Score]:
     """Autograde every notebook in ``submissions``; keep ``out/gradebook.db`` and ``out/grading.json`` (the
     failures), write ``out/scores.csv`` (every student ever graded into ``out``) and
     ``out/feedback/<student>/<notebook>.md`` (+ ``.html``). Returns this run's scores.
@@ -741,8 +918,15 @@ def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: st
     it does not; ``"bwrap"`` refuses to grade without it; ``"none"`` does not isolate (and says so).
     ``warm_up=False`` skips the instructor's run: each submission then trains from scratch
     (quicker for one or two submissions, slower for a class).
+    ``jobs``: students graded at once, each in its own process (the warm-ups too); this process alone writes the
+    gradebook, the log and ``scores.csv``. Needs isolated kernels: without, students are graded one at a time
+    (said once), since the checks after every student must know whose kernel changed something.
     """
     cell_timeout = check_cell_timeout(cell_timeout)
+    if isinstance(jobs, bool) or not isinstance(jobs, int):
+        raise TypeError(f"jobs: expected a whole number of processes, got {type(jobs).__name__}")
+    if jobs < 1:
+        raise ValueError(f"jobs: expected 1 or more processes, got {jobs}")
     if profile not in PROFILES:
         raise GradingError(f"unknown profile {profile!r}: expected one of {sorted(PROFILES)}")
     if isolation not in ISOLATION:
@@ -761,6 +945,9 @@ def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: st
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     isolated, why_not = _isolation(isolation)
+    if not isolated and jobs > 1:
+        print(f"note: --jobs {jobs} needs isolated kernels; grading one student at a time", file=sys.stderr)
+        jobs = 1
     if not isolated:
         _shout(f"WARNING: the submissions' kernels are NOT isolated: {why_not}.\nEach runs with your permissions "
                "and could change any file you can. Protected anyway: every student is graded from the grader's "
@@ -782,24 +969,40 @@ def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: st
                 _write_tree(template / "source" / name, {f"{name}.ipynb": data})
                 _check(api.generate_assignment(name), f"nbgrader generate_assignment {name}")
         pristine = (template / "gradebook.db").read_bytes()
-        inputs = {name: _Inputs(name, data, pristine, _warm_up(name, data, tmp / "warm-up" / name, profile,
-                                                                max(cell_timeout, 900)) if warm_up else {},
-                                orders[name]) for name, data in source_bytes.items()}
+        caches = _warm_ups({name: (name, data, tmp / "warm-up" / name, profile, max(cell_timeout, 900))
+                            for name, data in source_bytes.items()} if warm_up else {}, jobs)
+        inputs = {name: _Inputs(name, data, pristine, caches.get(name, {}), orders[name],
+                                _manual_ids(nbformat.reads(data.decode("utf-8"), as_version=4)))
+                  for name, data in source_bytes.items()}
         hidden = sandbox.hideable([tmp, out, Path(submissions), Path(source_dir)]) if isolated else []
         run = _Run(tmp, out, db, profile, cell_timeout, isolated, hidden, sandbox.environment_roots())
         run.env_before = sandbox.fingerprint(run.env_roots)
-        for sub in found:
+        def record(sub: Submission, done: _Executed | None = None) -> None:
+            key = f"{sub.student}/{sub.notebook}"
             try:
-                score = _grade_one(sub, inputs[sub.notebook], run)
+                score = _grade_one(sub, inputs[sub.notebook], run, log.get(key), done)
             except Exception as e:  # the grader's own failure on this submission: say so, grade the others
                 score = Score(sub.student, sub.notebook, points=None, failures=[f"{NOT_GRADED}: {type(e).__name__}: {e}"])
             scores.append(score)
-            log[f"{sub.student}/{sub.notebook}"] = {**score.__dict__}  # (from memory: a kernel's edits are undone)
+            log[key] = {**score.__dict__}  # (from memory: a kernel's edits are undone)
             _atomic_write(log_path, json.dumps(log, indent=1, sort_keys=True))
             write_scores(db, log, out / "scores.csv")
             points = "-" if score.points is None else f"{score.points:g}"
             print(f"{score.student:20s} {score.notebook:32s} {points:>4s}/{score.max_points:<4g} "
                   f"{score.seconds:5.1f}s  {', '.join(f.split(':')[0] for f in score.failures)}", flush=True)
+
+        if jobs == 1:
+            for sub in found:
+                record(sub)
+        else:  # workers execute, this process records (one writer)
+            with _pool(jobs, _worker_init, (inputs, dataclasses.replace(run, env_before={}))) as pool:
+                futures = {pool.submit(_worker_execute, sub): sub for sub in found}
+                for future in concurrent.futures.as_completed(futures):
+                    try:
+                        done = future.result()
+                    except Exception as e:  # the worker process itself failed
+                        done = _Executed({}, None, None, f"{NOT_GRADED}: {type(e).__name__}: {e}", [], 0.0)
+                    record(futures[future], done)
         for score in rejected:
             if STUDENT_ID.fullmatch(score.student):
                 _score_and_feedback(score, {}, None, out / "feedback" / score.student)

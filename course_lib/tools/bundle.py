@@ -1,0 +1,232 @@
+"""The student bundle: everything a student needs to do the homework, and nothing that gives it away.
+
+``make release`` writes it next to nbgrader's per-notebook release (``build/release/``):
+
+* ``ssl-course/`` and ``ssl-course.zip`` (the same folder, zipped): the student notebooks (solutions
+  replaced by stubs, hidden tests removed, outputs cleared), ``course_lib`` (source), ``data/``, the
+  install files (``pyproject.toml``, ``requirements-lock.txt``, ``environment.yml``) and a short
+  ``README.md`` whose two commands set everything up and open the notebooks.
+
+Students get this bundle, never the repository: the repository's ``notebooks/`` hold every solution
+and every hidden test, its ``docs/`` and ``tests/`` quote some of them.
+
+Before the bundle is handed out, :func:`find_leaks` searches every file of it (and of the zip) for
+every non-trivial line of every hidden-test region and of every solution, except the solutions of
+exercises whose answer is in ``course_lib`` by design (:func:`is_library_answer`), and the release
+stops if one is found.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import keyword
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import nbformat
+
+from course_lib.config import REPO_ROOT
+
+BUNDLE_NAME = "ssl-course"
+LIBRARY_ANSWER = "# answer in course_lib by design"  # in a solution cell: its solution is not a secret
+INSTALL_FILES = ("pyproject.toml", "requirements-lock.txt", "environment.yml")
+MIN_CHARS = 15  # shorter lines (``return x``, ``k = 3``) occur anywhere: not evidence of a leak
+REGIONS = {"solution": ("### BEGIN SOLUTION", "### END SOLUTION"),
+           "hidden": ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")}
+_IMPORT = re.compile(r"(from\s+[\w.]+\s+)?import\s+[\w., ()]+(\s+as\s+\w+)?")
+_COMMENT = re.compile(r"\s+#[^\"']*$")  # a trailing comment (no quote after the #): not part of the line's code
+_PLAIN = set(keyword.kwlist) | set(dir(builtins))  # a line of these words only (``except ValueError:``) is Python
+IDIOM_FILES = 3  # a line that course_lib's own code has in this many files is an idiom, not an answer
+
+STUDENT_README = """\
+# Self-supervised learning for images: the course notebooks (student version)
+
+Set everything up (Python 3.10 or newer; it downloads PyTorch and Jupyter, a few GB), then open the
+notebooks in JupyterLab:
+
+```bash
+python3 -m venv .venv && .venv/bin/python -m pip install -c requirements-lock.txt -e .
+.venv/bin/python -m course_lib lab
+```
+
+On Windows: `py -m venv .venv && .venv\\Scripts\\python -m pip install -c requirements-lock.txt -e .`,
+then `.venv\\Scripts\\python -m course_lib lab`.
+
+* `notebooks/`: one notebook per lecture. The exercises are in the notebooks: replace
+  `# YOUR CODE HERE` / `raise NotImplementedError()` with your code and `YOUR ANSWER HERE` with your
+  written answer. Run the cell below an exercise: it checks the example from the text. More tests,
+  not shown, run when your homework is graded; the comment in the test cell says what they check.
+  Hand in the notebook file under its own name (e.g. `01_learning_paradigms.ipynb`).
+* `course_lib/`: the library behind the notebooks, one file per method. Read it next to the papers.
+* `data/`: the images the notebooks use (a Fashion-MNIST subset).
+
+The notebooks run on a laptop CPU in a few minutes each. Checkpoints are cached in `build/cache/`.
+"""
+
+
+# ------------------------------------------------------------------ what must not leak
+
+
+def is_library_answer(cell) -> bool:
+    """A solution cell whose answer is in ``course_lib`` by design (a re-implementation exercise, practice
+    worth few points): its source holds the comment ``# answer in course_lib by design``, or its metadata
+    ``"course": {"library_answer": true}``. Its solution may appear in the bundle; its hidden tests may not."""
+    return LIBRARY_ANSWER in cell.source or bool(cell.metadata.get("course", {}).get("library_answer"))
+
+
+def normalize(text: str) -> str:
+    """Whitespace collapsed to single spaces: indentation and line breaks do not hide a line."""
+    return " ".join(text.split())
+
+
+def _code(line: str) -> str:
+    """A secret line as it is searched for: normalized, without its trailing comment (a copy may drop it)."""
+    return normalize(_COMMENT.sub("", line))
+
+
+def _regions(source: str, begin: str, end: str) -> tuple[list[str], str]:
+    """(lines between ``begin`` and ``end`` markers, the source without them)."""
+    inside, outside, secret = False, [], []
+    for line in source.splitlines():
+        if begin in line:
+            inside = True
+        elif end in line:
+            inside = False
+        elif inside:
+            secret.append(line)
+        else:
+            outside.append(line)
+    return secret, "\n".join(outside)
+
+
+def _plain_python(line: str) -> bool:
+    """No name of its own and no string: only Python's keywords and builtins (``except ValueError:``)."""
+    return not re.search("[\"']", line) and set(re.findall(r"[A-Za-z_]\w*", line)) <= _PLAIN
+
+
+def secret_lines(notebooks: list[Path], library_root: Path = REPO_ROOT) -> dict[str, str]:
+    """Normalized line -> where it comes from (``notebook: grade_id (hidden test | solution)``), for every line of
+    every hidden-test region and every solution of ``notebooks`` except library answers, without trailing
+    comments; minus trivial lines (shorter than ``MIN_CHARS``, comments, bare imports, plain Python such as
+    ``except ValueError:``), lines the student sees anyway (in a visible cell or outside the regions, in any of
+    the notebooks, also as part of a longer line) and idioms (lines that ``library_root/course_lib`` has in
+    ``IDIOM_FILES`` files or more, e.g. a seeded ``torch.Generator``)."""
+    found: dict[str, str] = {}
+    visible: list[str] = []
+    for path in notebooks:
+        for cell in nbformat.read(path, as_version=4).cells:
+            meta = cell.metadata.get("nbgrader", {})
+            where = f"{path.stem}: {meta.get('grade_id', 'cell')}"
+            hidden, rest = _regions(cell.source, *REGIONS["hidden"])
+            secret = [(line, "hidden test") for line in hidden]
+            if meta.get("solution"):
+                solution, rest = _regions(rest, *REGIONS["solution"])
+                if REGIONS["solution"][0] not in cell.source:  # no markers: nbgrader replaces the whole cell
+                    solution, rest = rest.splitlines(), ""
+                if not is_library_answer(cell):
+                    secret += [(line, "solution") for line in solution]
+            visible.append(normalize(rest))
+            for line, kind in secret:
+                found.setdefault(_code(line), f"{where} ({kind})")
+    library = [normalize(p.read_text(encoding="utf-8")) for p in sorted((library_root / "course_lib").rglob("*.py"))]
+    shown = "\n".join(visible)
+    return {line: where for line, where in found.items()
+            if len(line) >= MIN_CHARS and not line.startswith("#") and not _IMPORT.fullmatch(line)
+            and not _plain_python(line) and line not in shown and sum(line in text for text in library) < IDIOM_FILES}
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _texts(name: str, data: bytes) -> list[str]:
+    """What a file says, for the search: its text, and for a notebook every string in it (cell sources as one text)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return [data.decode("latin-1")]  # binary: a secret typed into it would still show as its bytes
+    texts = [text]
+    if name.endswith(".ipynb"):
+        try:
+            texts.append("\n".join(_strings(json.loads(text))))
+        except ValueError:
+            pass
+    return texts
+
+
+def bundle_files(bundle: Path) -> dict[str, bytes]:
+    """Every file of a bundle folder or ``.zip`` (relative name -> bytes); a zip inside the folder is opened too."""
+    bundle = Path(bundle)
+    if bundle.is_file():
+        with zipfile.ZipFile(bundle) as z:
+            return {info.filename: z.read(info) for info in z.infolist() if not info.is_dir()}
+    files = {}
+    for path in sorted(p for p in bundle.rglob("*") if p.is_file()):
+        rel = str(path.relative_to(bundle))
+        files[rel] = path.read_bytes()
+        if path.suffix == ".zip":
+            files.update({f"{rel}/{name}": data for name, data in bundle_files(path).items()})
+    return files
+
+
+def find_leaks(bundle: Path, secrets: dict[str, str]) -> list[str]:
+    """``file: line (from where)`` for every secret line found in a file of ``bundle`` (a folder or a .zip)."""
+    leaks = []
+    for name, data in bundle_files(bundle).items():
+        texts = [normalize(t) for t in _texts(name, data)]
+        leaks += [f"{name}: {line!r} ({where})" for line, where in secrets.items() if any(line in t for t in texts)]
+    return leaks
+
+
+# ------------------------------------------------------------------ the bundle
+
+
+def _ignore(folder, names):
+    return [n for n in names if n in ("__pycache__", ".ipynb_checkpoints") or n.endswith((".pyc", ".egg-info"))]
+
+
+def write_bundle(student_notebooks: list[Path], out: Path, root: Path = REPO_ROOT,
+                 name: str = BUNDLE_NAME) -> tuple[Path, Path]:
+    """Write ``out/<name>/`` and ``out/<name>.zip`` (its files under ``<name>/``) from the student versions
+    ``student_notebooks`` and the course at ``root`` (``course_lib``, ``data``, the install files), unchecked:
+    :func:`make_bundle` checks. Returns (folder, zip)."""
+    out = Path(out)
+    folder, archive = out / name, out / f"{name}.zip"
+    shutil.rmtree(folder, ignore_errors=True)
+    archive.unlink(missing_ok=True)
+    (folder / "notebooks").mkdir(parents=True)
+    for nb in student_notebooks:
+        shutil.copy(nb, folder / "notebooks" / Path(nb).name)
+    shutil.copytree(root / "course_lib", folder / "course_lib", ignore=_ignore)
+    shutil.copytree(root / "data", folder / "data", ignore=lambda d, names: [n for n in names if n == "cache"])
+    for file in INSTALL_FILES:
+        shutil.copy(root / file, folder / file)
+    (folder / "README.md").write_text(STUDENT_README, encoding="utf-8")
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            z.write(path, f"{name}/{path.relative_to(folder)}")
+    return folder, archive
+
+
+def make_bundle(student_notebooks: list[Path], sources: list[Path], out: Path, root: Path = REPO_ROOT,
+                name: str = BUNDLE_NAME) -> tuple[Path, Path]:
+    """:func:`write_bundle`, then check the folder and the zip against the secrets of the instructor's notebooks
+    ``sources``. Returns (folder, zip); raises ``ValueError`` naming the leaks, and deletes both."""
+    folder, archive = write_bundle(student_notebooks, out, root, name)
+    secrets = secret_lines(sources, root)
+    leaks = find_leaks(folder, secrets) + [f"{archive.name}/{leak}" for leak in find_leaks(archive, secrets)]
+    if leaks:
+        shutil.rmtree(folder, ignore_errors=True)
+        archive.unlink(missing_ok=True)
+        raise ValueError(f"the student bundle would give away {len(leaks)} line(s) of solutions or hidden tests "
+                         "(deleted, not handed out):\n" + "\n".join(leaks[:40]))
+    return folder, archive

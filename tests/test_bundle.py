@@ -1,0 +1,186 @@
+"""The student bundle (course_lib.tools.bundle): no solution and no hidden test anywhere in it, and it sets up a
+working student environment on its own."""
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell
+from test_grading import NAME, _meta, tiny_notebook
+
+from course_lib.tools.bundle import (
+    INSTALL_FILES,
+    LIBRARY_ANSWER,
+    find_leaks,
+    make_bundle,
+    secret_lines,
+    write_bundle,
+)
+from course_lib.tools.cli import main as cli_main
+from course_lib.tools.grading import release
+
+ROOT = Path(__file__).resolve().parents[1]
+HIDDEN_LINE = 'assert square(v) == v ** 2, f"square({v})"'  # from tiny_notebook's hidden test
+SOLUTION_LINE = "return math.fsum(xs) / len(xs)"  # mean's solution, not a library answer
+
+
+def course_with_exercises(base: Path) -> nbformat.NotebookNode:
+    """tiny_notebook plus a library-answer exercise (``cube``) and a hand-graded written answer."""
+    nb = tiny_notebook()
+    nb.cells += [
+        new_code_cell(f"def cube(x):\n    {LIBRARY_ANSWER}: mylib.cube\n    ### BEGIN SOLUTION\n"
+                      "    return mylib_cube_reference(x)\n    ### END SOLUTION", metadata=_meta("cube")),
+        new_code_cell("assert cube(2) == 8", metadata=_meta("test_cube", 1)),
+        new_markdown_cell("Why is the square never negative? Because a product of equal signs is positive.",
+                          metadata={"nbgrader": {"grade": True, "solution": True, "locked": False, "task": False,
+                                                 "schema_version": 3, "grade_id": "why_square", "points": 2}}),
+    ]
+    (base / "source").mkdir(parents=True)
+    nbformat.write(nb, base / "source" / f"{NAME}.ipynb")
+    return nb
+
+
+def fake_course_root(base: Path, library_text: str = '"""A library."""\n') -> Path:
+    """A course root as make_bundle reads it: course_lib/, data/ and the install files."""
+    (base / "course_lib").mkdir(parents=True)
+    (base / "course_lib" / "__init__.py").write_text(library_text)
+    (base / "data").mkdir()
+    (base / "data" / "images.npz").write_bytes(b"\x00\x01binary")
+    for name in INSTALL_FILES:
+        (base / name).write_text(f"# {name}\n")
+    return base
+
+
+def test_secret_lines_cover_hidden_tests_and_solutions_but_not_library_answers(tmp_path):
+    course_with_exercises(tmp_path)
+    secrets = secret_lines([tmp_path / "source" / f"{NAME}.ipynb"], fake_course_root(tmp_path / "root"))
+    assert secrets[HIDDEN_LINE] == f"{NAME}: test_square_hidden (hidden test)"
+    assert secrets[SOLUTION_LINE] == f"{NAME}: mean (solution)"
+    assert secrets["raise AssertionError(\"mean([]) should raise ValueError\")"].endswith("(hidden test)")
+    # the written answer of a hand-graded cell is a solution too
+    assert any("product of equal signs" in line for line in secrets)
+    # a library answer, short lines (return x * x), comments, bare imports and visible lines are not secrets
+    assert not any("mylib_cube_reference" in line for line in secrets)
+    assert "return x * x" not in secrets and not any(line.startswith("#") for line in secrets)
+    assert "except ValueError:" not in secrets  # plain Python
+    assert not any("import" in line.split()[:1] for line in secrets)
+
+
+def test_a_clean_bundle_passes_and_holds_what_a_student_needs(tmp_path):
+    course_with_exercises(tmp_path)
+    [student] = release(tmp_path / "source", tmp_path / "release")
+    root = fake_course_root(tmp_path / "root", '"""Cubes: mylib_cube_reference(x) is x ** 3."""\n')  # library answer
+    folder, archive = make_bundle([student], [tmp_path / "source" / f"{NAME}.ipynb"], tmp_path / "out", root)
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert files == sorted(["README.md", f"notebooks/{NAME}.ipynb", "course_lib/__init__.py", "data/images.npz",
+                            *INSTALL_FILES])
+    with zipfile.ZipFile(archive) as z:
+        assert sorted(z.namelist()) == sorted(f"ssl-course/{f}" for f in files)
+    readme = (folder / "README.md").read_text()
+    assert "pip install -c requirements-lock.txt -e ." in readme and "python -m course_lib lab" in readme
+
+
+@pytest.mark.parametrize("where, text", [
+    ("course_lib/__init__.py", f'"""Example:\n\n    {HIDDEN_LINE}\n"""\n'),  # a hidden test pasted in a docstring
+    ("course_lib/__init__.py", "def mean(xs):\n    return math.fsum(xs) / len(xs)  # the answer\n"),  # a solution
+    ("course_lib/__init__.py", "def mean(xs):\n    return math.fsum(xs) / len(xs)\n"),  # its comment dropped
+    ("pyproject.toml", "# Why is the square never negative? Because a product of equal signs is positive.\n"),
+])
+def test_a_leaky_bundle_is_refused_and_deleted(tmp_path, where, text):
+    course_with_exercises(tmp_path)
+    [student] = release(tmp_path / "source", tmp_path / "release")
+    root = fake_course_root(tmp_path / "root")
+    (root / where).write_text(text)
+    with pytest.raises(ValueError, match=f"(?s)give away .*{where}") as e:
+        make_bundle([student], [tmp_path / "source" / f"{NAME}.ipynb"], tmp_path / "out", root)
+    assert f"{NAME}: " in str(e.value)
+    assert not (tmp_path / "out" / "ssl-course").exists() and not (tmp_path / "out" / "ssl-course.zip").exists()
+
+
+def test_leaks_are_found_in_notebooks_and_inside_the_zip(tmp_path):
+    """The instructor's notebook shipped by mistake (a JSON string with escaped quotes) is found, in the folder
+    and in the zip."""
+    course_with_exercises(tmp_path)
+    source = tmp_path / "source" / f"{NAME}.ipynb"
+    [student] = release(tmp_path / "source", tmp_path / "release")
+    folder, archive = write_bundle([source], tmp_path / "out", fake_course_root(tmp_path / "root"))
+    secrets = secret_lines([source], tmp_path / "root")
+    for bundle in (folder, archive):
+        leaks = find_leaks(bundle, secrets)
+        assert any(HIDDEN_LINE in leak and f"{NAME}.ipynb" in leak for leak in leaks), leaks
+        assert any(SOLUTION_LINE in leak for leak in leaks)
+    assert find_leaks(write_bundle([student], tmp_path / "ok", tmp_path / "root")[1], secrets) == []
+
+
+def test_the_course_bundle_holds_no_solution_and_no_hidden_test(tmp_path, capsys):
+    """`make release` on the course itself: every notebook, course_lib, data and the install files, and no line
+    of a hidden test or of a solution (other than library answers) in any file (make_bundle refuses otherwise)."""
+    assert cli_main(["release", "--out", str(tmp_path)]) == 0, capsys.readouterr().err
+    folder = tmp_path / "ssl-course"
+    notebooks = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9]*.ipynb"))
+    assert sorted(p.name for p in (folder / "notebooks").iterdir()) == notebooks
+    assert (folder / "course_lib" / "evaluate.py").exists() and (folder / "data" / "fashion_mnist_subset.npz").exists()
+    assert not (folder / "tests").exists() and not (folder / "docs").exists() and not (folder / "scripts").exists()
+    secrets = secret_lines(sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")))
+    assert len(secrets) > 50  # the check has something to look for
+    assert find_leaks(folder, secrets) == [] and find_leaks(tmp_path / "ssl-course.zip", secrets) == []
+
+
+def test_a_student_environment_from_the_bundle_alone_runs_notebook_01(tmp_path):
+    """The bundle, unzipped in an empty folder, installed into a new virtual environment (its dependencies from
+    this environment: no network here) and notebook 01 answered with the instructor's solutions, executed there
+    under the grade profile: no error, and the kernel imports the bundle's course_lib, not this repository's."""
+    name = "01_learning_paradigms"
+    (tmp_path / "source").mkdir()
+    shutil.copy(ROOT / "notebooks" / f"{name}.ipynb", tmp_path / "source")
+    [student] = release(tmp_path / "source", tmp_path / "release")
+    _, archive = write_bundle([student], tmp_path / "out")
+    home = tmp_path / "student"
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(home)
+    bundle = home / "ssl-course"
+    venv = home / ".venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    Path(site, "course-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # torch, jupyter...
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "COURSE_CACHE", "COURSE_DATA",
+                                                            "VIRTUAL_ENV", "JUPYTER_PATH")}
+    env.update(PYTHONNOUSERSITE="1", COURSE_PROFILE="grade", MPLBACKEND="Agg", OMP_NUM_THREADS="1",
+               HOME=str(home), JUPYTER_DATA_DIR=str(home / "jupyter"), IPYTHONDIR=str(home / "ipython"))
+    install = subprocess.run([str(python), "-m", "pip", "install", "--no-index", "--no-build-isolation",
+                              "-c", "requirements-lock.txt", "-e", "."], cwd=bundle, env=env,
+                             capture_output=True, text=True)
+    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
+    where = subprocess.run([str(python), "-c", "import course_lib; print(course_lib.__file__)"], cwd=home, env=env,
+                           check=True, capture_output=True, text=True).stdout.strip()
+    assert Path(where).resolve() == (bundle / "course_lib" / "__init__.py").resolve()
+
+    nb = nbformat.read(bundle / "notebooks" / f"{name}.ipynb", as_version=4)
+    source = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    solutions = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells
+                 if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in solutions:
+            cell.source = "\n".join(line for line in solutions[gid].splitlines() if " SOLUTION" not in line)
+    nb.cells.append(new_code_cell("import sys, course_lib\nprint('WHERE', course_lib.__file__, sys.executable)"))
+    nbformat.write(nb, bundle / "notebooks" / "answered.ipynb")
+    run = subprocess.run([str(python), "-m", "nbconvert", "--to", "notebook", "--execute",
+                          "--ExecutePreprocessor.kernel_name=python3", "--ExecutePreprocessor.timeout=600",
+                          "--output", "executed.ipynb", "answered.ipynb"], cwd=bundle / "notebooks", env=env,
+                         capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stderr[-5000:]
+    executed = nbformat.read(bundle / "notebooks" / "executed.ipynb", as_version=4)
+    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert errors == [], errors[0]
+    text = "".join(o.get("text", "") for o in executed.cells[-1].outputs)
+    assert text.split()[:3] == ["WHERE", str((bundle / "course_lib" / "__init__.py").resolve()), str(python)], text
+    assert (bundle / "build" / "cache").is_dir()  # the bundle's own cache: its course_lib found its root
