@@ -2,13 +2,13 @@
 
 "Discriminative Unsupervised Feature Learning with Convolutional Neural Networks"
 (Dosovitskiy, Springenberg, Riedmiller, Brox, NIPS 2014; the TPAMI 2016 version, "...with
-Exemplar Convolutional Neural Networks", named it Exemplar-CNN): sample N unlabelled images,
-the *exemplars*, and declare each one a *surrogate class* of its own. A training
-example is a heavily augmented view T(x_i) of exemplar i and its target is i. The
-paper's T, applied to 32x32 patches cut from high-gradient regions: translation, scaling, rotation (up to 20 degrees), contrast and
-colour (hue, saturation, value) changes; here, on whole images: a random crop (position and
-scale), a flip, rotation, brightness/contrast and blur, at a strength you choose. The network
-solves an N-way classification,
+Exemplar Convolutional Neural Networks", named it Exemplar-CNN): sample N unlabelled
+images, the *exemplars*, and declare each one a *surrogate class* of its own. A training
+example is a heavily augmented view T(x_i) of exemplar i and its target is i. The paper's
+T, applied to 32x32 patches cut from high-gradient regions: translation, scaling, rotation
+(up to 20 degrees), contrast and colour (hue, saturation, value) changes. Here, on whole
+images: a random crop (position and scale), a flip, rotation, brightness/contrast and blur,
+at a strength you choose. The network solves an N-way classification,
 
     min_theta  mean_i  -log softmax(W h_theta(T(x_i)))_i ,   h = backbone features,
 
