@@ -1,11 +1,14 @@
 """Exemplar-based learning: every image is its own class (Dosovitskiy et al. 2014).
 
-"Discriminative unsupervised feature learning with exemplar convolutional neural
-networks" (NeurIPS 2014): sample N unlabelled images, the *exemplars*, and declare
-each one a *surrogate class* of its own. A training example is a heavily augmented
-view T(x_i) of exemplar i and its target is i. The paper's T: translation, scaling,
-rotation (up to 20 degrees), contrast and colour changes; here a random crop (position
-and scale), flip, rotation, brightness/contrast and blur, at a strength you choose. The network solves an N-way classification,
+"Discriminative Unsupervised Feature Learning with Convolutional Neural Networks"
+(Dosovitskiy, Springenberg, Riedmiller, Brox, NIPS 2014; the TPAMI 2016 version, "...with
+Exemplar Convolutional Neural Networks", named it Exemplar-CNN): sample N unlabelled
+images, the *exemplars*, and declare each one a *surrogate class* of its own. A training
+example is a heavily augmented view T(x_i) of exemplar i and its target is i. The paper's
+T, applied to 32x32 patches cut from high-gradient regions: translation, scaling, rotation
+(up to 20 degrees), contrast and colour (hue, saturation, value) changes. Here, on whole
+images: a random crop (position and scale), a flip, rotation, brightness/contrast and blur,
+at a strength you choose. The network solves an N-way classification,
 
     min_theta  mean_i  -log softmax(W h_theta(T(x_i)))_i ,   h = backbone features,
 
@@ -46,7 +49,7 @@ class ExemplarConfig(Settings):
     strength: float = 0.5  # augmentation strength s: crop area >= 1 - 0.6 s, rotation up to s * max_degrees,
     #                        brightness/contrast 0.4 s, blur with probability 0.5 s (0 = no augmentation)
     max_degrees: float = 20.0  # rotation range at strength 1 (the paper's +-20 degrees)
-    num_epochs: int = 40  # passes over the N exemplars (fast: 40 x 16 batches = 640 steps)
+    num_epochs: int = 40  # passes over the N exemplars (fast: 40 x 15 full batches of 128 = 600 steps)
     time_budget_s: float | None = 150.0  # stop pre-training after this long (None: no budget)
     recalibration_batches: int = 20  # batches that re-estimate the batch-norm statistics after training (0: skip)
 

@@ -17,6 +17,7 @@ can draw every decision boundary:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -55,6 +56,21 @@ def make_toy_problem(labels_per_class: int = 3, num_points: int = 400, noise: fl
                               for c in (0, 1)])
     return ToyProblem(points.astype(np.float32), labels, np.sort(labeled), test_points.astype(np.float32),
                       test_labels)
+
+
+def relabel(problem: ToyProblem, labels_per_class: int, seed: int = 0) -> ToyProblem:
+    """The same points (and test set) with another random labelled subset: ``labels_per_class``
+    points of each class, drawn with ``seed``. For curves over label budgets and label draws
+    on one fixed set of points (``make_toy_problem`` draws new points with every seed)."""
+    if isinstance(labels_per_class, bool) or not isinstance(labels_per_class, int) or labels_per_class < 1:
+        raise ValueError(f"labels_per_class must be an int >= 1, got {labels_per_class!r}")
+    smallest = int(np.bincount(problem.labels, minlength=2).min())
+    if labels_per_class > smallest:
+        raise ValueError(f"labels_per_class={labels_per_class} but the smaller class has only {smallest} points")
+    rng = np.random.default_rng(seed)
+    labeled = np.concatenate([rng.choice(np.flatnonzero(problem.labels == c), labels_per_class, replace=False)
+                              for c in (0, 1)])
+    return dataclasses.replace(problem, labeled=np.sort(labeled))
 
 
 def supervised(problem: ToyProblem) -> Predict:

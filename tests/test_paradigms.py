@@ -12,6 +12,7 @@ from course_lib.paradigms import (
     accuracy_on_test,
     make_toy_problem,
     pretrain_point_encoder,
+    relabel,
     self_supervised,
     semi_supervised,
     supervised,
@@ -59,6 +60,26 @@ def test_toy_problem_is_deterministic_and_seeded():
 def test_toy_problem_rejects_no_labels():
     with pytest.raises(ValueError, match="labels_per_class"):
         make_toy_problem(labels_per_class=0)
+
+
+def test_relabel_keeps_the_points_and_draws_n_labels_per_class_reproducibly():
+    p = make_toy_problem(labels_per_class=3, num_points=200, seed=1)
+    for n in (1, 7, 100):
+        q = relabel(p, n, seed=5)
+        np.testing.assert_array_equal(q.points, p.points)
+        np.testing.assert_array_equal(q.labels, p.labels)
+        np.testing.assert_array_equal(q.test_points, p.test_points)
+        assert np.all(np.diff(q.labeled) > 0) and len(q.labeled) == 2 * n
+        assert np.bincount(p.labels[q.labeled], minlength=2).tolist() == [n, n]
+        np.testing.assert_array_equal(relabel(p, n, seed=5).labeled, q.labeled)
+    assert not np.array_equal(relabel(p, 7, seed=5).labeled, relabel(p, 7, seed=6).labeled)
+    np.testing.assert_array_equal(p.labeled, make_toy_problem(labels_per_class=3, num_points=200, seed=1).labeled)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 101, 2.0, True])
+def test_relabel_rejects_a_count_that_is_not_a_positive_int_or_too_large(bad):
+    with pytest.raises(ValueError, match="labels_per_class"):
+        relabel(make_toy_problem(num_points=200, seed=1), bad)
 
 
 def test_each_strategy_predicts_one_class_in_0_1_per_point(problem, short_pretraining):
