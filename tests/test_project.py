@@ -22,7 +22,7 @@ except ModuleNotFoundError:  # Python 3.10: pyproject checks are skipped
     tomllib = None
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ["test", "course", "lab", "demo", "build-data", "bench", "release", "grade"]
+COMMANDS = ["test", "course", "lab", "demo", "build-data", "bench", "release", "grade", "grade-manual"]
 
 
 def pyproject() -> dict:
