@@ -315,10 +315,10 @@ def test_no_submissions_is_an_error(course, tmp_path):
 # ------------------------------------------------------------------ notebook 01, end to end
 
 
-def graded_instructor_solutions(tmp_path: Path, name: str):
-    """Release course notebook ``name``, answer the student version with the instructor's solutions, grade
-    it under the grade profile (no warm-up: it trains from scratch). Returns (score, its max points, the
-    student version's text)."""
+def graded_instructor_solutions(tmp_path: Path, name: str, answers: dict[str, str] | None = None):
+    """Release course notebook ``name``, answer the student version with the instructor's solutions (those of
+    ``answers``, grade id -> cell source, replaced), grade it under the grade profile (no warm-up: it trains
+    from scratch). Returns (score, its max points, the student version's text)."""
     (tmp_path / "source").mkdir()
     shutil.copy(ROOT / "notebooks" / f"{name}.ipynb", tmp_path / "source")
     assert release(tmp_path / "source", tmp_path / "release") == [tmp_path / "release" / name / f"{name}.ipynb"]
@@ -331,7 +331,9 @@ def graded_instructor_solutions(tmp_path: Path, name: str):
     nb = nbformat.read(tmp_path / "release" / name / f"{name}.ipynb", as_version=4)
     for cell in nb.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id in solutions:
+        if grade_id in (answers or {}):
+            cell.source = answers[grade_id]
+        elif grade_id in solutions:
             cell.source = "\n".join(line for line in solutions[grade_id].splitlines() if " SOLUTION" not in line)
     (tmp_path / "subs" / "student").mkdir(parents=True)
     nbformat.write(nb, tmp_path / "subs" / "student" / f"{name}.ipynb")
@@ -358,6 +360,23 @@ def test_notebook_01_release_and_grading_end_to_end(tmp_path):
     assert score.points == max_points and score.max_points == max_points + 2 and not score.failures, score.failures
     assert score.manual == ["q_linear_vs_mlp (2 points)"], score.manual
     assert score.seconds < 120
+
+
+def test_practice_answers_that_call_the_library_earn_nothing(tmp_path):
+    """Notebook 01 answered with the instructor's conceptual exercise but practice exercises that call course_lib's
+    implementation (one by name, one reached without naming it): every automatic point but the 4 practice ones."""
+    sneaky = {
+        "labelled_subset": "from course_lib.evaluate import sample_per_class\n\n\n"
+                           "def labelled_subset(labels, n, seed=0):\n    return sample_per_class(labels, n, seed=seed)\n",
+        "knn_vote": "import course_lib.evaluate as E\n\nvote = getattr(E, 'knn_' + 'predict')\n\n\n"
+                    "def knn_vote(h_train, y_train, h_query, k):\n    return vote(h_train, y_train, h_query, k)\n",
+    }
+    score, max_points, _ = graded_instructor_solutions(tmp_path, "01_learning_paradigms", answers=sneaky)
+    practice = {"test_labelled_subset_example", "test_labelled_subset_hidden", "test_knn_vote_example",
+                "test_knn_vote_hidden"}
+    assert score.points == max_points - 4, score.failures
+    assert {f.partition(":")[0] for f in score.failures} == practice, score.failures
+    assert all("LibraryCall" in f for f in score.failures), score.failures
 
 
 @pytest.mark.parametrize("name", ["02_exemplar", "03_rotation", "04_patch_position"])
