@@ -73,6 +73,7 @@ from traitlets.config import Config
 
 from course_lib.config import PROFILE_ENV, PROFILES, REPO_ROOT
 from course_lib.tools import sandbox
+from course_lib.tools.bundle import REGIONS
 from course_lib.tools.watchdog import (
     ClientWatch,
     KernelWatchdog,
@@ -87,7 +88,7 @@ RELEASE_DIR = REPO_ROOT / "build" / "release"
 GRADING_DIR = REPO_ROOT / "grades"  # not in build/: `make clean` must never delete grades
 ISOLATION = ("auto", "bwrap", "none")
 STUDENT_ID = re.compile(r"[A-Za-z0-9][\w.@+-]*")
-LEAK_MARKERS = ("### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS")
+LEAK_MARKERS = tuple(begin for begin, _ in REGIONS.values())  # a solution or hidden test left in a student version
 
 
 class GradingError(RuntimeError):
