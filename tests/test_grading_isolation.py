@@ -7,13 +7,16 @@ a disposable folder made by the test.
 """
 
 import csv
+import html
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import uuid
 import warnings
 from pathlib import Path
 
@@ -23,7 +26,7 @@ from nbformat.v4 import new_code_cell
 from test_grading import NAME, RIGHT, _meta, answer, tiny_notebook
 
 from course_lib.config import REPO_ROOT
-from course_lib.tools import grading, sandbox
+from course_lib.tools import bundle, grading, sandbox
 from course_lib.tools.cli import main as cli_main
 from course_lib.tools.grading import check_cell_timeout, find_submissions, grade, release
 
@@ -153,20 +156,139 @@ def test_hostile_submission_isolated_changes_nothing_for_the_students_after_it(t
     assert {s: r["points"] for s, r in rows(out).items()} == {"a_hostile": "7", "b_correct": "7", "c_untouched": "0"}
 
 
-def test_sandbox_keeps_tmp_visible_when_the_course_lives_there(monkeypatch):
-    """A clone in /tmp: /tmp cannot be replaced by an empty tmpfs (the kernel would lose the course), so the hidden
-    folders in it are emptied one by one; otherwise /tmp is emptied as a whole."""
-    hidden, writable = [Path("/tmp/grading-work"), Path("/srv/grades")], [Path("/tmp/grading-work/alice")]
+SPY = textwrap.dedent("""\
+    import json, os, subprocess, sys
+    words = [w[::-1] for w in json.loads(WORDS)]  # (reversed in this cell: its own source holds none of them)
+    pats = [p[::-1] for p in json.loads(LINES)] + ["BEGIN " + "HIDDEN TESTS", "BEGIN " + "SOLUTION"] + words
+    with open("/tmp/spy-patterns", "w") as f:
+        f.write("\\n".join(p for p in pats if p) + "\\n")
+    tops = sorted("/" + d for d in os.listdir("/") if d not in ("proc", "sys", "dev"))
+    grep = subprocess.run(["grep", "-r", "-l", "-I", "-s", "-F", "-D", "skip", "-f", "/tmp/spy-patterns", *tops],
+                          capture_output=True, text=True)
+    # a course line may be a common one ('for i in range(len(counts)):'): found in the system, the Python
+    # environment (nbgrader's own package spells the markers) or the course's code, it is no answer; anywhere
+    # else it is one, and the two words of the test's own answers are answers anywhere
+    expected = ["/usr/", "/etc/", "/lib", "/bin/", "/sbin/", sys.prefix + "/", sys.base_prefix + "/", *KEEP]
+    found = []
+    for path in grep.stdout.splitlines():
+        if path == "/tmp/spy-patterns":
+            continue
+        with open(path, errors="replace") as f:
+            text = f.read()
+        if any(w in text for w in words) or not any(path.startswith(e) for e in expected):
+            found.append(path)
+    searched, repos = 0, {CHECKOUT + "/.git"}
+    for top in tops:
+        for folder, dirs, files in os.walk(top):
+            searched += len(files)
+            repos.update(os.path.join(folder, d) for d in dirs if d == ".git")
+    for repo in sorted(repos):
+        log = subprocess.run(["git", "--git-dir", repo, "log", "-p", "--all"], capture_output=True, text=True,
+                             errors="replace")
+        print("GIT", repo, "exit", log.returncode)
+        found += [f"git log -p of {repo}: {p[:30]}" for p in pats if p in log.stdout]
+    print("TOP", json.dumps(tops))
+    print("SEARCHED", searched, "HITS", len(grep.stdout.splitlines()), "READS-COURSE", os.path.exists(COURSE_FILE),
+          os.path.exists(DATA_FILE))
+    print("FOUND-" + ("NOTHING" if not found else "SOMETHING " + repr(found[:30])))
 
-    def mounts(args):
-        return [(args[i], args[i + 1]) for i in range(len(args) - 1) if args[i] in ("--tmpfs", "--bind")]
+    def square(x):
+        return x * x""")
 
-    monkeypatch.setattr(sandbox, "needed", lambda: [Path("/opt/venv"), Path("/home/me/course")])
-    assert mounts(sandbox.bwrap_args(writable, hidden, Path("/tmp/grading-work/alice"))) == [
-        ("--tmpfs", "/tmp"), ("--tmpfs", "/srv/grades"), ("--bind", "/tmp/grading-work/alice")]
-    monkeypatch.setattr(sandbox, "needed", lambda: [Path("/opt/venv"), Path("/tmp/ci/course")])
-    assert mounts(sandbox.bwrap_args(writable, hidden, Path("/tmp/grading-work/alice"))) == [
-        ("--tmpfs", "/tmp/grading-work"), ("--tmpfs", "/srv/grades"), ("--bind", "/tmp/grading-work/alice")]
+
+def _text(path: Path) -> str:
+    """What a person reads in a feedback file: tags stripped, entities unescaped, white space collapsed."""
+    return bundle.normalize(html.unescape(re.sub(r"<[^>]+>", " ", path.read_text(encoding="utf-8"))))
+
+
+@needs_bwrap
+def test_a_submission_finds_no_answer_anywhere_it_can_read(tmp_path):
+    """A spy searches every file its kernel can read, and the git history of every repository it finds (and of the
+    course's checkout), for the markers of solutions and hidden tests, this course's answers and hidden tests
+    (every secret line of notebooks/, as the bundle's leak check knows them) and two words that exist only in the
+    test's own solution and hidden test, also left in an instructor's copy in build/. On this machine all of them
+    are there to be found (checked first); from inside the kernel, none is found outside the system, the Python
+    environment and the course's code (where a common line or nbgrader's own markers are no answer), and the two
+    words nowhere. No feedback file of any student quotes a hidden test or a solution."""
+    words = {"solution": f"sol{uuid.uuid4().hex}", "hidden": f"hid{uuid.uuid4().hex}"}
+    nb = tiny_notebook()
+    nb.cells[2].source = nb.cells[2].source.replace("return x * x", f"_ = '{words['solution']}'\n    return x * x")
+    nb.cells[4].source = nb.cells[4].source.replace("for v in", f"_ = '{words['hidden']}'\nfor v in")
+    student_version = make_course(tmp_path / "course", nb)
+    assert all(w not in json.dumps(student_version) for w in words.values())
+    course = sorted((REPO_ROOT / "notebooks").glob("[0-9]*.ipynb"))
+    lines = list(bundle.secret_lines(course))
+    lines += [json.dumps(s)[1:-1] for s in lines if json.dumps(s)[1:-1] != s]  # as they stand in a .ipynb
+    copy = REPO_ROOT / "build" / f"leak-probe-{uuid.uuid4().hex}.ipynb"  # an executed instructor's copy
+    copy.parent.mkdir(exist_ok=True)
+    reverse = lambda texts: repr(json.dumps([t[::-1] for t in texts]))  # noqa: E731
+    keep = [str(p) + "/" for p in sandbox.visible()]
+    spy = SPY.replace("WORDS", reverse(words.values())).replace("LINES", reverse(lines)).replace(
+        "KEEP", repr(keep)[1:-1]).replace("CHECKOUT", repr(str(REPO_ROOT))).replace(
+        "COURSE_FILE", repr(str(Path(grading.__file__)))).replace(
+        "DATA_FILE", repr(str(next((REPO_ROOT / "data").glob("*.npz")))))
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    submit(subs, "spy", answer(student_version, square="CELL:" + spy, mean=RIGHT["mean"]))
+    submit(subs, "wrong", answer(student_version, square="return x + x", mean="return 0"))  # hidden tests fail
+    submit(subs, "right", answer(student_version, **RIGHT))
+    try:
+        nbformat.write(nb, copy)
+        # the answers are on this machine: in the source notebooks, the copy in build/ and (a clone's) git history
+        assert words["hidden"] in copy.read_text() and course and bundle.secret_lines(course)
+        if (REPO_ROOT / ".git").is_dir():
+            log = subprocess.run(["git", "-C", str(REPO_ROOT), "log", "-p", "--all", "--", "notebooks"],
+                                 capture_output=True, text=True).stdout
+            assert "BEGIN " + "HIDDEN TESTS" in log
+        scores = {s.student: s for s in grade(subs, out, source_dir=tmp_path / "course" / "source", warm_up=False,
+                                              cell_timeout=240, isolation="bwrap")}
+    finally:
+        copy.unlink(missing_ok=True)
+    assert (scores["spy"].points, scores["right"].points, scores["wrong"].points) == (6, 6, 0), scores
+    page = _text(out / "feedback" / "spy" / f"{NAME}.html")
+    assert "FOUND-NOTHING" in page, page[page.find("FOUND-"):][:3000]
+    assert "READS-COURSE True True" in page  # it could read the course: the search was not blind
+    assert int(re.search(r"SEARCHED (\d+)", page).group(1)) > 1000
+    allowed = {*sandbox.SYSTEM, "/proc", "/dev", "/tmp"} | {"/" + p.parts[1] for p in sandbox.visible()}
+    tops = json.loads(re.search(r"TOP (\[.*?\])", page).group(1))
+    assert set(tops) <= allowed and "/tmp" in tops, tops
+    # the feedback quotes no hidden test and no solution (the wrong student's hidden tests failed)
+    test_secrets = bundle.secret_lines([tmp_path / "course" / "source" / f"{NAME}.ipynb"])
+    assert test_secrets
+    for path in out.glob("feedback/*/*"):
+        text = _text(path)
+        leaked = [s for s in [*test_secrets, *words.values()] if s in text]
+        assert not leaked, (path, leaked)
+    assert "AssertionError" in _text(out / "feedback" / "wrong" / f"{NAME}.html")  # it did fail, visibly
+
+
+def test_the_sandbox_shows_only_what_it_lists(monkeypatch):
+    """The kernel's file system is built from a list: the system folders, the Python environment and the course's
+    code and data read-only (a checkout on PYTHONPATH: its code alone), then bounded tmpfs folders and the
+    sockets' folder; /tmp and the course cloned into it work together; the root itself is read-only."""
+    monkeypatch.setattr(sandbox, "visible", lambda: [Path("/opt/venv"), Path("/tmp/ci/course/course_lib")])
+    args = sandbox.bwrap_args(Path("/w/box"), scratch=[Path("/w/box")], writable=[Path("/dev/shm/k-1")],
+                              readable=[Path("/w/seed")], size_mb=8)
+    mounts = [(a, args[i + 1]) for i, a in enumerate(args) if a in ("--ro-bind", "--tmpfs", "--bind")]
+    assert mounts == [*[("--ro-bind", d) for d in sandbox.SYSTEM if os.path.isdir(d) and not os.path.islink(d)],
+                      ("--tmpfs", "/tmp"), ("--tmpfs", "/dev/shm"), ("--ro-bind", "/opt/venv"),
+                      ("--ro-bind", "/tmp/ci/course/course_lib"), ("--ro-bind", "/w/seed"), ("--tmpfs", "/w/box"),
+                      ("--bind", "/dev/shm/k-1")]
+    assert args.count("--size") == 3 and args[args.index("--size") + 1] == str(8 * 2**20)
+    assert args[args.index("--remount-ro") + 1] == "/" and "--unshare-all" in args and args[-2:] == ["--chdir", "/w/box"]
+
+
+def test_visible_is_the_environment_and_the_course_code_and_data(monkeypatch, tmp_path):
+    code = Path(grading.__file__).resolve().parents[1]
+    other = tmp_path / "site"
+    other.mkdir()
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(code.parent), str(other)]))
+    seen = sandbox.visible()
+    assert code in seen and other in seen and code.parent not in seen  # the checkout: its code, not all of it
+    assert not any(p == REPO_ROOT or (p != REPO_ROOT and REPO_ROOT.is_relative_to(p)) for p in seen
+                   if p not in (Path("/"),)) or Path(sys.prefix).resolve() in seen
+    assert Path(sys.prefix).resolve() in seen or any(Path(sys.prefix).resolve().is_relative_to(p) for p in seen)
+    assert not any((REPO_ROOT / name).resolve().is_relative_to(p) for p in seen
+                   for name in (".git", "notebooks", "build"))
 
 
 def test_isolation_bwrap_refused_when_unavailable(tmp_path, monkeypatch):

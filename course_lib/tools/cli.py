@@ -21,6 +21,8 @@ import subprocess
 import sys
 
 from course_lib.config import BUDGETS_ENV, PROFILE_ENV, REPO_ROOT, get_profile
+from course_lib.tools.limits import MODES as LIMIT_MODES
+from course_lib.tools.limits import Limits
 from course_lib.widgets import HEADLESS_ENV
 
 
@@ -112,8 +114,13 @@ def _seconds(text: str) -> float:
 def _grade(args: argparse.Namespace) -> int:
     from course_lib.tools.grading import GradingError, grade
     try:
+        limits = Limits(args.memory_mb, args.max_processes, args.cpu_seconds, args.cpu_cores, args.disk_mb)
+    except ValueError as e:
+        print(f"grading refused: {e}", file=sys.stderr)
+        return 2
+    try:
         grade(args.submissions, args.out, args.source, args.cell_timeout, args.profile, warm_up=not args.no_warm_up,
-              isolation=args.isolation, jobs=args.jobs)
+              isolation=args.isolation, jobs=args.jobs, limits=limits, enforce_limits=args.limits)
     except GradingError as e:
         print(f"grading failed: {e}", file=sys.stderr)
         return 2
@@ -214,6 +221,20 @@ def main(argv: list[str] | None = None) -> int:
                    help="skip the instructor's run that seeds every submission's cache (fine for 1-2 submissions)")
     p.add_argument("--jobs", type=_jobs, default=1,
                    help="students graded at once, each in its own process (default 1; needs isolated kernels)")
+    default = Limits()
+    p.add_argument("--limits", choices=LIMIT_MODES, default="auto",
+                   help="memory, process and CPU limits per kernel (cgroups): auto (where they can be set, saying "
+                        "loudly when not), required (refuse to grade without them), off (default auto)")
+    p.add_argument("--memory-mb", type=int, default=default.memory_mb,
+                   help=f"memory of one kernel and its processes, tmpfs files included (default {default.memory_mb})")
+    p.add_argument("--max-processes", type=int, default=default.processes,
+                   help=f"processes and threads of one kernel at once (default {default.processes})")
+    p.add_argument("--cpu-seconds", type=float, default=default.cpu_seconds,
+                   help=f"CPU time of one kernel's processes over the whole notebook (default {default.cpu_seconds:g})")
+    p.add_argument("--cpu-cores", type=float, default=default.cpu_cores,
+                   help=f"cores one kernel may use at once (default {default.cpu_cores:g})")
+    p.add_argument("--disk-mb", type=int, default=default.disk_mb,
+                   help=f"size of each writable folder of a kernel, and of its largest file (default {default.disk_mb})")
     p.set_defaults(fn=_grade)
 
     p = sub.add_parser("grade-manual", help="record the points given by hand to written answers (a CSV)")

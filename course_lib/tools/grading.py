@@ -18,10 +18,11 @@ Every notebook is one nbgrader *assignment*, named after its file.
 One submission cannot change another's grade. Each student is graded in a fresh
 folder built from copies the grader holds in memory (the source notebook, nbgrader's
 gradebook of the assignment, the warm-up's cache), and its kernel runs isolated
-(``course_lib.tools.sandbox``: bubblewrap, read-only course, no network, no view of
-the gradebook or the other submissions) when the OS allows; when it does not, the
-grader says so and checks the Python environment and the gradebook after every
-student. A failure of the grader itself (a kernel that hangs idle, nbgrader
+(``course_lib.tools.sandbox``: bubblewrap; it sees the system, the Python environment and
+the course's code and data, read-only, and nothing else: no answers, no gradebook, no other
+submission, no network) when the OS allows; when it does not, the grader says so and checks
+the Python environment and the gradebook after every student. Each kernel runs under limits
+of memory, processes, CPU time and disk (``course_lib.tools.limits``), when cgroups can be made. A failure of the grader itself (a kernel that hangs idle, nbgrader
 crashing) is retried once, then reported as "not graded: grader error", never as a
 student's 0.
 
@@ -74,6 +75,8 @@ from traitlets.config import Config
 from course_lib.config import PROFILE_ENV, PROFILES, REPO_ROOT
 from course_lib.tools import sandbox
 from course_lib.tools.bundle import REGIONS
+from course_lib.tools.limits import MODES as LIMIT_MODES
+from course_lib.tools.limits import CpuWatch, KernelCgroup, Limits, cgroup_problem, launcher, reasons
 from course_lib.tools.watchdog import (
     ClientWatch,
     KernelWatchdog,
@@ -115,6 +118,7 @@ class Score:
     grader: list[str] = field(default_factory=list)  # what the machinery did: isolation, retries after a hang
     manual: list[str] = field(default_factory=list)  # "question (N points)": written answers to be graded by hand
     answers: dict[str, str] = field(default_factory=dict)  # question id -> the student's written answer
+    usage: dict[str, float] = field(default_factory=dict)  # what its kernel used (peak memory MB, CPU s, processes)
 
 
 # ------------------------------------------------------------------ nbgrader, hardened
@@ -292,12 +296,12 @@ def _tools_on_path():
 
 
 def _kernel_env(profile: str, cache: Path, home: Path) -> dict[str, str]:
-    """A kernel's environment: the profile, its own cache, and its own IPython/matplotlib folders (``home``) and
-    no user site-packages, so that nothing a former kernel wrote in the user's home folder is read."""
+    """A kernel's environment: the profile, its own cache, and its own home and IPython/matplotlib folders
+    (``home``) and no user site-packages, so that nothing a former kernel wrote in the user's home folder is read."""
     # One thread per kernel: on a shared CPU, torch's thread pool is many times slower than one thread.
     return {PROFILE_ENV: profile, "COURSE_CACHE": str(cache), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
             HEADLESS_ENV: "1",  # the course's widgets draw plain figures
-            "MPLBACKEND": "Agg", "IPYTHONDIR": str(home / "ipython"), "MPLCONFIGDIR": str(home / "matplotlib"),
+            "MPLBACKEND": "Agg", "HOME": str(home), "IPYTHONDIR": str(home / "ipython"), "MPLCONFIGDIR": str(home / "matplotlib"),
             "XDG_CACHE_HOME": str(home / "cache"), "TMPDIR": str(home / "tmp"), "PYTHONNOUSERSITE": "1"}
 
 
@@ -487,7 +491,8 @@ class _Run:
     profile: str
     cell_timeout: float
     sandbox: bool  # kernels isolated with bwrap
-    hidden: list[Path]  # folders a kernel must not see
+    limits: Limits | None  # what one kernel may use (None: --limits off)
+    cgroups: bool  # memory, process and CPU limits enforced (cgroups could be made)
     env_roots: list[Path]
     env_before: dict = field(default_factory=dict)
     broken: str = ""  # set once the environment changed under a kernel that was not isolated
@@ -501,26 +506,36 @@ def _write_tree(root: Path, files: dict[str, bytes]) -> None:
 
 def _attempt(sub: Submission, nb, inputs: _Inputs, run: _Run):
     """Grade one submission once, in a fresh folder built from ``inputs``. Returns (test id -> points, the executed
-    notebook, the feedback HTML or None); raises GraderFailure when the machinery failed."""
+    notebook, the feedback HTML or None, the limits it hit, what it used); raises GraderFailure when the machinery
+    failed."""
     root = Path(tempfile.mkdtemp(prefix=f"{sub.student}-{sub.notebook}-", dir=run.tmp))
-    ipc = Path(tempfile.mkdtemp(prefix="k-"))  # short: a Unix socket's path has at most 107 bytes
+    # the sockets: short (a Unix socket's path has at most 107 bytes), and in RAM where it can be, so that what a
+    # kernel writes there counts towards its memory limit instead of filling a disk
+    shm = Path("/dev/shm")
+    ipc = Path(tempfile.mkdtemp(prefix="k-", dir=shm if shm.is_dir() and os.access(shm, os.W_OK) else None))
+    cgroup = watch = None
     try:
         name, student = inputs.name, sub.student
         _write_tree(root, {f"source/{name}/{name}.ipynb": inputs.source, "gradebook.db": inputs.gradebook})
         _write_tree(root / "cache", inputs.cache)
         (root / "submitted" / student / name).mkdir(parents=True)
         nbformat.write(nb, root / "submitted" / student / name / f"{name}.ipynb")
-        for folder in ("autograded", "cache", "home", "home/tmp"):
-            (root / folder).mkdir(exist_ok=True)
-        kernel = {}
-        if run.sandbox:
-            cwd = root / "autograded" / student / name
-            kernel = {"transport": "ipc", "connection_file": str(ipc / "kernel.json"),
-                      "sandbox": [shutil.which("bwrap") or "bwrap", *sandbox.bwrap_args(
-                          [root / "autograded", root / "cache", root / "home", ipc], run.hidden, cwd)]}
+        for folder in ("autograded", "cache", "home", "home/tmp", "box/home"):  # (box/home: for the grader's IPython)
+            (root / folder).mkdir(parents=True, exist_ok=True)
+        if run.cgroups:
+            cgroup = KernelCgroup(run.limits)
+            watch = CpuWatch(cgroup).start()
+        kernel = {"launcher": launcher(cgroup, run.limits)} if run.sandbox or cgroup else {}
+        cache, home = root / "cache", root / "home"
+        if run.sandbox:  # the kernel's cache, home and working folder live in a bounded tmpfs, ``box``
+            cache, home = root / "box" / "cache", root / "box" / "home"
+            kernel.update(transport="ipc", connection_file=str(ipc / "kernel.json"), sandbox=sandbox.kernel_sandbox(
+                root / "box", root / "cache", ipc, run.limits.disk_mb if run.limits else None))
         api = _nbgrader(root, root / "gradebook.db", run.cell_timeout, kernel)
-        with _environ(**_kernel_env(run.profile, root / "cache", root / "home")):
+        with _environ(**_kernel_env(run.profile, cache, home)):
             result = api.autograde(name, student)
+        if watch is not None:
+            watch.stop()
         executed = root / "autograded" / student / name / f"{name}.ipynb"
         if not result.get("success") or not executed.exists():
             log = result.get("log", "") + result.get("error", "")
@@ -536,10 +551,28 @@ def _attempt(sub: Submission, nb, inputs: _Inputs, run: _Run):
             graded = gb.find_submission_notebook(name, name, student)
             # a written answer left as released: nbgrader scores it 0 itself; any other needs a person (None)
             points = {g.name: None if g.needs_manual_grade else (g.score or 0.0) for g in graded.grades}
-        return points, nbformat.read(executed, as_version=4), page
+        executed = nbformat.read(executed, as_version=4)
+        hits = reasons(cgroup, watch, run.limits, _outputs_text(executed), run.sandbox) if run.limits else []
+        usage = {"peak_memory_mb": round(cgroup.peak_memory_mb(), 1), "cpu_seconds": round(cgroup.cpu_seconds(), 1),
+                 "peak_processes": watch.peak_processes} if cgroup is not None else {}
+        return points, executed, page, hits, usage
     finally:
+        if watch is not None:
+            watch.stop()
+        if cgroup is not None:
+            cgroup.close()
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(ipc, ignore_errors=True)
+
+
+def _outputs_text(nb) -> str:
+    """Every text a notebook's cells printed or raised (streams, errors, plain-text results), joined."""
+    texts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            texts += [str(out.get("text", "")), str(out.get("evalue", "")),
+                      str(out.get("data", {}).get("text/plain", ""))]
+    return "\n".join(texts)
 
 
 def _record(db: Path, name: str, student: str, points: dict[str, float | None], changed: set[str] = frozenset()) \
@@ -632,20 +665,22 @@ class _Executed:
     why: str  # '' or why it was not graded / was refused
     notes: list[str]  # what the machinery did (retries)
     seconds: float
+    limits: list[str] = field(default_factory=list)  # the resource limits it hit, said for the student
+    usage: dict[str, float] = field(default_factory=dict)  # what its kernel used
 
 
 def _execute(sub: Submission, inputs: _Inputs, run: _Run) -> _Executed:
     """Read and execute one submission (a machinery failure is retried once); touches no gradebook but its own."""
     start = time.perf_counter()
     nb, why = _read_submission(sub.path)
-    executed, page, points, notes = None, None, {}, []
+    executed, page, points, notes, hits, usage = None, None, {}, [], [], {}
     if not why:
         for attempt in (1, 2):
             if run.broken:
                 why = f"{NOT_GRADED}: {run.broken}"
                 break
             try:
-                points, executed, page = _attempt(sub, nb, inputs, run)
+                points, executed, page, hits, usage = _attempt(sub, nb, inputs, run)
                 why = ""
             except GraderFailure as e:
                 why = f"{NOT_GRADED}: {e}"
@@ -654,7 +689,7 @@ def _execute(sub: Submission, inputs: _Inputs, run: _Run) -> _Executed:
             if refused or not why:
                 why = refused
                 break
-    return _Executed(points, executed, page, why, notes, time.perf_counter() - start)
+    return _Executed(points, executed, page, why, notes, time.perf_counter() - start, hits, usage)
 
 
 def _answers(executed, manual: set[str]) -> dict[str, str]:
@@ -680,6 +715,7 @@ def _grade_one(sub: Submission, inputs: _Inputs, run: _Run, previous: dict | Non
     ran = time.perf_counter() - ran
     points, executed, page, why = result.points, result.executed, result.page, result.why
     score.grader += result.notes
+    score.usage = result.usage
     if run.db.read_bytes() != kept:
         run.db.write_bytes(kept)
         why = (why + "; " if why.startswith("refused") else "refused: ") + \
@@ -693,6 +729,7 @@ def _grade_one(sub: Submission, inputs: _Inputs, run: _Run, previous: dict | Non
         if why:
             score.failures.append(why)
             points = {}
+        score.failures += result.limits  # (the points earned before a limit stopped the kernel stay)
         score.answers = _answers(executed, inputs.manual) if executed is not None and not why else {}
         before = (previous or {}).get("answers", {})
         changed = {q for q, text in score.answers.items() if q in before and before[q] != text}
@@ -898,6 +935,16 @@ def _isolation(isolation: str) -> tuple[bool, str]:
     return not problem, problem
 
 
+def _limits(mode: str) -> tuple[bool, str]:
+    """(set memory, process and CPU limits with cgroups?, why not) for ``mode`` in LIMIT_MODES."""
+    if mode == "off":
+        return False, "limits turned off (--limits off)"
+    problem = cgroup_problem()
+    if problem and mode == "required":
+        raise GradingError(f"--limits required: {problem}")
+    return not problem, problem
+
+
 def check_cell_timeout(cell_timeout) -> float:
     """``cell_timeout`` as seconds > 0 (nbclient reads 0 or less as 'no timeout': never accepted)."""
     if isinstance(cell_timeout, bool) or not isinstance(cell_timeout, (int, float)):
@@ -910,7 +957,8 @@ def check_cell_timeout(cell_timeout) -> float:
 
 def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: str | Path = SOURCE_DIR,
           cell_timeout: float = 120, profile: str = "grade", work_dir: str | Path | None = None,
-          warm_up: bool = True, isolation: str = "auto", jobs: int = 1) -> list[Score]:
+          warm_up: bool = True, isolation: str = "auto", jobs: int = 1, limits: Limits | None = None,
+          enforce_limits: str = "auto") -> list[Score]:
     """Autograde every notebook in ``submissions``; keep ``out/gradebook.db`` and ``out/grading.json`` (the
     failures), write ``out/scores.csv`` (every student ever graded into ``out``) and
     ``out/feedback/<student>/<notebook>.md`` (+ ``.html``). Returns this run's scores.
@@ -922,8 +970,16 @@ def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: st
     ``jobs``: students graded at once, each in its own process (the warm-ups too); this process alone writes the
     gradebook, the log and ``scores.csv``. Needs isolated kernels: without, students are graded one at a time
     (said once), since the checks after every student must know whose kernel changed something.
+    ``limits``: what each kernel may use (memory, processes, CPU time and cores, the size of its writable folders;
+    default ``Limits()``); ``enforce_limits``: ``"auto"`` sets them where cgroups can be made here and says loudly
+    when they cannot, ``"required"`` refuses to grade without them, ``"off"`` sets none (and says so).
     """
     cell_timeout = check_cell_timeout(cell_timeout)
+    limits = Limits() if limits is None else limits
+    if not isinstance(limits, Limits):
+        raise TypeError(f"limits: expected a course_lib.tools.limits.Limits, got {type(limits).__name__}")
+    if enforce_limits not in LIMIT_MODES:
+        raise ValueError(f"enforce_limits: expected one of {LIMIT_MODES}, got {enforce_limits!r}")
     if isinstance(jobs, bool) or not isinstance(jobs, int):
         raise TypeError(f"jobs: expected a whole number of processes, got {type(jobs).__name__}")
     if jobs < 1:
@@ -946,6 +1002,7 @@ def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: st
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     isolated, why_not = _isolation(isolation)
+    cgroups, no_limits = _limits(enforce_limits)
     if not isolated and jobs > 1:
         print(f"note: --jobs {jobs} needs isolated kernels; grading one student at a time", file=sys.stderr)
         jobs = 1
@@ -955,6 +1012,13 @@ def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: st
                "in-memory copies\n(source notebook, nbgrader files, warm-up cache), the gradebook is restored if a "
                "kernel changed it, and grading stops\n(not graded: grader error) if the Python environment changed. "
                "See docs/exercises.md.")
+    if not cgroups:
+        _shout(f"WARNING: NO memory, process or CPU-time limits on the submissions' kernels: {no_limits}.\nA "
+               "submission can then take all the memory (the system may kill the grader or another student's kernel) "
+               "or start processes until the machine stops.\nRun the grader as root (or in a container with cgroups "
+               "it may write): see docs/exercises.md.")
+    else:
+        print(f"limits per kernel: {limits.describe()}", flush=True)
     if work_dir is not None:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
     print(f"{'student':20s} {'notebook':32s} {'points':>9s} {'time':>6s}  failed", flush=True)
@@ -975,8 +1039,14 @@ def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: st
         inputs = {name: _Inputs(name, data, pristine, caches.get(name, {}), orders[name],
                                 _manual_ids(nbformat.reads(data.decode("utf-8"), as_version=4)))
                   for name, data in source_bytes.items()}
-        hidden = sandbox.hideable([tmp, out, Path(submissions), Path(source_dir)]) if isolated else []
-        run = _Run(tmp, out, db, profile, cell_timeout, isolated, hidden, sandbox.environment_roots())
+        too_big = {name: sum(map(len, cache.values())) for name, cache in caches.items()}
+        too_big = {name: size for name, size in too_big.items() if isolated and size > limits.disk_mb * 2**20 / 2}
+        if too_big:
+            raise GradingError(f"the warm-up's cache of {', '.join(too_big)} ({max(too_big.values()) / 2**20:.0f} MB) "
+                               f"takes more than half of a kernel's writable folder ({limits.disk_mb} MB): raise "
+                               "the disk limit (--disk-mb)")
+        run = _Run(tmp, out, db, profile, cell_timeout, isolated, None if enforce_limits == "off" else limits,
+                   cgroups, sandbox.environment_roots())
         run.env_before = sandbox.fingerprint(run.env_roots)
         def record(sub: Submission, done: _Executed | None = None) -> None:
             key = f"{sub.student}/{sub.notebook}"

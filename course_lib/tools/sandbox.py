@@ -1,15 +1,23 @@
 """Where a submission's kernel runs: isolated with bubblewrap when the OS allows it, checked when not.
 
-**Isolated** (``bwrap``, Debian's ``bubblewrap``): the kernel sees the whole file system
-read-only (the course, the Python environment), gets writable folders of its own (its working
-folder, its cache, ``/tmp`` and ``/dev/shm`` as fresh tmpfs), no network, no other processes,
-and does not see at all the folders the grader names as hidden (the gradebook's folder, the other
-submissions, the grader's work folder, the source notebooks with the hidden tests). The kernel
-runs without capabilities, even when the grader runs as root, and dies with the grader.
+**Isolated** (``bwrap``, Debian's ``bubblewrap``): the kernel sees **only what the notebook needs to run**,
+chosen by a list of what it may see (:func:`visible`), not a list of what to hide:
 
-The kernel talks to the grader over Unix sockets (``ipc`` transport) in a folder of its own,
-since a kernel without network cannot use TCP to the host. ``SIGINT`` (the cell timeout's
-interrupt) reaches the kernel only: bubblewrap is started with it ignored.
+* read-only: the operating system's folders (``/usr``, ``/etc``, ``/lib*``, ``/bin``, ``/sbin``, ``/sys``),
+  the Python environment (the virtual environment and the Python it was made from), the course's code
+  (the ``course_lib`` package) and its data (``data/``), and what the grader passes in (the warm-up's cache);
+* writable: fresh tmpfs folders of a bounded size (``/tmp``, ``/dev/shm``, and the kernel's own folder with
+  its working folder, cache and home), and the folder of the sockets it talks to the grader through;
+* nothing else: not the rest of the course's checkout (its git history, the source notebooks with the
+  hidden tests, the instructor's executed copies in ``build/``, the student bundle), not the gradebook,
+  the other submissions or nbgrader's folders, not the home folders, ``/srv``, ``/var``, ``/opt``, ``/work``
+  or whatever else the machine holds; the root folder itself is read-only;
+* no network, no other processes, no capabilities even when the grader runs as root; the kernel dies with
+  the grader.
+
+The kernel talks to the grader over Unix sockets (``ipc`` transport) in a folder of its own, since a kernel
+without network cannot use TCP to the host. Resource limits (memory, processes, CPU) are set around the
+sandbox by ``course_lib.tools.limits``.
 
 **Not isolated**: the kernel runs as the grader's user. Then :func:`fingerprint` and
 :func:`changes` tell whether it changed the Python environment and the course's code.
@@ -29,11 +37,15 @@ from jupyter_client import AsyncKernelManager
 from traitlets import List, Unicode
 
 import course_lib
-from course_lib.config import REPO_ROOT
+from course_lib.config import REPO_ROOT, data_dir
 
-# ``trap "" INT``: bubblewrap and its init ignore SIGINT (dispositions set to "ignore" survive exec), so the
-# interrupt that jupyter_client sends to the kernel's process group reaches the kernel and kills nothing.
-_IGNORE_SIGINT = ["/bin/sh", "-c", 'trap "" INT; exec "$@"', "sh"]
+# The operating system's folders a program needs (links such as /bin -> usr/bin stay links).
+SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/sys")
+
+# Inside the sandbox, before the kernel: its folders in the tmpfs ``box`` (cache, home, working folder), the
+# warm-up's cache copied in from ``seed`` (read-only), then the kernel itself, in ``box/work``.
+_PREPARE = 'mkdir -p "$1/cache" "$1/home/tmp" "$1/work" && { [ ! -d "$2" ] || cp -R -p "$2/." "$1/cache/"; } ' \
+           '&& cd "$1/work" && shift 2 && exec "$@"'
 
 
 def bwrap_problem() -> str:
@@ -42,7 +54,7 @@ def bwrap_problem() -> str:
     if exe is None:
         return "bubblewrap (bwrap) is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
     try:
-        run = subprocess.run([exe, *bwrap_args([], [], Path("/")), "--", "true"], capture_output=True, timeout=60)
+        run = subprocess.run([exe, *bwrap_args(Path("/tmp"), size_mb=16), "--", "true"], capture_output=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"bwrap does not run: {e}"
     if run.returncode:
@@ -50,54 +62,62 @@ def bwrap_problem() -> str:
     return ""
 
 
-def needed() -> list[Path]:
-    """What a kernel must see: the Python environment, the course (its code and data), ``PYTHONPATH``."""
-    paths = [sys.prefix, sys.base_prefix, REPO_ROOT, Path(course_lib.__file__).parent,
-             *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
-    return [Path(p).resolve() for p in paths]
+def visible() -> list[Path]:
+    """What a kernel may read besides the operating system: the Python environment, the course's code and data,
+    and ``PYTHONPATH`` (of a course checkout on it, its code alone). Resolved, most general first, none inside
+    another."""
+    code = Path(course_lib.__file__).resolve().parent
+    paths = [Path(sys.prefix), Path(sys.base_prefix), code, data_dir()]
+    for entry in filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)):
+        if Path(entry).resolve() not in (code.parent, REPO_ROOT):  # the checkout: its code is in already
+            paths.append(Path(entry))
+    found = sorted({p.resolve() for p in paths if p.exists()}, key=lambda p: len(p.parts))
+    return [p for i, p in enumerate(found) if not any(p.is_relative_to(o) for o in found[:i])]
 
 
-def bwrap_args(writable: list[Path], hidden: list[Path], cwd: Path) -> list[str]:
-    """bwrap's options: ``/`` read-only, ``hidden`` folders replaced by empty ones, ``writable`` folders bound
-    read-write (after the hiding, so they may lie inside a hidden folder), no network, no other processes.
-    ``/tmp`` is a fresh tmpfs too, unless the course or the environment lives there (a clone in /tmp): then
-    it stays visible read-only, and only the ``hidden`` folders in it are emptied."""
-    args = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    hide_tmp = not any(p.is_relative_to("/tmp") for p in needed())
-    if hide_tmp:
-        args += ["--tmpfs", "/tmp"]
-    for path in hidden:
-        if not (hide_tmp and Path(path).is_relative_to("/tmp")):
-            args += ["--tmpfs", str(path)]
+def bwrap_args(cwd: Path, scratch: list[Path] = (), writable: list[Path] = (), readable: list[Path] = (),
+               size_mb: int | None = None) -> list[str]:
+    """bwrap's options for a sandbox that shows the system folders (:data:`SYSTEM`), :func:`visible` and
+    ``readable`` read-only; fresh tmpfs folders at ``/tmp``, ``/dev/shm`` and ``scratch`` (each at most
+    ``size_mb`` MB); the host folders ``writable`` read-write; nothing else. No network, no other processes,
+    no capabilities; the working folder is ``cwd``."""
+    size = ["--size", str(size_mb * 2**20)] if size_mb else []
+    args = []
+    for folder in SYSTEM:
+        if os.path.islink(folder):
+            args += ["--symlink", os.readlink(folder), folder]
+        elif os.path.isdir(folder):
+            args += ["--ro-bind", folder, folder]
+    args += ["--proc", "/proc", "--dev", "/dev", *size, "--tmpfs", "/tmp", *size, "--tmpfs", "/dev/shm"]
+    for path in [*visible(), *readable]:  # (after /tmp: a course cloned into /tmp stays visible)
+        args += ["--ro-bind", str(path), str(path)]
+    for path in scratch:
+        args += [*size, "--tmpfs", str(path)]
     for path in writable:
         args += ["--bind", str(path), str(path)]
     # JPY_PARENT_PID=1: the kernel's parent is the sandbox's init (pid 1), which ipykernel would take for the
     # sign of an orphaned kernel and quit; with 1 it does not watch its parent (--die-with-parent does).
-    return [*args, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL", "--setenv", "JPY_PARENT_PID", "1",
-            "--chdir", str(cwd)]
+    return [*args, "--remount-ro", "/", "--unshare-all", "--die-with-parent", "--cap-drop", "ALL",
+            "--setenv", "JPY_PARENT_PID", "1", "--chdir", str(cwd)]
 
 
-def hideable(paths: list[Path]) -> list[Path]:
-    """The folders of ``paths`` that can be hidden from a kernel: existing folders that hold nothing it needs
-    (:func:`needed`), most general first (resolved, no duplicates)."""
-    keep = needed()
-    out: list[Path] = []
-    for path in sorted({Path(p).resolve() for p in paths}, key=lambda p: len(p.parts)):
-        if not path.is_dir() or path == Path("/") or any(n.is_relative_to(path) for n in keep):
-            continue
-        if not any(path.is_relative_to(o) for o in out):
-            out.append(path)
-    return out
+def kernel_sandbox(box: Path, seed: Path, sockets: Path, size_mb: int | None) -> list[str]:
+    """The command before a kernel's: bwrap (:func:`bwrap_args`) with ``box`` a fresh tmpfs holding the kernel's
+    ``cache`` (the warm-up's cache ``seed`` copied in), ``home`` and working folder ``work``, and the folder of
+    its ``sockets``."""
+    return [shutil.which("bwrap") or "bwrap",
+            *bwrap_args(box, scratch=[box], writable=[sockets], readable=[seed], size_mb=size_mb),
+            "--", "/bin/sh", "-c", _PREPARE, "sh", str(box), str(seed)]
 
 
 class IsolatedKernelManager(AsyncKernelManager):
-    """A kernel manager that starts the kernel inside ``bwrap`` when :attr:`sandbox` is set."""
+    """A kernel manager that starts the kernel behind :attr:`launcher` (resource limits) inside :attr:`sandbox`."""
 
-    sandbox = List(Unicode(), help="bwrap and its options (empty: start the kernel as usual)").tag(config=True)
+    launcher = List(Unicode(), help="what starts the sandbox: limits.launcher(...) (empty: nothing)").tag(config=True)
+    sandbox = List(Unicode(), help="kernel_sandbox(...) (empty: start the kernel as usual)").tag(config=True)
 
     def format_kernel_cmd(self, extra_arguments=None):
-        cmd = super().format_kernel_cmd(extra_arguments)
-        return [*_IGNORE_SIGINT, *self.sandbox, "--", *cmd] if self.sandbox else cmd
+        return [*self.launcher, *self.sandbox, *super().format_kernel_cmd(extra_arguments)]
 
 
 # ------------------------------------------------------------------ checks when not isolated
