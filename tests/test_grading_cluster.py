@@ -21,6 +21,7 @@ from test_grading import NAME, RIGHT, answer, tiny_notebook
 from test_grading_class import QUESTION, course, rows, submit, write_answer
 from test_grading_isolation import needs_bwrap
 
+from course_lib.tools import sandbox
 from course_lib.tools.cli import main as cli_main
 from course_lib.tools.grading import NOT_GRADED, GradingError, grade
 
@@ -125,31 +126,44 @@ def test_a_two_worker_local_cluster_gives_the_serial_scores_though_a_worker_dies
     assert "cluster local:2: scheduler tcp://127.0.0.1:" in printed  # loopback only
 
 
+# a correct `square` that first checks that the course's own notebooks (the hidden tests) are hidden from it: its
+# cell fails, and 3 points are lost, if the kernel can list them
+PEEKS = ("CELL:import os\nfrom course_lib.config import REPO_ROOT\n"
+         "assert not os.listdir(REPO_ROOT / 'notebooks'), 'the course notebooks are visible'\n"
+         "def square(x):\n    return x * x")
+
+
 @needs_bwrap
 def test_a_student_the_engine_gives_up_on_is_not_graded_never_zero(tmp_path, capsys):
     """No worker death allowed: the worker executing ``a_slow`` is killed, the scheduler gives up on it
-    (KilledWorker): not graded, saying why. ``b_wrong``, next on the restarted worker, keeps its score."""
+    (KilledWorker): not graded, saying why. ``b_peeks``, next on the restarted worker, keeps its score, and its
+    kernel does not see the worker's copy of the course notebooks (hidden though the grader's --source is
+    another folder)."""
     import dask
 
     source, student_version = course(tmp_path)
     subs, out, work = tmp_path / "subs", tmp_path / "out", tmp_path / "work"
-    for student in ("a_slow", "b_wrong"):
-        submit(subs, student, KINDS[student][0](student_version))
+    submit(subs, "a_slow", KINDS["a_slow"][0](student_version))
+    submit(subs, "b_peeks", answer(student_version, square=PEEKS, mean="return sum(xs) / len(xs)"))
     killer, killed = killing(work, {"a_slow": 1})
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         scores = grade(subs, out, source_dir=source, cell_timeout=CELL_TIMEOUT, isolation="bwrap", warm_up=False,
                        work_dir=work, cluster="local:1")
     killer.join(timeout=1)
     assert killed == {"a_slow": 1}
-    recorded_once(out, capsys.readouterr().out, ["a_slow", "b_wrong"])
-    assert [(s.student, s.points) for s in scores] == [("a_slow", None), ("b_wrong", 4)]
+    recorded_once(out, capsys.readouterr().out, ["a_slow", "b_peeks"])
+    assert [(s.student, s.points) for s in scores] == [("a_slow", None), ("b_peeks", 4)]
     table = rows(out)
-    assert (table["a_slow"]["points"], table["b_wrong"]["points"]) == ("", "4")
+    assert (table["a_slow"]["points"], table["b_peeks"]["points"]) == ("", "4")
     assert table["a_slow"]["failures"].startswith(f"{NOT_GRADED}: KilledWorker")
     assert "not graded yet" in (out / "feedback" / "a_slow" / f"{NAME}.md").read_text()
 
 
 class _NoBwrap:
+    """course_lib.tools.sandbox as a worker without bubblewrap sees it."""
+
+    hideable = staticmethod(sandbox.hideable)
+
     @staticmethod
     def bwrap_problem() -> str:
         return "bubblewrap (bwrap) is not installed (test)"

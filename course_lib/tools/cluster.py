@@ -41,6 +41,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from course_lib.tools import sandbox
 from course_lib.tools.grading import (
+    SOURCE_DIR,
     GradingError,
     Submission,
     _execute,
@@ -212,9 +213,10 @@ class _Grading(WorkerPlugin):
         self.made = not run.tmp.is_dir()  # another machine: the grader's work folder, made at the same path
         run.tmp.mkdir(parents=True, exist_ok=True)
         problem = sandbox.bwrap_problem() if run.sandbox else ""
-        # folders hidden from kernels that exist here (bwrap cannot hide a folder that is not there)
-        _GRADINGS[self.name] = (self.inputs, dataclasses.replace(run, hidden=[p for p in run.hidden if p.is_dir()]),
-                                problem)
+        # hidden from kernels: the grader's folders that exist here (bwrap cannot hide a folder that is not
+        # there), and this machine's copy of the course notebooks (the hidden tests), wherever it lies
+        hidden = sandbox.hideable([*run.hidden, SOURCE_DIR])
+        _GRADINGS[self.name] = (self.inputs, dataclasses.replace(run, hidden=hidden), problem)
 
     def teardown(self, worker) -> None:
         _GRADINGS.pop(self.name, None)
