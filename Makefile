@@ -9,7 +9,7 @@ JOBS ?= 1
 
 $(STAMP): pyproject.toml requirements-lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -c requirements-lock.txt -e '.[dev]'
+	$(PY) -m pip install -c requirements-lock.txt -e '.[dev,instructor]'
 	touch $(STAMP)
 
 course: $(STAMP)  ## execute every notebook (fast profile), write build/course/
@@ -30,8 +30,8 @@ bench: $(STAMP)  ## time the input pipeline (course vs DataLoader) and every not
 release: $(STAMP)  ## the student bundle (build/release/ssl-course/ and .zip: no solutions, no hidden tests)
 	$(PY) -m course_lib release
 
-grade: $(STAMP)  ## autograde: make grade SUBMISSIONS=folder JOBS=2 (scores.csv, feedback, gradebook in grades/)
-	$(PY) -m course_lib grade $(SUBMISSIONS) --jobs $(JOBS)
+grade: $(STAMP)  ## autograde: make grade SUBMISSIONS=folder JOBS=2 [CLUSTER=local:2] (scores.csv, feedback, gradebook in grades/)
+	$(PY) -m course_lib grade $(SUBMISSIONS) --jobs $(JOBS) $(if $(CLUSTER),--cluster $(CLUSTER))
 
 grade-manual: $(STAMP)  ## record points given by hand: make grade-manual MANUAL=filled-copy-of-manual_grading.csv
 	$(PY) -m course_lib grade-manual $(MANUAL)

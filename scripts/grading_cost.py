@@ -4,9 +4,9 @@ seconds, memory, CPU time and processes per notebook and student, with students 
     python scripts/grading_cost.py                      # notebooks 01-09, 2 students each, 1 job
     python scripts/grading_cost.py 01 08 --students 4 --jobs 2
 
-The students alternate between the instructor's solution (the source notebook as submitted; the grader puts the
-tests back from its gradebook, so it scores what the solutions earn) and the untouched student version (every
-test fails at once). The numbers size the limits of `course_lib/tools/limits.py` (each kernel's peak memory,
+The class is ``compare_grading.make_class``'s: the instructor's notebooks (the grader puts the tests back from its
+gradebook, so they score what the solutions earn), the untouched student versions (every test fails at once), and
+student versions with half the solutions answered, in turn. The numbers size the limits of `course_lib/tools/limits.py` (each kernel's peak memory,
 CPU time and processes) and a class's grading time (docs/exercises.md). Prints the table and writes it to
 ``--out``/cost.md.
 """
@@ -22,10 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
+from compare_grading import make_class  # (this folder)
 
 from course_lib.config import REPO_ROOT
-from course_lib.tools.grading import course_notebooks, grade, release
+from course_lib.tools.grading import course_notebooks, grade
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,38 +47,28 @@ def main(argv: list[str] | None = None) -> int:
         names += match
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
-    source, subs = out / "source", out / "submissions"
-    source.mkdir(parents=True)
-    for name in names:
-        shutil.copy(sources[name], source / f"{name}.ipynb")
-    released = {p.stem: nbformat.read(p, as_version=4) for p in release(source, out / "release")}
-    for i in range(args.students):
-        student = f"s{i:02d}_{'solution' if i % 2 == 0 else 'release'}"
-        (subs / student).mkdir(parents=True)
-        for name in names:
-            nb = nbformat.read(source / f"{name}.ipynb", as_version=4) if i % 2 == 0 else released[name]
-            nbformat.write(nb, subs / student / f"{name}.ipynb")
+    kinds = make_class({name: sources[name] for name in names}, args.students, out / "submissions")
     start = time.perf_counter()
-    scores = grade(subs, out / "grades", source_dir=source, jobs=args.jobs)
+    scores = grade(out / "submissions", out / "grades", jobs=args.jobs)
     wall = time.perf_counter() - start
     log = json.loads((out / "grades" / "grading.json").read_text())
     lines = [f"{len(names)} notebooks x {args.students} students, --jobs {args.jobs}, {os.cpu_count()} cores, "
              f"load average before {os.getloadavg()[0]:.1f}: {wall:.0f} s in all", "",
-             "| notebook | points (solution / release) | s per student (mean, range) | peak memory MB | CPU s | "
-             "peak processes |", "|---|---|---|---|---|---|"]
+             f"| notebook | points ({' / '.join(dict.fromkeys(kinds.values()))}) | s per student (mean, range) | "
+             "peak memory MB | CPU s | peak processes |", "|---|---|---|---|---|---|"]
     per_student = 0.0
     for name in names:
         rows = [e for e in log.values() if e["notebook"] == name]
         secs = [e["seconds"] for e in rows]
         usage = [e.get("usage") or {} for e in rows]
-        points = {e["student"].split("_")[1]: f"{e['points']:g}/{e['max_points']:g}" if e["points"] is not None
+        points = {kinds[e["student"]]: f"{e['points']:g}/{e['max_points']:g}" if e["points"] is not None
                   else "-" for e in rows}
         per_student += statistics.mean(secs)
 
         most = {key: max((u[key] for u in usage if key in u), default=None)
                 for key in ("peak_memory_mb", "cpu_seconds", "peak_processes")}
         most = {key: "not measured" if v is None else f"{v:g}" for key, v in most.items()}
-        lines.append(f"| {name} | {points.get('solution', '-')} / {points.get('release', '-')} | "
+        lines.append(f"| {name} | {' / '.join(points.get(k, '-') for k in dict.fromkeys(kinds.values()))} | "
                      f"{statistics.mean(secs):.1f} ({min(secs):.1f}-{max(secs):.1f}) | {most['peak_memory_mb']} | "
                      f"{most['cpu_seconds']} | {most['peak_processes']} |")
     warm = wall - sum(s.seconds for s in scores) / args.jobs

@@ -32,9 +32,9 @@ def pyproject() -> dict:
 
 
 def declared_requirements() -> list[Requirement]:
-    """pyproject's dependencies plus its dev extras."""
+    """pyproject's dependencies plus every extra (dev, instructor: make installs them all)."""
     project = pyproject()["project"]
-    return [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]]
+    return [Requirement(r) for r in project["dependencies"] + sum(project["optional-dependencies"].values(), [])]
 
 
 def normalised(reqs: list[Requirement]) -> list[tuple[str, str]]:

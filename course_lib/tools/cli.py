@@ -120,7 +120,8 @@ def _grade(args: argparse.Namespace) -> int:
         return 2
     try:
         grade(args.submissions, args.out, args.source, args.cell_timeout, args.profile, warm_up=not args.no_warm_up,
-              isolation=args.isolation, jobs=args.jobs, limits=limits, enforce_limits=args.limits)
+              isolation=args.isolation, jobs=args.jobs, limits=limits, enforce_limits=args.limits,
+              cluster=args.cluster, cluster_timeout=args.cluster_timeout)
     except GradingError as e:
         print(f"grading failed: {e}", file=sys.stderr)
         return 2
@@ -147,6 +148,19 @@ def _jobs(text: str) -> int:
     if jobs < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of processes >= 1, got {text!r}")
     return jobs
+
+
+def _cluster(text: str) -> str:
+    """argparse type: 'local:N' or 'tcp://HOST:PORT' (checked here when Dask is installed, else by grade)."""
+    try:
+        from course_lib.tools.cluster import parse
+    except ModuleNotFoundError:
+        return text
+    try:
+        parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,7 +234,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-warm-up", action="store_true",
                    help="skip the instructor's run that seeds every submission's cache (fine for 1-2 submissions)")
     p.add_argument("--jobs", type=_jobs, default=1,
-                   help="students graded at once, each in its own process (default 1; needs isolated kernels)")
+                   help="students graded at once, each in its own process (default 1; needs isolated kernels); "
+                        "with --cluster: how many warm-ups run at once here")
+    p.add_argument("--cluster", type=_cluster, default=None,
+                   help="execute the submissions on a Dask cluster: local:N (N worker processes here) or "
+                        "tcp://HOST:PORT (a running scheduler, e.g. on Slurm; docs/exercises.md). Needs isolated "
+                        "kernels and the instructor extra")
+    p.add_argument("--cluster-timeout", type=_seconds, default=120,
+                   help="seconds the scheduler and a first worker may take, and the longest the cluster may be "
+                        "without a worker (default 120)")
     default = Limits()
     p.add_argument("--limits", choices=LIMIT_MODES, default="auto",
                    help="memory, process and CPU limits per kernel (cgroups): auto (where they can be set, saying "

@@ -48,6 +48,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -669,6 +670,11 @@ class _Executed:
     usage: dict[str, float] = field(default_factory=dict)  # what its kernel used
 
 
+def _not_executed(why: str) -> _Executed:
+    """A submission the grader could not execute (a worker failed, a cluster lost): never the student's 0."""
+    return _Executed({}, None, None, f"{NOT_GRADED}: {why}", [], 0.0)
+
+
 def _execute(sub: Submission, inputs: _Inputs, run: _Run) -> _Executed:
     """Read and execute one submission (a machinery failure is retried once); touches no gradebook but its own."""
     start = time.perf_counter()
@@ -913,6 +919,19 @@ def _worker_execute(sub: Submission) -> _Executed:
     return _execute(sub, _WORKER["inputs"][sub.notebook], _WORKER["run"])
 
 
+def _pooled(subs: list[Submission], inputs: dict[str, _Inputs], run: _Run, jobs: int) \
+        -> Iterator[tuple[Submission, _Executed]]:
+    """Execute ``subs`` in ``jobs`` worker processes; yield each with what its worker returned, as they finish."""
+    with _pool(jobs, _worker_init, (inputs, run)) as pool:
+        futures = {pool.submit(_worker_execute, sub): sub for sub in subs}
+        for future in concurrent.futures.as_completed(futures):
+            try:
+                done = future.result()
+            except Exception as e:  # the worker process itself failed
+                done = _not_executed(f"{type(e).__name__}: {e}")
+            yield futures[future], done
+
+
 def _warm_up_args(args: tuple) -> dict[str, bytes]:
     return _warm_up(*args)
 
@@ -958,7 +977,7 @@ def check_cell_timeout(cell_timeout) -> float:
 def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: str | Path = SOURCE_DIR,
           cell_timeout: float = 120, profile: str = "grade", work_dir: str | Path | None = None,
           warm_up: bool = True, isolation: str = "auto", jobs: int = 1, limits: Limits | None = None,
-          enforce_limits: str = "auto") -> list[Score]:
+          enforce_limits: str = "auto", cluster: str | None = None, cluster_timeout: float = 120) -> list[Score]:
     """Autograde every notebook in ``submissions``; keep ``out/gradebook.db`` and ``out/grading.json`` (the
     failures), write ``out/scores.csv`` (every student ever graded into ``out``) and
     ``out/feedback/<student>/<notebook>.md`` (+ ``.html``). Returns this run's scores.
@@ -973,6 +992,10 @@ def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: st
     ``limits``: what each kernel may use (memory, processes, CPU time and cores, the size of its writable folders;
     default ``Limits()``); ``enforce_limits``: ``"auto"`` sets them where cgroups can be made here and says loudly
     when they cannot, ``"required"`` refuses to grade without them, ``"off"`` sets none (and says so).
+    ``cluster``: execute the submissions on a Dask cluster instead (``course_lib.tools.cluster``): ``"local:N"``
+    (N worker processes here) or ``"tcp://HOST:PORT"`` (a running scheduler); this process still records every
+    result, and runs the warm-ups (``jobs`` at a time). Needs isolated kernels. ``cluster_timeout``: seconds the
+    scheduler and a first worker may take, and the longest the cluster may be left without a worker.
     """
     cell_timeout = check_cell_timeout(cell_timeout)
     limits = Limits() if limits is None else limits
@@ -988,6 +1011,14 @@ def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: st
         raise GradingError(f"unknown profile {profile!r}: expected one of {sorted(PROFILES)}")
     if isolation not in ISOLATION:
         raise ValueError(f"isolation: expected one of {ISOLATION}, got {isolation!r}")
+    where = None
+    if cluster is not None:
+        try:
+            from course_lib.tools import cluster as engine
+        except ModuleNotFoundError as e:
+            raise GradingError(f"--cluster needs Dask distributed ({e}): pip install -c requirements-lock.txt "
+                               "-e '.[instructor]'") from None
+        where = engine.parse(cluster, cluster_timeout)
     sources = course_notebooks(source_dir)
     found, rejected = find_submissions(submissions, sources)
     if not found and not rejected:
@@ -1002,6 +1033,8 @@ def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: st
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     isolated, why_not = _isolation(isolation)
+    if where is not None and not isolated:  # no per-student checks of a kernel on another machine
+        raise GradingError(f"--cluster needs isolated kernels: {why_not}")
     cgroups, no_limits = _limits(enforce_limits)
     if not isolated and jobs > 1:
         print(f"note: --jobs {jobs} needs isolated kernels; grading one student at a time", file=sys.stderr)
@@ -1024,7 +1057,8 @@ def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: st
     print(f"{'student':20s} {'notebook':32s} {'points':>9s} {'time':>6s}  failed", flush=True)
     scores = []
     with _locked(out), tempfile.TemporaryDirectory(prefix="course-grade-", dir=work_dir,
-                                                   ignore_cleanup_errors=True) as tmp, _tools_on_path():
+                                                   ignore_cleanup_errors=True) as tmp, _tools_on_path(), \
+            (engine.connect(where) if where else contextlib.nullcontext()) as client:
         tmp, db, log_path = Path(tmp), out / "gradebook.db", out / "grading.json"
         log = _load_log(log_path)
         template = tmp / "instructor"
@@ -1062,18 +1096,12 @@ def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: st
             print(f"{score.student:20s} {score.notebook:32s} {points:>4s}/{score.max_points:<4g} "
                   f"{score.seconds:5.1f}s  {', '.join(f.split(':')[0] for f in score.failures)}", flush=True)
 
-        if jobs == 1:
-            for sub in found:
-                record(sub)
-        else:  # workers execute, this process records (one writer)
-            with _pool(jobs, _worker_init, (inputs, dataclasses.replace(run, env_before={}))) as pool:
-                futures = {pool.submit(_worker_execute, sub): sub for sub in found}
-                for future in concurrent.futures.as_completed(futures):
-                    try:
-                        done = future.result()
-                    except Exception as e:  # the worker process itself failed
-                        done = _Executed({}, None, None, f"{NOT_GRADED}: {type(e).__name__}: {e}", [], 0.0)
-                    record(futures[future], done)
+        # who executes: this process, --jobs worker processes, or a cluster's workers; this process records
+        workers_run = dataclasses.replace(run, env_before={})
+        executions = engine.execute(client, found, inputs, workers_run, where.timeout) if client is not None \
+            else _pooled(found, inputs, workers_run, jobs) if jobs > 1 else ((sub, None) for sub in found)
+        for sub, done in executions:
+            record(sub, done)
         for score in rejected:
             if STUDENT_ID.fullmatch(score.student):
                 _score_and_feedback(score, {}, None, out / "feedback" / score.student)
