@@ -4,6 +4,7 @@ import contextlib
 import io
 import os
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -16,18 +17,11 @@ from packaging.version import Version
 from course_lib.tools import runner
 from course_lib.tools.cli import main
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: pyproject checks are skipped
-    tomllib = None
-
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["test", "course", "lab", "demo", "build-data", "bench", "release", "grade", "grade-manual"]
 
 
 def pyproject() -> dict:
-    if tomllib is None:
-        pytest.skip("tomllib needs Python 3.11+")
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
@@ -59,6 +53,44 @@ def test_environment_python_satisfies_requires_python():
     assert len(python) == 1
     version = re.sub(r"^python\s*=*", "", python[0]).strip()
     assert Version(version) in SpecifierSet(pyproject()["project"]["requires-python"])
+
+
+def test_requires_python_is_what_installs_and_what_the_docs_say():
+    """nbgrader 0.9.6 and the lock's numpy, scipy, matplotlib and scikit-learn need Python 3.11: the project, its
+    classifiers and the student bundle's README say 3.11, nowhere 3.10."""
+    from course_lib.tools.bundle import STUDENT_README
+
+    project = pyproject()["project"]
+    assert project["requires-python"] == ">=3.11"
+    versions = [c.rsplit("::", 1)[1].strip() for c in project["classifiers"]
+                if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)]
+    assert versions and all(Version(v) in SpecifierSet(project["requires-python"]) for v in versions)
+    assert pyproject()["tool"]["ruff"]["target-version"] == "py311"
+    assert "Python 3.11" in STUDENT_README and not re.search(r"Python 3\.10\b", STUDENT_README)
+
+
+def test_license_metadata_and_build_requirements():
+    """An SPDX license expression with its file (the table form is deprecated) and a bounded setuptools that
+    reads it (PEP 639 needs setuptools 77)."""
+    project = pyproject()["project"]
+    assert project["license"] == "MIT"
+    assert project["license-files"] == ["LICENSE"]
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert not any(c.startswith("License ::") for c in project["classifiers"]), "no license classifier beside SPDX"
+    [setuptools] = [Requirement(r) for r in pyproject()["build-system"]["requires"]]
+    assert setuptools.name == "setuptools"
+    assert Version("77") in setuptools.specifier and Version("76.1") not in setuptools.specifier
+    assert any(s.operator == "<" for s in setuptools.specifier), "an upper bound: the next major is untested"
+
+
+def test_console_script_is_the_command_line():
+    """ssl-course <command> is python -m course_lib <command>, and says so in its usage line."""
+    from course_lib.tools import cli
+
+    assert pyproject()["project"]["scripts"] == {"ssl-course": "course_lib.tools.cli:main"}
+    assert cli.program_name("/home/s/.venv/bin/ssl-course") == "ssl-course"
+    assert cli.program_name("/c/course/.venv/Scripts/ssl-course.exe") == "ssl-course"
+    assert cli.program_name("/x/course_lib/__main__.py") == "python -m course_lib"
 
 
 def lock_pins() -> dict[str, Version]:

@@ -4,7 +4,7 @@
 
 * ``ssl-course/`` and ``ssl-course.zip`` (the same folder, zipped): the student notebooks (solutions
   replaced by stubs, hidden tests removed, outputs cleared), ``course_lib`` (source), ``data/``, the
-  install files (``pyproject.toml``, ``requirements-lock.txt``, ``environment.yml``) and a short
+  install files (``pyproject.toml``, ``requirements-lock.txt``, ``environment.yml``, ``LICENSE``) and a short
   ``README.md`` whose two commands set everything up and open the notebooks.
 
 Students get this bundle, never the repository: the repository's ``notebooks/`` hold every solution
@@ -32,7 +32,7 @@ from course_lib.config import REPO_ROOT
 
 BUNDLE_NAME = "ssl-course"
 LIBRARY_ANSWER = "# answer in course_lib by design"  # in a solution cell: its solution is not a secret
-INSTALL_FILES = ("pyproject.toml", "requirements-lock.txt", "environment.yml")
+INSTALL_FILES = ("pyproject.toml", "requirements-lock.txt", "environment.yml", "LICENSE")
 MIN_CHARS = 15  # shorter lines (``return x``, ``k = 3``) occur anywhere: not evidence of a leak
 REGIONS = {"solution": ("### BEGIN SOLUTION", "### END SOLUTION"),
            "hidden": ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")}
@@ -44,7 +44,7 @@ IDIOM_FILES = 3  # a line that course_lib's own code has in this many files is a
 STUDENT_README = """\
 # Self-supervised learning for images: the course notebooks (student version)
 
-Set everything up (Python 3.10 or newer; it downloads PyTorch and Jupyter, a few GB), then open the
+Set everything up (Python 3.11 or newer; it downloads PyTorch and Jupyter, a few GB), then open the
 notebooks in JupyterLab:
 
 ```bash

@@ -1,4 +1,4 @@
-"""Command line of the course: ``python -m course_lib <command>``.
+"""Command line of the course: ``python -m course_lib <command>``, or ``ssl-course <command>`` once installed.
 
 The Makefile's targets call these, so everything also works without make:
 
@@ -19,9 +19,12 @@ import argparse
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from course_lib.config import BUDGETS_ENV, PROFILE_ENV, REPO_ROOT, get_profile
 from course_lib.widgets import HEADLESS_ENV
+
+SCRIPT = "ssl-course"  # the console script ([project.scripts] in pyproject.toml)
 
 
 def _test(args: argparse.Namespace) -> int:
@@ -142,8 +145,19 @@ def _jobs(text: str) -> int:
     return jobs
 
 
+def program_name(argv0: str | None = None) -> str:
+    """How the user called us: ``ssl-course`` (the console script) or ``python -m course_lib``."""
+    argv0 = sys.argv[0] if argv0 is None else argv0
+    return SCRIPT if Path(argv0).stem == SCRIPT else "python -m course_lib"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib", description=__doc__,
+    prog = program_name() if argv is None else "python -m course_lib"
+    return _main(argv, prog)
+
+
+def _main(argv: list[str] | None, prog: str) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
