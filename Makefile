@@ -9,7 +9,7 @@ JOBS ?= 1
 
 $(STAMP): pyproject.toml requirements-lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -c requirements-lock.txt -e '.[dev]'
+	$(PY) -m pip install -c requirements-lock.txt -e '.[dev,instructor]'
 	touch $(STAMP)
 
 course: $(STAMP)  ## execute every notebook (fast profile), write build/course/

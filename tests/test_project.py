@@ -4,6 +4,8 @@ import contextlib
 import io
 import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -19,16 +21,25 @@ from course_lib.tools.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["test", "course", "lab", "demo", "build-data", "bench", "release", "grade", "grade-manual"]
+PROJECT = "ssl-course"
+INSTRUCTOR_ONLY = {"nbgrader"}  # the grading tools: never in a student's install
+TEST_ONLY = {"pytest", "pytest-xdist", "nbval", "ruff", "pyyaml", "playwright"}
 
 
 def pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
+def extra(name: str) -> list[Requirement]:
+    return [Requirement(r) for r in pyproject()["project"]["optional-dependencies"][name]]
+
+
 def declared_requirements() -> list[Requirement]:
-    """pyproject's dependencies plus its dev extras."""
+    """pyproject's dependencies plus every extra's, without the project's references to its own extras."""
     project = pyproject()["project"]
-    return [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]]
+    reqs = [Requirement(r) for r in project["dependencies"]]
+    reqs += [r for name in project["optional-dependencies"] for r in extra(name) if canonicalize_name(r.name) != PROJECT]
+    return reqs
 
 
 def normalised(reqs: list[Requirement]) -> list[tuple[str, str]]:
@@ -36,6 +47,17 @@ def normalised(reqs: list[Requirement]) -> list[tuple[str, str]]:
 
 
 # ---------------------------------------------------------------- packages
+
+
+def test_the_student_install_has_neither_the_grading_nor_the_test_tools():
+    """The core dependencies are what the student bundle installs: nbgrader would put its instructor extensions
+    in every student's JupyterLab."""
+    core = {canonicalize_name(Requirement(r).name) for r in pyproject()["project"]["dependencies"]}
+    assert not core & (INSTRUCTOR_ONLY | TEST_ONLY)
+    assert {canonicalize_name(r.name) for r in extra("instructor")} >= INSTRUCTOR_ONLY
+    dev = {canonicalize_name(r.name): r for r in extra("dev")}
+    assert dev.keys() >= TEST_ONLY
+    assert dev[PROJECT].extras == {"instructor"}, "the tests grade notebooks: dev needs the instructor tools"
 
 
 def test_environment_yml_installs_exactly_the_pyproject_packages():
@@ -91,6 +113,33 @@ def test_console_script_is_the_command_line():
     assert cli.program_name("/home/s/.venv/bin/ssl-course") == "ssl-course"
     assert cli.program_name("/c/course/.venv/Scripts/ssl-course.exe") == "ssl-course"
     assert cli.program_name("/x/course_lib/__main__.py") == "python -m course_lib"
+
+
+STUDENT_SESSION = """
+import sys
+for name in ("nbgrader", "pytest", "nbval", "xdist", "playwright"):
+    sys.modules[name] = None  # as if not installed: importing it raises ModuleNotFoundError
+import course_lib, course_lib.tools.bundle, course_lib.tools.runner, course_lib.widgets
+from course_lib.tools.cli import main
+codes = [main(argv) for argv in (["grade", "nowhere"], ["grade", "nowhere", "--cell-timeout", "5"], ["release"],
+                                 ["grade-manual", "x.csv"], ["test"])]
+print("CODES", codes)
+"""
+
+
+def test_without_the_extras_course_lib_imports_and_the_commands_name_the_extra_to_install():
+    """A student install (no nbgrader, no pytest): course_lib and the runner import; release, grade and
+    grade-manual stop with exit code 2 and a message naming the instructor extra, test naming the dev extra."""
+    run = subprocess.run([sys.executable, "-c", STUDENT_SESSION], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "CODES [2, 2, 2, 2, 2]" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
+    messages = [line for line in run.stderr.splitlines() if line.startswith("python -m course_lib: ")]
+    assert len(messages) == 5 and "Traceback" not in run.stderr, run.stderr
+    for line in messages[:4]:
+        assert "needs nbgrader" in line and "'instructor' extra" in line, line
+        assert "pip install -c requirements-lock.txt -e '.[instructor]'" in line, line
+    assert "running the tests needs pytest" in messages[4] and "'dev' extra" in messages[4], messages[4]
 
 
 def lock_pins() -> dict[str, Version]:

@@ -11,6 +11,9 @@ The Makefile's targets call these, so everything also works without make:
     python -m course_lib grade-manual CSV  # record the points given by hand to written answers
     python -m course_lib bench         # time the input pipeline (--notebooks: the course table too)
     python -m course_lib demo          # prepare a live lecture: warm every notebook's cache, time a warm run
+
+release, grade and grade-manual need the instructor extra (nbgrader), test the dev extra; without it they
+say which extra to install.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import sys
 from pathlib import Path
 
 from course_lib.config import BUDGETS_ENV, PROFILE_ENV, REPO_ROOT, get_profile
+from course_lib.tools.extras import MissingExtra, require
 from course_lib.widgets import HEADLESS_ENV
 
 SCRIPT = "ssl-course"  # the console script ([project.scripts] in pyproject.toml)
@@ -34,6 +38,7 @@ def _test(args: argparse.Namespace) -> int:
     claim sees a complete run), each cell limited to the profile's ``cell_timeout_s`` and watched
     for hangs (``tools/nbval_watchdog.py``).
     """
+    require({"pytest": "pytest", "nbval": "nbval"}, "running the tests", "dev")
     shell_profile = os.environ.get(PROFILE_ENV)
     if shell_profile and shell_profile != "fast":
         print(f"note: ${PROFILE_ENV}={shell_profile} in your shell is ignored: the tests run the 'fast' profile, "
@@ -153,7 +158,11 @@ def program_name(argv0: str | None = None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     prog = program_name() if argv is None else "python -m course_lib"
-    return _main(argv, prog)
+    try:
+        return _main(argv, prog)
+    except MissingExtra as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 2
 
 
 def _main(argv: list[str] | None, prog: str) -> int:
