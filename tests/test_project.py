@@ -380,3 +380,13 @@ def test_the_xdist_method_the_scheduler_overrides_still_exists():
     below 4): a pytest-xdist without it fails here, in the drift run, before make test would run out of order."""
     xdist_scheduler = pytest.importorskip("xdist.scheduler")
     assert callable(getattr(xdist_scheduler.LoadScopeScheduling, "_split_scope", None))
+
+
+def test_the_notebooks_helpers_import_without_unix_only_modules():
+    """Every notebook imports headline() from tools/runner.py: it must import where resource and fcntl do not exist
+    (Windows)."""
+    code = ("import sys\nsys.modules['resource'] = sys.modules['fcntl'] = None\n"
+            "from course_lib.tools.runner import headline\nimport course_lib.results\nheadline('ok')\n")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert run.returncode == 0 and "Headline: ok" in run.stdout, run.stderr[-3000:]
