@@ -11,6 +11,7 @@ The Makefile's targets call these, so everything also works without make:
     python -m course_lib grade-manual CSV  # record the points given by hand to written answers
     python -m course_lib bench         # time the input pipeline (--notebooks: the course table too)
     python -m course_lib demo          # prepare a live lecture: warm every notebook's cache, time a warm run
+    python -m course_lib drift         # the tests on the newest versions pyproject.toml allows (--lowest: the oldest)
 
 release, grade and grade-manual need the instructor extra (nbgrader), test the dev extra; without it they
 say which extra to install.
@@ -106,6 +107,11 @@ def _release(args: argparse.Namespace) -> int:
                       *(f"  {p}" for p in written),
                       f"the student bundle (give students this, never the repository): {folder}", f"  zipped: {archive}"]))
     return 0
+
+
+def _drift(args: argparse.Namespace) -> int:
+    from course_lib.tools.drift import main
+    return main(args)
 
 
 def _seconds(text: str) -> float:
@@ -244,6 +250,21 @@ def _main(argv: list[str] | None, prog: str) -> int:
                                  "grades/manual_grading.csv")
     p.add_argument("--out", default=str(REPO_ROOT / "grades"), help="the grading output folder (gradebook.db)")
     p.set_defaults(fn=_grade_manual)
+
+    p = sub.add_parser("drift", help="the tests in a fresh environment with the newest versions pyproject.toml allows "
+                                     "(no lock), or --lowest: every requirement at its lower bound")
+    p.add_argument("pytest_args", nargs="*", help="passed to pytest (default: tests, i.e. the unit tests, the hang "
+                                                  "stress test and the browser test)")
+    p.add_argument("--lowest", action="store_true", help="pin every direct requirement to its lower bound")
+    p.add_argument("--keep", nargs="+", default=[], metavar="PACKAGE",
+                   help="with --lowest: leave these to the resolver (e.g. torch torchvision: their old builds "
+                        "download several GB)")
+    p.add_argument("--notebooks", action="store_true", help="also execute every notebook under nbval")
+    p.add_argument("--python", default=sys.executable, help="the Python that makes the environment (default: this one)")
+    p.add_argument("--name", default=None, help="folder name under --out (default: newest or lowest)")
+    p.add_argument("--out", default=str(REPO_ROOT / "build" / "drift"), help="where the environments go")
+    p.add_argument("--reuse", action="store_true", help="install into the existing environment instead of a fresh one")
+    p.set_defaults(fn=_drift)
 
     args = parser.parse_args(argv)
     if args.command == "course" and args.profile:
