@@ -385,7 +385,9 @@ def test_the_xdist_method_the_scheduler_overrides_still_exists():
 def test_the_notebooks_helpers_import_without_unix_only_modules():
     """Every notebook imports headline() from tools/runner.py: it must import where resource and fcntl do not exist
     (Windows)."""
-    code = ("import sys\nsys.modules['resource'] = sys.modules['fcntl'] = None\n"
+    # what runner and results import first: on Linux psutil (under ipykernel 6) needs resource itself
+    code = ("import sys, course_lib.config, course_lib.widgets, course_lib.evaluate, course_lib.checkpoints\n"
+            "sys.modules['resource'] = sys.modules['fcntl'] = None\n"
             "from course_lib.tools.runner import headline\nimport course_lib.results\nheadline('ok')\n")
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
