@@ -80,7 +80,7 @@ def test_environment_python_satisfies_requires_python():
 
 def test_requires_python_is_what_installs_and_what_the_docs_say():
     """nbgrader 0.9.6 and the lock's numpy, scipy, matplotlib and scikit-learn need Python 3.11: the project, its
-    classifiers and the student bundle's README say 3.11, nowhere 3.10."""
+    classifiers, the README and the student bundle's README say 3.11, nowhere 3.10."""
     from course_lib.tools.bundle import STUDENT_README
 
     project = pyproject()["project"]
@@ -89,7 +89,8 @@ def test_requires_python_is_what_installs_and_what_the_docs_say():
                 if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)]
     assert versions and all(Version(v) in SpecifierSet(project["requires-python"]) for v in versions)
     assert pyproject()["tool"]["ruff"]["target-version"] == "py311"
-    assert "Python 3.11" in STUDENT_README and not re.search(r"Python 3\.10\b", STUDENT_README)
+    for name, text in [("README.md", (ROOT / "README.md").read_text()), ("the bundle's README", STUDENT_README)]:
+        assert "Python 3.11" in text and not re.search(r"Python 3\.10\b", text), name
 
 
 def test_license_metadata_and_build_requirements():

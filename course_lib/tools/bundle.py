@@ -44,8 +44,7 @@ IDIOM_FILES = 3  # a line that course_lib's own code has in this many files is a
 STUDENT_README = """\
 # Self-supervised learning for images: the course notebooks (student version)
 
-Set everything up (Python 3.11 or newer; it downloads PyTorch and Jupyter, a few GB), then open the
-notebooks in JupyterLab:
+Set everything up (Python 3.11 or newer), then open the notebooks in JupyterLab:
 
 ```bash
 python3 -m venv .venv && .venv/bin/python -m pip install -c requirements-lock.txt -e .
@@ -53,7 +52,18 @@ python3 -m venv .venv && .venv/bin/python -m pip install -c requirements-lock.tx
 ```
 
 On Windows: `py -m venv .venv && .venv\\Scripts\\python -m pip install -c requirements-lock.txt -e .`,
-then `.venv\\Scripts\\python -m course_lib lab`.
+then `.venv\\Scripts\\python -m course_lib lab`. (`ssl-course lab`, in the activated environment, does the same.)
+
+The install downloads PyTorch and JupyterLab. On Linux the default PyTorch is the CUDA build: 3.2 GB to
+download with its CUDA libraries, 6 GB on disk. Without an NVIDIA GPU, install PyTorch's CPU build first (about
+0.4 GB to download in all), then the rest:
+
+```bash
+.venv/bin/python -m pip install -c requirements-lock.txt torch torchvision --index-url https://download.pytorch.org/whl/cpu
+.venv/bin/python -m pip install -c requirements-lock.txt -e .
+```
+
+PyPI's PyTorch for macOS and Windows is a CPU build (macOS: with Apple's GPU, MPS): there the plain install is small.
 
 * `notebooks/`: one notebook per lecture. The exercises are in the notebooks: replace
   `# YOUR CODE HERE` / `raise NotImplementedError()` with your code and `YOUR ANSWER HERE` with your
