@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: course test lab demo bench release grade grade-manual data clean
+.PHONY: course test lab demo bench release grade grade-manual data drift drift-lowest clean
 JOBS ?= 1
 
 $(STAMP): pyproject.toml requirements-lock.txt
@@ -38,6 +38,12 @@ grade-manual: $(STAMP)  ## record points given by hand: make grade-manual MANUAL
 
 data: $(STAMP)  ## rebuild data/fashion_mnist_subset.npz from the official files
 	$(PY) -m course_lib build-data
+
+drift: $(STAMP)  ## the unit, hang and browser tests in build/drift/newest/ on the newest versions pyproject allows (no lock)
+	$(PY) -m course_lib drift
+
+drift-lowest: $(STAMP)  ## the same at every requirement's lower bound (downloads several GB: torch 2.4 and its CUDA wheels)
+	$(PY) -m course_lib drift --lowest
 
 clean:  ## delete build/ (caches, executed notebooks); never grades: grades/ and an older build/grading/ stay
 	@if [ -d build/grading ]; then \

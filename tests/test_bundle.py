@@ -12,6 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell
+from packaging.requirements import Requirement
 from test_grading import NAME, _meta, tiny_notebook
 
 from course_lib.tools.bundle import (
@@ -132,10 +133,36 @@ def test_the_course_bundle_holds_no_solution_and_no_hidden_test(tmp_path, capsys
     assert find_leaks(folder, secrets) == [] and find_leaks(tmp_path / "ssl-course.zip", secrets) == []
 
 
+def lock_mismatches() -> list[str]:
+    """The lock's pins that this environment does not satisfy (``name==installed (lock: pinned)``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.specifiers import SpecifierSet
+
+    found = []
+    for line in (ROOT / "requirements-lock.txt").read_text().splitlines():
+        name, sep, pinned = line.split("#", 1)[0].strip().partition("==")
+        if not sep:
+            continue
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            continue
+        if not SpecifierSet(f"=={pinned}").contains(installed, prereleases=True):
+            found.append(f"{name}=={installed} (lock: {pinned})")
+    return found
+
+
 def test_a_student_environment_from_the_bundle_alone_runs_notebook_01(tmp_path):
     """The bundle, unzipped in an empty folder, installed into a new virtual environment (its dependencies from
-    this environment: no network here) and notebook 01 answered with the instructor's solutions, executed there
-    under the grade profile: no error, and the kernel imports the bundle's course_lib, not this repository's."""
+    this environment: no network here, with the instructor's and the tests' tools hidden there as if not
+    installed) and notebook 01 answered with the instructor's solutions, executed there under the grade profile:
+    no error, and the kernel imports the bundle's course_lib, not this repository's. The install requires neither
+    nbgrader nor the test tools."""
+    mismatches = lock_mismatches()
+    if mismatches:  # e.g. python -m course_lib drift, which installs without the lock
+        pytest.skip("the bundle installs with the lock and without network, from this environment's packages, "
+                    "which are not the lock's: " + ", ".join(mismatches[:8]))
     name = "01_learning_paradigms"
     (tmp_path / "source").mkdir()
     shutil.copy(ROOT / "notebooks" / f"{name}.ipynb", tmp_path / "source")
@@ -151,6 +178,8 @@ def test_a_student_environment_from_the_bundle_alone_runs_notebook_01(tmp_path):
     site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           check=True, capture_output=True, text=True).stdout.strip()
     Path(site, "course-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # torch, jupyter...
+    hidden = ("nbgrader", "pytest", "nbval", "xdist", "playwright")  # what a student does not install
+    Path(site, "not-installed.pth").write_text(f"import sys; sys.modules.update(dict.fromkeys({hidden!r}))\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "COURSE_CACHE", "COURSE_DATA",
                                                             "VIRTUAL_ENV", "JUPYTER_PATH")}
     env.update(PYTHONNOUSERSITE="1", COURSE_PROFILE="grade", MPLBACKEND="Agg", OMP_NUM_THREADS="1",
@@ -162,6 +191,12 @@ def test_a_student_environment_from_the_bundle_alone_runs_notebook_01(tmp_path):
     where = subprocess.run([str(python), "-c", "import course_lib; print(course_lib.__file__)"], cwd=home, env=env,
                            check=True, capture_output=True, text=True).stdout.strip()
     assert Path(where).resolve() == (bundle / "course_lib" / "__init__.py").resolve()
+    requires = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(*m.requires('ssl-course'), "
+                               "sep='\\n')"], env=env, check=True, capture_output=True, text=True).stdout.splitlines()
+    core = {Requirement(r).name for r in requires if "extra ==" not in r}
+    assert "torch" in core and not core & {"nbgrader", "pytest", "nbval", "pytest-xdist", "playwright"}, core
+    hidden_check = subprocess.run([str(python), "-c", "import nbgrader"], env=env, capture_output=True, text=True)
+    assert hidden_check.returncode != 0 and "ModuleNotFoundError" in hidden_check.stderr
 
     nb = nbformat.read(bundle / "notebooks" / f"{name}.ipynb", as_version=4)
     source = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)

@@ -4,7 +4,7 @@
 
 * ``ssl-course/`` and ``ssl-course.zip`` (the same folder, zipped): the student notebooks (solutions
   replaced by stubs, hidden tests removed, outputs cleared), ``course_lib`` (source), ``data/``, the
-  install files (``pyproject.toml``, ``requirements-lock.txt``, ``environment.yml``) and a short
+  install files (``pyproject.toml``, ``requirements-lock.txt``, ``environment.yml``, ``LICENSE``) and a short
   ``README.md`` whose two commands set everything up and open the notebooks.
 
 Students get this bundle, never the repository: the repository's ``notebooks/`` hold every solution
@@ -32,7 +32,7 @@ from course_lib.config import REPO_ROOT
 
 BUNDLE_NAME = "ssl-course"
 LIBRARY_ANSWER = "# answer in course_lib by design"  # in a solution cell: its solution is not a secret
-INSTALL_FILES = ("pyproject.toml", "requirements-lock.txt", "environment.yml")
+INSTALL_FILES = ("pyproject.toml", "requirements-lock.txt", "environment.yml", "LICENSE")
 MIN_CHARS = 15  # shorter lines (``return x``, ``k = 3``) occur anywhere: not evidence of a leak
 REGIONS = {"solution": ("### BEGIN SOLUTION", "### END SOLUTION"),
            "hidden": ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")}
@@ -44,8 +44,7 @@ IDIOM_FILES = 3  # a line that course_lib's own code has in this many files is a
 STUDENT_README = """\
 # Self-supervised learning for images: the course notebooks (student version)
 
-Set everything up (Python 3.10 or newer; it downloads PyTorch and Jupyter, a few GB), then open the
-notebooks in JupyterLab:
+Set everything up (Python 3.11 or newer), then open the notebooks in JupyterLab:
 
 ```bash
 python3 -m venv .venv && .venv/bin/python -m pip install -c requirements-lock.txt -e .
@@ -53,7 +52,18 @@ python3 -m venv .venv && .venv/bin/python -m pip install -c requirements-lock.tx
 ```
 
 On Windows: `py -m venv .venv && .venv\\Scripts\\python -m pip install -c requirements-lock.txt -e .`,
-then `.venv\\Scripts\\python -m course_lib lab`.
+then `.venv\\Scripts\\python -m course_lib lab`. (`ssl-course lab`, in the activated environment, does the same.)
+
+The install downloads PyTorch and JupyterLab. On Linux the default PyTorch is the CUDA build: 3.2 GB to
+download with its CUDA libraries, 6 GB on disk. Without an NVIDIA GPU, install PyTorch's CPU build first (about
+0.4 GB to download in all), then the rest:
+
+```bash
+.venv/bin/python -m pip install -c requirements-lock.txt torch torchvision --index-url https://download.pytorch.org/whl/cpu
+.venv/bin/python -m pip install -c requirements-lock.txt -e .
+```
+
+PyPI's PyTorch for macOS and Windows is a CPU build (macOS: with Apple's GPU, MPS): there the plain install is small.
 
 * `notebooks/`: one notebook per lecture. The exercises are in the notebooks: replace
   `# YOUR CODE HERE` / `raise NotImplementedError()` with your code and `YOUR ANSWER HERE` with your

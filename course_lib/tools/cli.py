@@ -1,4 +1,4 @@
-"""Command line of the course: ``python -m course_lib <command>``.
+"""Command line of the course: ``python -m course_lib <command>``, or ``ssl-course <command>`` once installed.
 
 The Makefile's targets call these, so everything also works without make:
 
@@ -11,6 +11,10 @@ The Makefile's targets call these, so everything also works without make:
     python -m course_lib grade-manual CSV  # record the points given by hand to written answers
     python -m course_lib bench         # time the input pipeline (--notebooks: the course table too)
     python -m course_lib demo          # prepare a live lecture: warm every notebook's cache, time a warm run
+    python -m course_lib drift         # the tests on the newest versions pyproject.toml allows (--lowest: the oldest)
+
+release, grade and grade-manual need the instructor extra (nbgrader), test the dev extra; without it they
+say which extra to install.
 """
 
 from __future__ import annotations
@@ -19,11 +23,15 @@ import argparse
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from course_lib.config import BUDGETS_ENV, PROFILE_ENV, REPO_ROOT, get_profile
+from course_lib.tools.extras import MissingExtra, require
 from course_lib.tools.limits import MODES as LIMIT_MODES
 from course_lib.tools.limits import Limits
 from course_lib.widgets import HEADLESS_ENV
+
+SCRIPT = "ssl-course"  # the console script ([project.scripts] in pyproject.toml)
 
 
 def _test(args: argparse.Namespace) -> int:
@@ -33,6 +41,7 @@ def _test(args: argparse.Namespace) -> int:
     claim sees a complete run), each cell limited to the profile's ``cell_timeout_s`` and watched
     for hangs (``tools/nbval_watchdog.py``).
     """
+    require({"pytest": "pytest", "nbval": "nbval"}, "running the tests", "dev")
     shell_profile = os.environ.get(PROFILE_ENV)
     if shell_profile and shell_profile != "fast":
         print(f"note: ${PROFILE_ENV}={shell_profile} in your shell is ignored: the tests run the 'fast' profile, "
@@ -102,6 +111,11 @@ def _release(args: argparse.Namespace) -> int:
     return 0
 
 
+def _drift(args: argparse.Namespace) -> int:
+    from course_lib.tools.drift import main
+    return main(args)
+
+
 def _seconds(text: str) -> float:
     """argparse type: a number of seconds > 0 (0 or less would mean no timeout at all)."""
     from course_lib.tools.grading import check_cell_timeout
@@ -163,8 +177,23 @@ def _cluster(text: str) -> str:
     return text
 
 
+def program_name(argv0: str | None = None) -> str:
+    """How the user called us: ``ssl-course`` (the console script) or ``python -m course_lib``."""
+    argv0 = sys.argv[0] if argv0 is None else argv0
+    return SCRIPT if Path(argv0).stem == SCRIPT else "python -m course_lib"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib", description=__doc__,
+    prog = program_name() if argv is None else "python -m course_lib"
+    try:
+        return _main(argv, prog)
+    except MissingExtra as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None, prog: str) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -264,6 +293,21 @@ def main(argv: list[str] | None = None) -> int:
                                  "grades/manual_grading.csv")
     p.add_argument("--out", default=str(REPO_ROOT / "grades"), help="the grading output folder (gradebook.db)")
     p.set_defaults(fn=_grade_manual)
+
+    p = sub.add_parser("drift", help="the tests in a fresh environment with the newest versions pyproject.toml allows "
+                                     "(no lock), or --lowest: every requirement at its lower bound")
+    p.add_argument("pytest_args", nargs="*", help="passed to pytest (default: tests, i.e. the unit tests, the hang "
+                                                  "stress test and the browser test)")
+    p.add_argument("--lowest", action="store_true", help="pin every direct requirement to its lower bound")
+    p.add_argument("--keep", nargs="+", default=[], metavar="PACKAGE",
+                   help="with --lowest: leave these to the resolver (e.g. torch torchvision: their old builds "
+                        "download several GB)")
+    p.add_argument("--notebooks", action="store_true", help="also execute every notebook under nbval")
+    p.add_argument("--python", default=sys.executable, help="the Python that makes the environment (default: this one)")
+    p.add_argument("--name", default=None, help="folder name under --out (default: newest or lowest)")
+    p.add_argument("--out", default=str(REPO_ROOT / "build" / "drift"), help="where the environments go")
+    p.add_argument("--reuse", action="store_true", help="install into the existing environment instead of a fresh one")
+    p.set_defaults(fn=_drift)
 
     args = parser.parse_args(argv)
     if args.command == "course" and args.profile:

@@ -56,28 +56,35 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
-from nbgrader.api import Gradebook
-from nbgrader.apps import NbGraderAPI
-from nbgrader.coursedir import CourseDirectory
-from nbgrader.preprocessors import (
-    AssignLatePenalties,
-    CheckCellMetadata,
-    ClearHiddenTests,
-    Execute,
-    GetGrades,
-    IgnorePattern,
-    LimitOutput,
-    NbGraderPreprocessor,
-    SaveAutoGrades,
-)
 from traitlets import Float, Integer
 from traitlets.config import Config
 
 from course_lib.config import PROFILE_ENV, PROFILES, REPO_ROOT
 from course_lib.tools import sandbox
 from course_lib.tools.bundle import REGIONS
+from course_lib.tools.extras import MissingExtra
 from course_lib.tools.limits import MODES as LIMIT_MODES
 from course_lib.tools.limits import CpuWatch, KernelCgroup, Limits, cgroup_problem, launcher, reasons
+
+try:  # nbgrader is in the instructor extra: a student install imports course_lib without it, and grading says so
+    from nbgrader.api import Gradebook
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.preprocessors import (
+        AssignLatePenalties,
+        CheckCellMetadata,
+        ClearHiddenTests,
+        Execute,
+        GetGrades,
+        IgnorePattern,
+        LimitOutput,
+        NbGraderPreprocessor,
+        SaveAutoGrades,
+    )
+except ModuleNotFoundError as e:
+    if (e.name or "").partition(".")[0] != "nbgrader":
+        raise
+    raise MissingExtra("grading (release, grade, grade-manual)", "instructor", "nbgrader") from e
 from course_lib.tools.watchdog import (
     ClientWatch,
     KernelWatchdog,

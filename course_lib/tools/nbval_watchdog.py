@@ -79,10 +79,19 @@ def pytest_xdist_make_scheduler(config, log):
     """With ``-n 2 --dist loadgroup`` (``make test`` on two cores): one worker runs the notebooks in course order
     (10 reads what 01-09 saved), the other the unit tests. Two work units, so neither worker is handed a share
     of the other's. (A scheduler of our own rather than ``xdist_group`` marks: pytest-xdist 3.8 renames the
-    marked tests through an attribute that pytest 9 no longer reads, so the marks group nothing.)"""
+    marked tests through an attribute that pytest 9 no longer reads, so the marks group nothing.)
+
+    ``_split_scope`` is private: it is the method xdist's own LoadFileScheduling and LoadGroupScheduling override,
+    and xdist has no public way to choose the groups (``--dist loadfile``/``loadscope`` would spread the notebooks
+    over both workers). pyproject.toml bounds pytest-xdist below 4; if a release drops the method, ``make test``
+    stops here with a message instead of running the notebooks out of order."""
     if config.getoption("dist", "no") != "loadgroup":
         return None
     from xdist.scheduler import LoadScopeScheduling
+
+    if not callable(getattr(LoadScopeScheduling, "_split_scope", None)):
+        raise pytest.UsageError("this pytest-xdist has no LoadScopeScheduling._split_scope, which the course's "
+                                "two-worker scheduler overrides: run python -m course_lib test --workers 1")
 
     class CourseScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import time
@@ -27,6 +26,11 @@ from pathlib import Path
 from course_lib.config import REPO_ROOT, get_profile
 from course_lib.tools.watchdog import ClientWatch, NotebookHang
 from course_lib.widgets import HEADLESS_ENV
+
+try:
+    import resource
+except ImportError:  # Windows has no resource module; every notebook imports headline() from here
+    resource = None
 
 HEADLINE_PREFIX = "Headline: "
 
@@ -105,7 +109,8 @@ def execute_notebook_here(path: str, out_dir: str, html: bool = True, timeout: f
     except Exception as e:
         error = describe_failure(e, timeout)
     seconds = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the kernel, reaped at shutdown
+    peak_mb = (resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the kernel, reaped at shutdown
+               if resource is not None else 0.0)
     nbformat.write(nb, out / path.name)
     if html:
         try:
