@@ -22,9 +22,9 @@ gradebook of the assignment, the warm-up's cache), and its kernel runs isolated
 the course's code and data, read-only, and nothing else: no answers, no gradebook, no other
 submission, no network) when the OS allows; when it does not, the grader says so and checks
 the Python environment and the gradebook after every student. Each kernel runs under limits
-of memory, processes, CPU time and disk (``course_lib.tools.limits``), when cgroups can be made. A failure of the grader itself (a kernel that hangs idle, nbgrader
-crashing) is retried once, then reported as "not graded: grader error", never as a
-student's 0.
+of memory, processes, CPU time and disk (``course_lib.tools.limits``), when cgroups can be made.
+A failure of the grader itself (a kernel that hangs idle, nbgrader crashing) is retried once,
+then reported as "not graded: grader error", never as a student's 0.
 
 Before the students, the instructor's notebook runs once under the same profile:
 its cache (checkpoints, baselines) seeds every submission's, so that training
@@ -309,8 +309,8 @@ def _kernel_env(profile: str, cache: Path, home: Path) -> dict[str, str]:
     # One thread per kernel: on a shared CPU, torch's thread pool is many times slower than one thread.
     return {PROFILE_ENV: profile, "COURSE_CACHE": str(cache), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
             HEADLESS_ENV: "1",  # the course's widgets draw plain figures
-            "MPLBACKEND": "Agg", "HOME": str(home), "IPYTHONDIR": str(home / "ipython"), "MPLCONFIGDIR": str(home / "matplotlib"),
-            "XDG_CACHE_HOME": str(home / "cache"), "TMPDIR": str(home / "tmp"), "PYTHONNOUSERSITE": "1"}
+            "MPLBACKEND": "Agg", "HOME": str(home), "IPYTHONDIR": str(home / "ipython"),
+            "MPLCONFIGDIR": str(home / "matplotlib"), "XDG_CACHE_HOME": str(home / "cache"), "TMPDIR": str(home / "tmp"), "PYTHONNOUSERSITE": "1"}
 
 
 # ------------------------------------------------------------------ release
