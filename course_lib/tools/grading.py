@@ -62,7 +62,7 @@ from traitlets.config import Config
 from course_lib.config import PROFILE_ENV, PROFILES, REPO_ROOT
 from course_lib.tools import sandbox
 from course_lib.tools.bundle import REGIONS
-from course_lib.tools.extras import MissingExtra
+from course_lib.tools.extras import MissingExtra, require
 from course_lib.tools.limits import MODES as LIMIT_MODES
 from course_lib.tools.limits import CpuWatch, KernelCgroup, Limits, cgroup_problem, launcher, reasons
 
@@ -1020,11 +1020,8 @@ def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: st
         raise ValueError(f"isolation: expected one of {ISOLATION}, got {isolation!r}")
     where = None
     if cluster is not None:
-        try:
-            from course_lib.tools import cluster as engine
-        except ModuleNotFoundError as e:
-            raise GradingError(f"--cluster needs Dask distributed ({e}): pip install -c requirements-lock.txt "
-                               "-e '.[instructor]'") from None
+        require({"distributed": "distributed (Dask)"}, "grading on a cluster (--cluster)", "instructor")
+        from course_lib.tools import cluster as engine
         where = engine.parse(cluster, cluster_timeout)
     sources = course_notebooks(source_dir)
     found, rejected = find_submissions(submissions, sources)
