@@ -284,9 +284,9 @@ def test_visible_is_the_environment_and_the_course_code_and_data(monkeypatch, tm
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(code.parent), str(other)]))
     seen = sandbox.visible()
     assert code in seen and other in seen and code.parent not in seen  # the checkout: its code, not all of it
-    assert not any(p == REPO_ROOT or (p != REPO_ROOT and REPO_ROOT.is_relative_to(p)) for p in seen
-                   if p not in (Path("/"),)) or Path(sys.prefix).resolve() in seen
-    assert Path(sys.prefix).resolve() in seen or any(Path(sys.prefix).resolve().is_relative_to(p) for p in seen)
+    assert not any(REPO_ROOT.is_relative_to(p) for p in seen)  # neither the checkout nor a folder above it
+    assert (REPO_ROOT / "data").resolve() in seen
+    assert any(Path(sys.prefix).resolve().is_relative_to(p) for p in seen)
     assert not any((REPO_ROOT / name).resolve().is_relative_to(p) for p in seen
                    for name in (".git", "notebooks", "build"))
 
