@@ -10,18 +10,11 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; saves from two notebooks at the same instant may race
-    fcntl = None
-
-from course_lib.checkpoints import atomic_write
 from course_lib.config import cache_dir
 from course_lib.evaluate import FINETUNE_LABELS, Evaluation, mean_std
+from course_lib.files import atomic_write, locked
 
 
 def results_path(profile_name: str, folder: Path | None = None) -> Path:
@@ -49,21 +42,6 @@ def load_results(profile_name: str, folder: Path | None = None) -> dict[str, Eva
     return {method: Evaluation.from_dict(row) for method, row in load_rows(profile_name, folder).items()}
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``<path>.lock`` (read-modify-write of the results file)."""
-    if fcntl is None:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def save_results(evaluations: list[Evaluation] | Evaluation, profile_name: str, folder: Path | None = None,
                  source: str = "") -> Path:
     """Add or replace rows (by method name), keeping every other row as it was; returns the file written."""
@@ -72,7 +50,7 @@ def save_results(evaluations: list[Evaluation] | Evaluation, profile_name: str, 
     if not all(isinstance(e, Evaluation) for e in evaluations):
         raise TypeError("save_results expects an Evaluation or a list of them (from course_lib.evaluate)")
     path = results_path(profile_name, folder)
-    with _locked(path):
+    with locked(path.with_name(path.name + ".lock")):  # (a no-op on Windows: two saves at one instant may race)
         rows = load_rows(profile_name, folder)
         for e in evaluations:
             rows[e.method] = {**e.as_dict(), "source": source, "saved": time.strftime("%Y-%m-%d %H:%M:%S")}

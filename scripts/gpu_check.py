@@ -41,6 +41,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from course_lib.augment import augment, light_config, simclr_config  # noqa: E402
 from course_lib.config import get_device, get_profile  # noqa: E402
+from course_lib.files import atomic_write  # noqa: E402
 from course_lib.loader import DeviceLoader  # noqa: E402
 from course_lib.models import LinearHead, ProjectionHead, build_backbone  # noqa: E402
 from course_lib.tools import bench  # noqa: E402
@@ -220,9 +221,7 @@ def markdown(results: dict) -> str:
 def write(results: dict, out: Path) -> None:
     """Write the JSON and markdown atomically (a crash leaves the previous complete files)."""
     for name, text in (("gpu_check.json", json.dumps(results, indent=2)), ("gpu_check.md", markdown(results))):
-        tmp = out / (name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+        atomic_write(out / name, lambda tmp, text=text: tmp.write_text(text))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,6 @@
 """Checks that the project's files agree with each other: packages, README, Makefile, command line."""
 
+import ast
 import contextlib
 import io
 import os
@@ -393,3 +394,81 @@ def test_the_notebooks_helpers_import_without_unix_only_modules():
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert run.returncode == 0 and "Headline: ok" in run.stdout, run.stderr[-3000:]
+
+
+# ---------------------------------------------------------------- architecture
+
+
+def course_lib_imports() -> dict[str, set[str]]:
+    """Every course_lib module -> the course_lib modules it imports, at the top or inside a function (a lazy
+    import still ties the two modules together)."""
+    package = ROOT / "course_lib"
+    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in package.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        here = name if path.name == "__init__.py" else name.rpartition(".")[0]  # the package relative imports start at
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                candidates = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join([*here.split(".")[:len(here.split(".")) - node.level + 1], *filter(None, [base])])
+                candidates = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                              for alias in node.names]
+            else:
+                continue
+            for target in candidates:
+                while target and target not in modules:  # `import course_lib.tools.x.y`: the module is the longest known
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    targets.add(target)
+        graph[name] = targets
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The groups of modules of ``graph`` that import each other, directly or through others (each module in a
+    group reaches every other)."""
+    reach = {}
+    for module in graph:
+        seen, todo = set(), [module]
+        while todo:
+            for target in graph.get(todo.pop(), ()):
+                if target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        reach[module] = seen
+    groups = []
+    for module in sorted(graph):
+        group = {module} | {other for other in reach[module] if module in reach.get(other, ())}
+        if len(group) > 1 and group not in groups:
+            groups.append(group)
+    return groups
+
+
+# train.pretrain_and_cache imports checkpoints.load_or_train inside it; checkpoints.py imports History from train.py.
+# train.py's source is part of every checkpoint's key (checkpoints.CORE_MODULES): untying the two edits it, and
+# retrains every cached model; to be done with the next change that edits train.py anyway.
+KNOWN_CYCLES = [{"course_lib.checkpoints", "course_lib.train"}]
+
+
+def test_import_cycle_finder_finds_a_lazy_cycle_and_passes_a_tree():
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]
+
+
+def test_no_two_course_lib_modules_import_each_other():
+    """Directly or through others, at the top of a module or inside a function: a cycle means neither module can be
+    read, or tested, without the other. The one known cycle is listed above, with why it stays for now."""
+    graph = course_lib_imports()
+    assert "course_lib.files" in graph["course_lib.checkpoints"]  # the finder sees top-level imports,
+    assert "course_lib.tools.runner" in graph["course_lib.tools.demo"]  # and imports inside functions
+    assert import_cycles(graph) == KNOWN_CYCLES
+
+
+def test_the_files_module_imports_nothing_else_of_course_lib():
+    """Any module may take its atomic write and its lock from it."""
+    assert course_lib_imports()["course_lib.files"] == set()
