@@ -9,11 +9,12 @@ The Makefile's targets call these, so everything also works without make:
     python -m course_lib release       # student versions of every notebook + the student bundle, in build/release/
     python -m course_lib grade DIR     # autograde submissions: scores.csv, feedback, gradebook in grades/
     python -m course_lib grade-manual CSV  # record the points given by hand to written answers
+    python -m course_lib nbgrader-course DIR  # an nbgrader course folder for nbgrader's exchange (docs/exercises.md)
     python -m course_lib bench         # time the input pipeline (--notebooks: the course table too)
     python -m course_lib demo          # prepare a live lecture: warm every notebook's cache, time a warm run
     python -m course_lib drift         # the tests on the newest versions pyproject.toml allows (--lowest: the oldest)
 
-release, grade and grade-manual need the instructor extra (nbgrader), test the dev extra; without it they
+release, grade, grade-manual and nbgrader-course need the instructor extra (nbgrader), test the dev extra; without it they
 say which extra to install.
 """
 
@@ -137,10 +138,31 @@ def _grade(args: argparse.Namespace) -> int:
     try:
         grade(args.submissions, args.out, args.source, args.cell_timeout, args.profile, warm_up=not args.no_warm_up,
               isolation=args.isolation, jobs=args.jobs, limits=limits, enforce_limits=args.limits,
-              cluster=args.cluster, cluster_timeout=args.cluster_timeout)
+              cluster=args.cluster, cluster_timeout=args.cluster_timeout, kernel=args.kernel)
     except GradingError as e:
         print(f"grading failed: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _nbgrader_course(args: argparse.Namespace) -> int:
+    from course_lib.tools.course_folder import CONFIG_FILE, write_course_folder
+    from course_lib.tools.submissions import GradingError
+    try:
+        written = write_course_folder(args.folder, args.source, args.course_id)
+    except (GradingError, ValueError) as e:
+        print(f"nbgrader-course failed: {e}", file=sys.stderr)
+        return 2
+    folder = Path(args.folder).resolve()
+    names = [p.stem for p in written]
+    print("\n".join([
+        f"nbgrader course folder {folder} ({CONFIG_FILE}, source/, release/, gradebook.db): {', '.join(names)}",
+        f"next, from {folder} (docs/exercises.md, 'nbgrader exchange on JupyterHub'):",
+        f"  nbgrader db assignment add {names[0]} --duedate='2027-01-15 17:00:00 UTC'   # a due date (optional)",
+        f"  nbgrader release_assignment {names[0]}",
+        f"  nbgrader collect {names[0]}",
+        f"  {program_name()} grade {folder}",
+        f"  nbgrader release_feedback {names[0]}"]))
     return 0
 
 
@@ -254,10 +276,15 @@ def _main(argv: list[str] | None, prog: str) -> int:
 
     p = sub.add_parser("grade", help="autograde a folder of submissions: scores.csv, feedback, gradebook")
     p.add_argument("submissions", help="folder of <student>/<notebook>.ipynb, or nbgrader's "
-                                       "submitted/<student>/<assignment>/<notebook>.ipynb (docs/exercises.md)")
-    p.add_argument("--out", default=str(REPO_ROOT / "grades"),
-                   help="output folder: gradebook.db (kept between runs and by make clean), scores.csv, feedback/")
-    p.add_argument("--source", default=str(REPO_ROOT / "notebooks"), help="folder of the course notebooks")
+                                       "submitted/<student>/<assignment>/<notebook>.ipynb, or an nbgrader course "
+                                       "folder (with nbgrader_config.py: graded into itself; docs/exercises.md)")
+    p.add_argument("--out", default=None,
+                   help="output folder: gradebook.db (kept between runs and by make clean), scores.csv, feedback/ "
+                        "(default grades/; an nbgrader course folder: itself)")
+    p.add_argument("--source", default=None,
+                   help="folder of the course notebooks (default notebooks/; an nbgrader course folder: its source/)")
+    p.add_argument("--kernel", default=None,
+                   help="the kernel every notebook runs in (default: the notebook's kernelspec, else python3)")
     p.add_argument("--cell-timeout", type=_seconds, default=120, help="seconds a cell may run, > 0 (default 120)")
     p.add_argument("--isolation", choices=["auto", "bwrap", "none"], default="auto",
                    help="run each kernel isolated with bubblewrap: auto (when it works here, saying loudly when not), "
@@ -290,6 +317,13 @@ def _main(argv: list[str] | None, prog: str) -> int:
     p.add_argument("--disk-mb", type=int, default=default.disk_mb,
                    help=f"size of each writable folder of a kernel, and of its largest file (default {default.disk_mb})")
     p.set_defaults(fn=_grade)
+
+    p = sub.add_parser("nbgrader-course", help="make or update an nbgrader course folder (nbgrader_config.py, "
+                                               "source/, release/, gradebook.db) for nbgrader's exchange")
+    p.add_argument("folder", help="the course folder (made if missing; an existing nbgrader_config.py is kept)")
+    p.add_argument("--course-id", default="ssl-course", help="nbgrader's course id (default ssl-course)")
+    p.add_argument("--source", default=str(REPO_ROOT / "notebooks"), help="folder of the course notebooks")
+    p.set_defaults(fn=_nbgrader_course)
 
     p = sub.add_parser("grade-manual", help="record the points given by hand to written answers (a CSV)")
     p.add_argument("table", help="CSV with columns student, notebook, question, points: a filled copy of "

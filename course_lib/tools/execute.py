@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from jupyter_core.paths import jupyter_path
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
@@ -49,13 +51,35 @@ def _kernel_env(profile: str, cache: Path, home: Path) -> dict[str, str]:
     """A kernel's environment: the profile, its own cache, and its own home and IPython/matplotlib folders
     (``home``) and no user site-packages, so that nothing a former kernel wrote in the user's home folder is read."""
     # One thread per kernel: on a shared CPU, torch's thread pool is many times slower than one thread.
+    # JUPYTER_PATH: the kernel specs of this machine stay found with the kernel's own home
     return {PROFILE_ENV: profile, "COURSE_CACHE": str(cache), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "JUPYTER_PATH": os.pathsep.join(jupyter_path()),
             HEADLESS_ENV: "1",  # the course's widgets draw plain figures
             "MPLBACKEND": "Agg", "HOME": str(home), "IPYTHONDIR": str(home / "ipython"),
             "MPLCONFIGDIR": str(home / "matplotlib"), "XDG_CACHE_HOME": str(home / "cache"), "TMPDIR": str(home / "tmp"), "PYTHONNOUSERSITE": "1"}
 
 
-def warm_up_cache(name: str, source: bytes, folder: Path, profile: str, timeout: float) -> dict[str, bytes]:
+DEFAULT_KERNEL = "python3"
+
+
+def kernel_of(nb) -> str:
+    """The kernel a notebook runs in: its kernelspec's name, else ``python3``."""
+    return nb.metadata.get("kernelspec", {}).get("name") or DEFAULT_KERNEL
+
+
+def kernel_problem(name: str) -> str:
+    """'' if the kernel ``name`` is installed here, else why it cannot run."""
+    try:
+        KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        found = sorted(KernelSpecManager().find_kernel_specs())
+        return (f"no kernel named {name!r} is installed here (installed: {', '.join(found) or 'none'}); install it "
+                f"(python -m ipykernel install --user --name {name}) or name another (--kernel)")
+    return ""
+
+
+def warm_up_cache(name: str, source: bytes, folder: Path, profile: str, timeout: float,
+                  kernel: str = DEFAULT_KERNEL) -> dict[str, bytes]:
     """Execute the instructor's notebook; return its cache (relative path -> bytes), which seeds every
     submission's. A hang of the machinery is retried once; then the students start from what was cached."""
     cache = folder / "cache"
@@ -66,7 +90,7 @@ def warm_up_cache(name: str, source: bytes, folder: Path, profile: str, timeout:
         run.mkdir(parents=True)
         (folder / f"home{attempt}" / "tmp").mkdir(parents=True)
         with environ(**_kernel_env(profile, cache, folder / f"home{attempt}")):
-            client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+            client = NotebookClient(nb, timeout=timeout, kernel_name=kernel, allow_errors=True,
                                     resources={"metadata": {"path": str(run)}})
             watch = ClientWatch(client, "the instructor's notebook")
             try:
@@ -105,6 +129,7 @@ class Inputs:
     cache: dict[str, bytes]  # the warm-up's cache
     order: list[str]  # test ids in cell order
     manual: set[str] = field(default_factory=set)  # ids of the cells graded by hand (written answers)
+    kernel: str = DEFAULT_KERNEL  # the kernel it runs in
 
 
 @dataclass
@@ -122,6 +147,7 @@ class Run:
     env_roots: list[Path]
     env_before: dict = field(default_factory=dict)
     broken: str = ""  # set once the environment changed under a kernel that was not isolated
+    late: dict = field(default_factory=dict)  # the late-penalty configuration (an nbgrader course folder's)
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> None:
@@ -146,6 +172,8 @@ def _attempt(sub: Submission, nb, inputs: Inputs, run: Run):
         write_tree(root / "cache", inputs.cache)
         (root / "submitted" / student / name).mkdir(parents=True)
         nbformat.write(nb, root / "submitted" / student / name / f"{name}.ipynb")
+        if sub.timestamp:  # nbgrader records it, and its late penalty against the due date, in the gradebook
+            (root / "submitted" / student / name / "timestamp.txt").write_text(sub.timestamp, encoding="utf-8")
         for folder in ("autograded", "cache", "home", "home/tmp", "box/home"):  # (box/home: for the grader's IPython)
             (root / folder).mkdir(parents=True, exist_ok=True)
         if run.cgroups:
@@ -157,7 +185,7 @@ def _attempt(sub: Submission, nb, inputs: Inputs, run: Run):
             cache, home = root / "box" / "cache", root / "box" / "home"
             kernel.update(transport="ipc", connection_file=str(ipc / "kernel.json"), sandbox=sandbox.kernel_sandbox(
                 root / "box", root / "cache", ipc, run.limits.disk_mb if run.limits else None))
-        api = nbgrader_api(root, root / "gradebook.db", run.cell_timeout, kernel)
+        api = nbgrader_api(root, root / "gradebook.db", run.cell_timeout, kernel, inputs.kernel, run.late)
         with environ(**_kernel_env(run.profile, cache, home)):
             result = api.autograde(name, student)
         if watch is not None:

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from course_lib.config import REPO_ROOT
 from course_lib.files import atomic_write, locked
-from course_lib.tools.nbgrader_setup import Gradebook, cell_errors, tools_on_path
+from course_lib.tools.course_folder import find_course, late_penalty
+from course_lib.tools.nbgrader_setup import Gradebook, cell_errors, parse_utc, tools_on_path
 from course_lib.tools.submissions import GradingError, Score
 
 GRADING_DIR = REPO_ROOT / "grades"  # not in build/: `make clean` must never delete grades
@@ -52,6 +53,23 @@ def record_points(db: Path, name: str, student: str, points: dict[str, float | N
         gb.db.commit()
 
 
+def record_lateness(db: Path, name: str, student: str, timestamp: str, late: dict | None) -> tuple[float, float]:
+    """Record when the student submitted (``timestamp``: nbgrader's timestamp.txt; '' keeps what the gradebook has)
+    and the late penalty nbgrader's rule gives against the assignment's due date (``late``: the configuration of
+    its LateSubmissionPlugin; none: no penalty). Returns (seconds late, penalty in points)."""
+
+    with Gradebook(f"sqlite:///{db}") as gb:
+        submission = gb.update_or_create_submission(name, student, **({"timestamp": parse_utc(timestamp)}
+                                                                      if timestamp else {}))
+        seconds = submission.total_seconds_late
+        penalty = 0.0
+        for nb in submission.notebooks:
+            nb.late_submission_penalty = late_penalty(late, student, nb.score, seconds) if seconds > 0 else None
+            penalty += nb.late_submission_penalty or 0.0
+        gb.db.commit()
+    return float(seconds), penalty
+
+
 def stored_grades(db: Path, name: str, student: str) -> dict[str, tuple[float, float, bool]]:
     """A student's grades in the gradebook: id -> (points, max points, waiting for a person)."""
     with Gradebook(f"sqlite:///{db}") as gb:
@@ -73,7 +91,7 @@ def written_answers(executed, manual: set[str]) -> dict[str, str]:
 def score_and_feedback(score: Score, grades: dict[str, tuple], executed, feedback_dir: Path) -> None:
     """Points from ``grades`` (test id -> (points, max points[, waiting for a person])), why each test failed
     from the executed notebook; write the feedback Markdown."""
-    score.points = sum(g[0] for g in grades.values())
+    score.points = max(0.0, sum(g[0] for g in grades.values()) - score.late_penalty)  # nbgrader's score, late
     score.max_points = sum(g[1] for g in grades.values())
     score.manual = [f"{gid} ({g[1]:g} points)" for gid, g in grades.items() if len(g) > 2 and g[2]]
     errors = cell_errors(executed) if executed is not None else {}
@@ -83,6 +101,10 @@ def score_and_feedback(score: Score, grades: dict[str, tuple], executed, feedbac
     if score.manual:
         lines += [f"Written answers still to be graded by hand: {', '.join(score.manual)}; the points above "
                   "do not count them yet.", ""]
+    if score.seconds_late > 0:
+        lines += [f"Submitted {_duration(score.seconds_late)} after the due date: "
+                  + (f"{score.late_penalty:g} points taken off (late penalty)." if score.late_penalty else
+                     "no points taken off."), ""]
     lines += [f"**{why}**\n" for why in score.failures]
     lines += ["| test | points | result |", "|---|---|---|"] if grades else []
     for gid, (points, max_points, *waiting) in grades.items():
@@ -104,6 +126,14 @@ def score_and_feedback(score: Score, grades: dict[str, tuple], executed, feedbac
     if executed is not None:
         lines += ["", f"Every cell with its output: [{score.notebook}.html]({score.notebook}.html)"]
     write_feedback(feedback_dir, score.notebook, "\n".join(lines) + "\n")
+
+
+def _duration(seconds: float) -> str:
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{n} {unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "min")) if n]
+    return " ".join(parts + ([f"{secs} s"] if secs or not parts else []))
 
 
 def write_feedback(feedback_dir: Path, notebook: str, text: str) -> None:
@@ -130,7 +160,7 @@ def one_run_at_a_time(out: Path) -> contextlib.AbstractContextManager[None]:
 
 
 SCORES_HEADER = ["student", "notebook", "points", "max_points", "needs_manual_grading", "failures", "seconds",
-                 "grader"]
+                 "grader", "seconds_late", "late_penalty"]
 
 MANUAL_HEADER = ["student", "notebook", "question", "max_points", "points", "status", "answer"]
 
@@ -151,8 +181,13 @@ def write_scores(db: Path, log: dict[str, dict], path: Path) -> list[dict[str, s
                     grades = [g for nb in submission.notebooks for g in nb.grades]
                     waiting = [g for g in grades if g.needs_manual_grade]
                     student = submission.student.id
+                    penalty = sum(nb.late_submission_penalty or 0.0 for nb in submission.notebooks)
+                    late = submission.total_seconds_late
+                    graded = sum(g.score or 0.0 for g in grades if not g.needs_manual_grade)
                     rows[student, assignment.name] = {
-                        "points": f"{sum(g.score or 0.0 for g in grades if not g.needs_manual_grade):g}",
+                        "points": f"{max(0.0, graded - penalty):g}",  # nbgrader's score: what is graded, less penalty
+                        "seconds_late": f"{late:.0f}" if late > 0 else "",
+                        "late_penalty": f"{penalty:g}" if late > 0 else "",
                         "max_points": f"{sum(g.max_score for g in grades):g}",
                         "needs_manual_grading": " | ".join(f"{g.name} ({g.max_score:g} points)" for g in waiting)}
                     answers = log.get(f"{student}/{assignment.name}", {}).get("answers", {})
@@ -233,5 +268,8 @@ def record_manual_grades(table: str | Path, out: str | Path = GRADING_DIR) -> in
             for grade, points in found:
                 grade.manual_score, grade.needs_manual_grade = points, False
             gb.db.commit()
+        course = find_course(out)  # a late penalty follows the score (nbgrader's 'zero' takes it all)
+        for name, student in sorted({(row["notebook"], row["student"]) for _, row in wanted}):
+            record_lateness(db, name, student, "", course.late_config() if course else None)
         write_scores(db, load_log(out / "grading.json"), out / "scores.csv")
     return len(found)

@@ -11,6 +11,9 @@ The jobs of grading, one module each:
 * ``execute.py``: one submission executed in a fresh folder, its kernel isolated and limited, retried once when the
   machinery fails; the instructor's warm-up;
 * ``gradebook.py``: the gradebook, feedback, ``scores.csv``, ``grading.json``, and the grades given by hand;
+* ``course_folder.py``: an nbgrader course folder (``nbgrader_config.py``), for nbgrader's exchange: graded into itself,
+  in nbgrader's layout (its gradebook, ``autograded/``, ``feedback/<student>/<assignment>/``), late submissions
+  penalised by nbgrader's rule;
 * here: :func:`grade`, the run: it checks the options, decides isolation and limits (and says loudly when it cannot
   have them), runs the warm-ups, has the submissions executed (here, in ``jobs`` worker processes, or on a Dask
   cluster: ``cluster.py``) and records each result as it comes, this process alone writing the gradebook.
@@ -31,6 +34,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import multiprocessing
+import shutil
 import sys
 import tempfile
 import time
@@ -41,11 +45,14 @@ import nbformat
 
 from course_lib.config import PROFILES
 from course_lib.tools import sandbox
+from course_lib.tools.course_folder import CourseFolder, find_course
 from course_lib.tools.execute import (
     Executed,
     Inputs,
     Run,
     execute_submission,
+    kernel_of,
+    kernel_problem,
     not_executed,
     shout,
     warm_up_cache,
@@ -57,6 +64,7 @@ from course_lib.tools.gradebook import (
     load_log,
     maximum_points,
     one_run_at_a_time,
+    record_lateness,
     record_points,
     save_log,
     score_and_feedback,
@@ -67,7 +75,7 @@ from course_lib.tools.gradebook import (
 )
 from course_lib.tools.limits import MODES as LIMIT_MODES
 from course_lib.tools.limits import Limits, cgroup_problem
-from course_lib.tools.nbgrader_setup import check_success, nbgrader_api, tools_on_path
+from course_lib.tools.nbgrader_setup import Gradebook, check_success, nbgrader_api, parse_utc, tools_on_path
 from course_lib.tools.release import SOURCE_DIR, course_notebooks
 from course_lib.tools.submissions import (
     NOT_GRADED,
@@ -83,13 +91,35 @@ from course_lib.tools.submissions import (
 ISOLATION = ("auto", "bwrap", "none")
 
 
+def feedback_folder(out: Path, student: str, notebook: str, course: CourseFolder | None) -> Path:
+    """Where a student's feedback goes: ``feedback/<student>/<notebook>/`` in an nbgrader course folder (where
+    ``nbgrader release_feedback`` finds it), else ``out/feedback/<student>/``."""
+    return course.folder("feedback_directory", student, notebook) if course else out / "feedback" / student
+
+
+def _keep_for_nbgrader(sub: Submission, executed, folders: list[Path]) -> None:
+    """In an nbgrader course folder: the executed notebook in ``autograded/`` (formgrader shows it), and beside it
+    and the feedback the files nbgrader's exchange wrote with the submission (``timestamp.txt``,
+    ``submission_secret.txt``: ``nbgrader release_feedback`` needs both)."""
+    autograded = folders[0]
+    shutil.rmtree(autograded, ignore_errors=True)
+    autograded.mkdir(parents=True)
+    nbformat.write(executed, autograded / f"{sub.notebook}.ipynb")
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("timestamp.txt", "submission_secret.txt"):
+            if sub.path.parent.name == sub.notebook and (sub.path.parent / name).is_file():
+                shutil.copyfile(sub.path.parent / name, folder / name)
+
+
 def _grade_one(sub: Submission, inputs: Inputs, run: Run, previous: dict | None = None,
-               done: Executed | None = None) -> Score:
+               done: Executed | None = None, course: CourseFolder | None = None) -> Score:
     """Grade one submission (or record ``done``, executed by a worker): gradebook, feedback, Score. ``previous``:
-    its last entry in the grading log (the written answers graded before)."""
+    its last entry in the grading log (the written answers graded before); ``course``: an nbgrader course folder
+    (feedback and the executed copy in its layout)."""
     start = time.perf_counter()
     score = Score(sub.student, sub.notebook, grader=["isolated (bwrap)" if run.sandbox else "NOT isolated"])
-    feedback_dir = run.out / "feedback" / sub.student
+    feedback_dir = feedback_folder(run.out, sub.student, sub.notebook, course)
     for old in (feedback_dir / f"{sub.notebook}.md", feedback_dir / f"{sub.notebook}.html"):
         old.unlink(missing_ok=True)
     maxima = maximum_points(run.db, sub.notebook)
@@ -119,12 +149,17 @@ def _grade_one(sub: Submission, inputs: Inputs, run: Run, previous: dict | None 
         before = (previous or {}).get("answers", {})
         changed = {q for q, text in score.answers.items() if q in before and before[q] != text}
         record_points(run.db, sub.notebook, sub.student, points, changed)
+        score.seconds_late, score.late_penalty = record_lateness(run.db, sub.notebook, sub.student, sub.timestamp,
+                                                                 run.late)
         stored = stored_grades(run.db, sub.notebook, sub.student)
         grades = {gid: stored.get(gid, (0.0, m, False))
                   for gid, m in sorted(maxima.items(), key=lambda kv: order.get(kv[0], len(order)))}
         score_and_feedback(score, grades, executed, feedback_dir)
         if page is not None:
             (feedback_dir / f"{sub.notebook}.html").write_bytes(page)
+        if course is not None and executed is not None:
+            _keep_for_nbgrader(sub, executed, [course.folder("autograded_directory", sub.student, sub.notebook),
+                                               feedback_dir])
     score.seconds = round(time.perf_counter() - start - ran + result.seconds, 1)
     return score
 
@@ -171,6 +206,17 @@ def _warm_ups(args: dict[str, tuple], jobs: int) -> dict[str, dict[str, bytes]]:
         return dict(zip(args, pool.map(_warm_up_args, args.values()), strict=True))
 
 
+def _copy_due_dates(db: Path, template: Path, names: list[str]) -> None:
+    """The assignments' due dates of the gradebook ``db`` into the pristine ``template`` every student is graded
+    from: nbgrader's autograde then records the late penalty, and its feedback page shows it."""
+    with Gradebook(f"sqlite:///{db}") as gb:
+        due = {name: gb.find_assignment(name).duedate for name in names}
+    with Gradebook(f"sqlite:///{template}") as gb:
+        for name, date in due.items():
+            if date is not None:
+                gb.update_or_create_assignment(name, duedate=date)
+
+
 def _isolation(isolation: str) -> tuple[bool, str]:
     """(isolate kernels?, why not) for ``isolation`` in ISOLATION."""
     if isolation == "none":
@@ -201,13 +247,25 @@ def check_cell_timeout(cell_timeout) -> float:
     return cell_timeout
 
 
-def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: str | Path = SOURCE_DIR,
+def grade(submissions: str | Path, out: str | Path | None = None, source_dir: str | Path | None = None,
           cell_timeout: float = 120, profile: str = "grade", work_dir: str | Path | None = None,
           warm_up: bool = True, isolation: str = "auto", jobs: int = 1, limits: Limits | None = None,
-          enforce_limits: str = "auto", cluster: str | None = None, cluster_timeout: float = 120) -> list[Score]:
+          enforce_limits: str = "auto", cluster: str | None = None, cluster_timeout: float = 120,
+          kernel: str | None = None) -> list[Score]:
     """Autograde every notebook in ``submissions``; keep ``out/gradebook.db`` and ``out/grading.json`` (the
     failures), write ``out/scores.csv`` (every student ever graded into ``out``) and
-    ``out/feedback/<student>/<notebook>.md`` (+ ``.html``). Returns this run's scores.
+    ``out/feedback/<student>/<notebook>.md`` (+ ``.html``). Returns this run's scores. ``out`` defaults to
+    ``grades/``, ``source_dir`` to the course's ``notebooks/``.
+
+    ``submissions`` may be an **nbgrader course folder** (it holds ``nbgrader_config.py``: ``course_folder.py``),
+    e.g. after ``nbgrader collect``: then it is graded into itself, in nbgrader's layout: its gradebook, the
+    instructor's notebooks of its ``source/``, the executed copies in ``autograded/<student>/<notebook>/`` and the
+    feedback in ``feedback/<student>/<notebook>/`` (for ``nbgrader release_feedback``). In nbgrader's layout
+    (any folder), a ``timestamp.txt`` beside a notebook is when it was submitted: its lateness against the
+    assignment's due date in the gradebook is recorded, with nbgrader's late penalty (none unless the course
+    folder's configuration says otherwise).
+    ``kernel``: the kernel every notebook runs in (default: its kernelspec's, else ``python3``); one that is not
+    installed stops grading before any student.
 
     ``isolation``: ``"auto"`` isolates each kernel with bubblewrap when it works here and says loudly when
     it does not; ``"bwrap"`` refuses to grade without it; ``"none"`` does not isolate (and says so).
@@ -243,8 +301,23 @@ def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: st
         require({"distributed": "distributed (Dask)"}, "grading on a cluster (--cluster)", "instructor")
         from course_lib.tools import cluster as engine
         where = engine.parse(cluster, cluster_timeout)
-    sources = course_notebooks(source_dir)
+    course = find_course(submissions)
+    if course is not None:
+        if out is not None and Path(out).resolve() != course.root:
+            raise GradingError(f"{course.root} is an nbgrader course folder: it is graded into itself (its "
+                               "gradebook, autograded/, feedback/); leave out --out")
+        if source_dir is not None:
+            raise GradingError(f"{course.root} is an nbgrader course folder: its instructor's notebooks are those of "
+                               "its source/ folder; leave out --source")
+    sources = course.sources() if course else course_notebooks(SOURCE_DIR if source_dir is None else source_dir)
     found, rejected = find_submissions(submissions, sources)
+    for sub in list(found):
+        try:
+            parse_utc(sub.timestamp) if sub.timestamp else None
+        except (ValueError, OverflowError) as e:
+            found.remove(sub)
+            rejected.append(Score(sub.student, sub.notebook, failures=[
+                f"refused: its timestamp.txt ({sub.timestamp[:40]!r}) is not a time ({e})"]))
     if not found and not rejected:
         raise GradingError(f"no submitted notebooks in {submissions}: expected <student>/<notebook>.ipynb "
                            "or submitted/<student>/<assignment>/<notebook>.ipynb")
@@ -254,7 +327,12 @@ def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: st
     rejected += [Score(s.student, s.notebook, failures=[f"nothing to grade: {s.notebook} has no graded exercises"])
                  for s in found if not orders[s.notebook]]
     found = [s for s in found if orders[s.notebook]]
-    out = Path(out).resolve()
+    kernels = {name: kernel or kernel_of(nbformat.reads(data.decode("utf-8"), as_version=4))
+               for name, data in source_bytes.items()}
+    for name, problem in {name: kernel_problem(k) for name, k in kernels.items()}.items():
+        if problem:
+            raise GradingError(f"{name}: {problem}")
+    out = course.root if course else Path(GRADING_DIR if out is None else out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     isolated, why_not = _isolation(isolation)
     if where is not None and not isolated:  # no per-student checks of a kernel on another machine
@@ -283,19 +361,21 @@ def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: st
     with one_run_at_a_time(out), tempfile.TemporaryDirectory(prefix="course-grade-", dir=work_dir,
                                                    ignore_cleanup_errors=True) as tmp, tools_on_path(), \
             (engine.connect(where) if where else contextlib.nullcontext()) as client:
-        tmp, db, log_path = Path(tmp), out / "gradebook.db", out / "grading.json"
+        tmp, log_path = Path(tmp), out / "grading.json"
+        db = course.gradebook if course else out / "gradebook.db"
         log = load_log(log_path)
         template = tmp / "instructor"
         for gradebook in (db, template / "gradebook.db"):  # the real one, and a pristine one for every student
-            api = nbgrader_api(template, gradebook)
+            api = nbgrader_api(template, gradebook, course_id=course.course_id if course else "")
             for name, data in source_bytes.items():
                 write_tree(template / "source" / name, {f"{name}.ipynb": data})
                 check_success(api.generate_assignment(name), f"nbgrader generate_assignment {name}")
+        _copy_due_dates(db, template / "gradebook.db", list(source_bytes))  # nbgrader's own penalty, in the feedback
         pristine = (template / "gradebook.db").read_bytes()
-        caches = _warm_ups({name: (name, data, tmp / "warm-up" / name, profile, max(cell_timeout, 900))
+        caches = _warm_ups({name: (name, data, tmp / "warm-up" / name, profile, max(cell_timeout, 900), kernels[name])
                             for name, data in source_bytes.items()} if warm_up else {}, jobs)
         inputs = {name: Inputs(name, data, pristine, caches.get(name, {}), orders[name],
-                               manual_ids(nbformat.reads(data.decode("utf-8"), as_version=4)))
+                               manual_ids(nbformat.reads(data.decode("utf-8"), as_version=4)), kernels[name])
                   for name, data in source_bytes.items()}
         too_big = {name: sum(map(len, cache.values())) for name, cache in caches.items()}
         too_big = {name: size for name, size in too_big.items() if isolated and size > limits.disk_mb * 2**20 / 2}
@@ -304,12 +384,12 @@ def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: st
                                f"takes more than half of a kernel's writable folder ({limits.disk_mb} MB): raise "
                                "the disk limit (--disk-mb)")
         run = Run(tmp, out, db, profile, cell_timeout, isolated, None if enforce_limits == "off" else limits,
-                  cgroups, sandbox.environment_roots())
+                  cgroups, sandbox.environment_roots(), late=course.late_config() if course else {})
         run.env_before = {} if isolated else sandbox.fingerprint(run.env_roots)  # (checked only without isolation)
         def record(sub: Submission, done: Executed | None = None) -> None:
             key = f"{sub.student}/{sub.notebook}"
             try:
-                score = _grade_one(sub, inputs[sub.notebook], run, log.get(key), done)
+                score = _grade_one(sub, inputs[sub.notebook], run, log.get(key), done, course)
             except Exception as e:  # the grader's own failure on this submission: say so, grade the others
                 score = Score(sub.student, sub.notebook, points=None, failures=[f"{NOT_GRADED}: {type(e).__name__}: {e}"])
             scores.append(score)
@@ -328,7 +408,7 @@ def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: st
             record(sub, done)
         for score in rejected:
             if STUDENT_ID.fullmatch(score.student):
-                score_and_feedback(score, {}, None, out / "feedback" / score.student)
+                score_and_feedback(score, {}, None, feedback_folder(out, score.student, score.notebook, course))
             log[f"{score.student}/{score.notebook}"] = {**score.__dict__}
         save_log(log_path, log)
         write_scores(db, log, out / "scores.csv")
@@ -338,5 +418,6 @@ def grade(submissions: str | Path, out: str | Path = GRADING_DIR, source_dir: st
         if changed:
             shout(f"WARNING: source notebooks changed during grading: {changed}; graded with the versions read at "
                   "the start. Check them (git diff).")
-    print(f"scores in {out / 'scores.csv'}, feedback in {out / 'feedback'}, gradebook {db}")
+    print(f"scores in {out / 'scores.csv'}, feedback in {out / 'feedback'}, gradebook {db}"
+          + (f"; autograded copies in {course.root / course.coursedir.autograded_directory}" if course else ""))
     return sorted(scores + rejected, key=lambda s: (s.student, s.notebook))

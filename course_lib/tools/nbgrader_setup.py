@@ -9,7 +9,8 @@ that a submission cannot take the grader down or hide its own failures:
   machinery (the kernel idle while the client waits) raises :class:`NotebookHang`, and the grader runs the
   submission again.
 * :class:`_TrimOutput` cuts every text output (nbgrader's LimitOutput counts lines: one 10 MB line passes it).
-* :class:`_HideHiddenTests`: the students' feedback never shows the hidden tests' code.
+* :class:`HideHiddenTests`: the students' feedback never shows the hidden tests' code (also named in the course
+  folder's ``nbgrader_config.py``, so that ``nbgrader generate_feedback`` hides them too).
 
 nbgrader is in the instructor extra: without it, importing this module raises
 :class:`~course_lib.tools.extras.MissingExtra`, which names the extra to install.
@@ -35,7 +36,7 @@ from course_lib.tools.submissions import GradingError
 try:  # nbgrader is in the instructor extra: a student install imports course_lib without it, and grading says so
     from nbgrader.api import Gradebook  # noqa: F401 (execute.py and gradebook.py take it from here: one guarded import)
     from nbgrader.apps import NbGraderAPI
-    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.coursedir import CourseDirectory  # noqa: F401 (course_folder.py takes it from here)
     from nbgrader.preprocessors import (
         AssignLatePenalties,
         CheckCellMetadata,
@@ -47,6 +48,7 @@ try:  # nbgrader is in the instructor extra: a student install imports course_li
         NbGraderPreprocessor,
         SaveAutoGrades,
     )
+    from nbgrader.utils import parse_utc  # noqa: F401 (gradebook.py takes it from here)
 except ModuleNotFoundError as e:
     if (e.name or "").partition(".")[0] != "nbgrader":
         raise
@@ -137,7 +139,7 @@ class _Execute(_Watched, Execute):
         return cell, self.resources
 
 
-class _HideHiddenTests(ClearHiddenTests):
+class HideHiddenTests(ClearHiddenTests):
     """For the students' feedback: the hidden test regions are removed from the source (the comment
     above each stays, saying what was checked), and a failing hidden test's traceback, which would
     quote the hidden code, is cut to its error line (e.g. ``AssertionError: wrong targets``)."""
@@ -188,11 +190,18 @@ def cell_errors(nb) -> dict[int, str]:
     return found
 
 
-def nbgrader_api(root: Path, db: Path, cell_timeout: float = 120, kernel: dict | None = None) -> NbGraderAPI:
+def nbgrader_api(root: Path, db: Path, cell_timeout: float = 120, kernel: dict | None = None,
+                 kernel_name: str = "", late: dict | None = None, course_id: str = "") -> NbGraderAPI:
     """nbgrader's API on the course folder ``root``, with the gradebook ``db`` (which may live elsewhere);
-    ``kernel``: settings of the kernel manager (``sandbox``, ``transport``, ``connection_file``)."""
+    ``kernel``: settings of the kernel manager (``sandbox``, ``transport``, ``connection_file``); ``kernel_name``:
+    the kernel every notebook runs in (empty: its kernelspec's); ``late``: the late-penalty configuration (sections
+    of a course folder's ``nbgrader_config.py``)."""
     (root / "exchange").mkdir(parents=True, exist_ok=True)  # unused, but nbgrader checks that it exists
-    c = Config()
+    c = Config(late or {})
+    if course_id:
+        c.CourseDirectory.course_id = course_id
+    if kernel_name:
+        c.Execute.kernel_name = kernel_name
     for key, value in (kernel or {}).items():
         setattr(c.IsolatedKernelManager, key, value)
     c.Exchange.root = str(root / "exchange")
@@ -208,7 +217,7 @@ def nbgrader_api(root: Path, db: Path, cell_timeout: float = 120, kernel: dict |
     c.Autograde.autograde_preprocessors = [  # nbgrader 0.9's list, with the two classes above
         _Execute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, _TrimOutput, SaveAutoGrades,
         AssignLatePenalties, CheckCellMetadata]
-    c.GenerateFeedback.preprocessors = [GetGrades, _HideHiddenTests, CSSHTMLHeaderPreprocessor]  # + hiding
+    c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]  # + hiding
     return NbGraderAPI(CourseDirectory(config=c), config=c)
 
 

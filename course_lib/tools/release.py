@@ -32,13 +32,16 @@ def course_notebooks(source_dir: str | Path = SOURCE_DIR) -> dict[str, Path]:
     return {p.stem: p for p in paths}
 
 
-def release(source_dir: str | Path = SOURCE_DIR, out: str | Path = RELEASE_DIR) -> list[Path]:
-    """Student versions of every notebook in ``out/<name>/<name>.ipynb``, made by nbgrader generate_assignment."""
+def release(source_dir: str | Path = SOURCE_DIR, out: str | Path = RELEASE_DIR, gradebook: str | Path | None = None,
+            course_id: str = "") -> list[Path]:
+    """Student versions of every notebook in ``out/<name>/<name>.ipynb``, made by nbgrader generate_assignment;
+    ``gradebook``: register the assignments there (an nbgrader course folder's, with its ``course_id``), else in a
+    throwaway one."""
     sources, out = course_notebooks(source_dir), Path(out)
     written = []
     with tempfile.TemporaryDirectory(prefix="course-release-") as tmp, tools_on_path():
         root = Path(tmp)
-        api = nbgrader_api(root, root / "gradebook.db")
+        api = nbgrader_api(root, Path(gradebook) if gradebook else root / "gradebook.db", course_id=course_id)
         for name, path in sources.items():
             (root / "source" / name).mkdir(parents=True)
             shutil.copy(path, root / "source" / name / path.name)

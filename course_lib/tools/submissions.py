@@ -43,6 +43,8 @@ class Score:
     manual: list[str] = field(default_factory=list)  # "question (N points)": written answers to be graded by hand
     answers: dict[str, str] = field(default_factory=dict)  # question id -> the student's written answer
     usage: dict[str, float] = field(default_factory=dict)  # what its kernel used (peak memory MB, CPU s, processes)
+    seconds_late: float = 0.0  # after the assignment's due date (nbgrader's timestamp.txt against the gradebook)
+    late_penalty: float = 0.0  # points taken for it (nbgrader's LateSubmissionPlugin); ``points`` counts it already
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Submission:
     student: str
     notebook: str  # assignment name = the notebook's stem
     path: Path
+    timestamp: str = ""  # nbgrader's layout: the text of timestamp.txt beside the notebook (when it was submitted)
 
 
 def _link_problem(path: Path, folder: Path, instructor: list[Path]) -> str:
@@ -96,7 +99,9 @@ def find_submissions(folder: str | Path, known: dict[str, Path]) -> tuple[list[S
             if why:
                 rejected.append(Score(student, path.stem, failures=[why]))
             else:
-                found[student, path.stem] = Submission(student, path.stem, path)
+                stamp = path.parent / "timestamp.txt" if path.parent != student_dir else None
+                found[student, path.stem] = Submission(student, path.stem, path, stamp.read_text(
+                    encoding="utf-8", errors="replace").strip() if stamp and stamp.is_file() else "")
     return list(found.values()), rejected
 
 
