@@ -181,3 +181,13 @@ def test_a_kernel_that_does_not_exist_stops_grading_before_any_student(tmp_path)
         grade(tmp_path / "subs", tmp_path / "out", tmp_path / "source", warm_up=False)
     with pytest.raises(GradingError, match="no kernel named 'other-missing'"):
         grade(tmp_path / "subs", tmp_path / "out", tmp_path / "source", warm_up=False, kernel="other-missing")
+
+
+def test_a_course_folder_is_graded_into_itself_with_its_own_notebooks(tmp_path, capsys):
+    (tmp_path / CONFIG_FILE).write_text(f"c = get_config()\nc.CourseDirectory.course_id = {COURSE!r}\n")
+    assert cli_main(["grade", str(tmp_path), "--out", str(tmp_path / "elsewhere")]) == 2
+    assert "graded into itself" in capsys.readouterr().err
+    with pytest.raises(GradingError, match="its source/ folder"):
+        grade(tmp_path, source_dir=tmp_path)
+    with pytest.raises(GradingError, match="no assignments in"):
+        grade(tmp_path)

@@ -310,7 +310,8 @@ def grade(submissions: str | Path, out: str | Path | None = None, source_dir: st
             raise GradingError(f"{course.root} is an nbgrader course folder: its instructor's notebooks are those of "
                                "its source/ folder; leave out --source")
     sources = course.sources() if course else course_notebooks(SOURCE_DIR if source_dir is None else source_dir)
-    found, rejected = find_submissions(submissions, sources)
+    found, rejected = find_submissions(course.root / course.coursedir.submitted_directory if course else submissions,
+                                       sources)
     for sub in list(found):
         try:
             parse_utc(sub.timestamp) if sub.timestamp else None
