@@ -143,6 +143,15 @@ def test_nbgrader_exchange_release_submit_collect_grade_feedback(tmp_path):
     assert "ZeroDivisionError" in readable(course / "feedback" / "bob" / NAME / f"{NAME}.html")  # the failure shows
     assert_no_secret([course / "feedback"])
 
+    # the grader's feedback, released through the exchange as it is, and fetched by each student
+    instructor.nbgrader("release_feedback", NAME)
+    for name, student in students.items():
+        student.nbgrader("fetch_feedback", NAME)
+        [page] = (student.home / COURSE / NAME / "feedback").glob(f"*/{NAME}.html")
+        text = " ".join(readable(page).split())
+        assert f"{NAME} (Score: {6.0 if name == 'alice' else 0.0} / 6.0)" in text, text[-3000:]  # after the penalty
+        assert ("Late submission penalty (Score: -4.0)" in text) == (name == "bob")
+    assert assert_no_secret([exchange, *(s.home / COURSE for s in students.values())]) >= 6
     # nbgrader's own generate_feedback, with the course folder's configuration, hides them too; in a copy of the
     # folder without that configuration nbgrader would copy the hidden test into the feedback
     shutil.copytree(course, tmp_path / "unconfigured", ignore=shutil.ignore_patterns(CONFIG_FILE, "feedback"))
@@ -152,15 +161,6 @@ def test_nbgrader_exchange_release_submit_collect_grade_feedback(tmp_path):
     instructor.nbgrader("generate_feedback", NAME, "--force")
     assert_no_secret([course / "feedback"])
 
-    # released through the exchange and fetched by each student
-    instructor.nbgrader("release_feedback", NAME)
-    for name, student in students.items():
-        student.nbgrader("fetch_feedback", NAME)
-        [page] = (student.home / COURSE / NAME / "feedback").glob(f"*/{NAME}.html")
-        text = " ".join(readable(page).split())
-        assert f"{NAME} (Score: {6.0 if name == 'alice' else 0.0} / 6.0)" in text, text[-3000:]  # after the penalty
-        assert ("Late submission penalty (Score: -4.0)" in text) == (name == "bob")
-    assert assert_no_secret([exchange, *(s.home / COURSE for s in students.values())]) >= 6
     print(f"graded 2 students in {graded_in:.1f} s")
 
 
