@@ -39,9 +39,9 @@ BASELINES = ("raw pixels", "random init")  # the rows of baselines.py, computed 
 class Method:
     """One method of the comparison: where its row comes from and how to make it again."""
 
-    row: str  # the row name its notebook saves: compare_with_baselines(row, ...)
+    row: str  # the row name its notebook saves: evaluate_and_save(row, ...)
     module: str  # the course module with config_for(profile) and pretrain(train_data, profile, cfg, device)
-    notebook: str  # the notebook that trains it and saves the row: save_results(..., source=notebook)
+    notebook: str  # the notebook that trains it and saves the row: evaluate_and_save(..., source=notebook)
     data: str | None = None  # the dataset it pre-trains on (load_dataset(data, "train")); None: the profile's;
     #                          "config": its config's `pretrain_dataset` (a dataset that changes with the profile)
     inputs: str | None = None  # a function of its module that turns the protocol's images into what its encoder
@@ -98,11 +98,11 @@ def pretrain_data(method: Method, profile: Profile, cfg=None):
 
 
 def evaluation_data(profile: Profile, method: Method | None = None):
-    """The protocol's train and test splits (the profile's dataset), as every notebook loads them; turned into
-    ``method``'s encoder inputs when its entry names an ``inputs`` function."""
-    from course_lib.datasets import load_dataset
+    """The protocol's train and test splits (``evaluate.evaluation_data``, as every notebook loads them); turned
+    into ``method``'s encoder inputs when its entry names an ``inputs`` function."""
+    from course_lib.evaluate import evaluation_data as protocol_data
 
-    train, test = (profile.limit(load_dataset(profile.dataset, split)) for split in ("train", "test"))
+    train, test = protocol_data(profile)
     if method is not None and method.inputs:
         convert = getattr(method.load(), method.inputs)
         train, test = convert(train), convert(test)
