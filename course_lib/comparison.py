@@ -336,14 +336,11 @@ def compute_columns(rows: Sequence[Evaluation], flops: dict[str, float], peak_gf
 
 def efficiency_table(rows: Sequence[Evaluation], flops: dict[str, float], peak_gflops: float) -> str:
     """A Markdown table of what each method's training cost and how close to the machine's peak it ran."""
+    from course_lib.results import markdown_table
+
     cols = compute_columns(rows, flops, peak_gflops)
-    lines = ["| method | GFLOP per image (fwd + bwd) | images seen | seconds | training TFLOP | GFLOP/s | % of peak |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        if r.method not in flops:
-            continue
-        c = cols[r.method]
-        lines.append(f"| {r.method} | {flops[r.method] / 1e9:.3f} | {int(r.compute.get('images', 0)):,} | "
-                     f"{float(r.compute.get('seconds', 0)):.0f} | {c['training TFLOP']} | {c['GFLOP/s']} | "
-                     f"{c['% of peak']} |")
-    return "\n".join(lines)
+    header = ["method", "GFLOP per image (fwd + bwd)", "images seen", "seconds", "training TFLOP", "GFLOP/s", "% of peak"]
+    return markdown_table(header, [
+        [r.method, f"{flops[r.method] / 1e9:.3f}", f"{int(r.compute.get('images', 0)):,}",
+         f"{float(r.compute.get('seconds', 0)):.0f}", *(cols[r.method][c] for c in header[4:])]
+        for r in rows if r.method in flops])
