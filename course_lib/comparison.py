@@ -13,7 +13,7 @@ put those rows side by side:
 * :func:`training_flops_per_image`: the floating-point operations of one training step of a
   method (forward and backward, counted by ``torch.utils.flop_counter.FlopCounterMode``), per
   image drawn; :func:`achieved_gflops` scales it by the images a run saw and divides by its
-  wall time, to set against the machine's peak (``tools/bench.py``).
+  wall time, to set against the machine's peak (``peak.py``).
 """
 
 from __future__ import annotations
