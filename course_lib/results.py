@@ -89,7 +89,9 @@ HEADLINE_PREFIX = "Headline: "  # the line `make course` looks for in a notebook
 
 def headline(text: str) -> None:
     """Print the notebook's headline result, one line (``make course`` shows it beside the notebook's run time)."""
-    if not isinstance(text, str) or "\n" in text:
+    if not isinstance(text, str):
+        raise TypeError(f"a headline is a line of text, got {type(text).__name__}")
+    if "\n" in text:
         raise ValueError(f"a headline is one line of text, got {text!r}")
     print(HEADLINE_PREFIX + text)
 

@@ -226,6 +226,7 @@ def test_headline_prints_the_line_the_course_runner_reads(capsys):
         cells = [{"outputs": [{"text": "other\n" + out}]}]
 
     assert _find_headline(Notebook()) == "probe 12.5%"
-    for bad in ("two\nlines", 3):
-        with pytest.raises(ValueError, match="one line"):
-            headline(bad)
+    with pytest.raises(ValueError, match="one line"):
+        headline("two\nlines")
+    with pytest.raises(TypeError, match="line of text"):
+        headline(3)
