@@ -6,10 +6,12 @@
   fine-tune column -- the random-init backbone trained end to end on 10 labels per
   class by the protocol's one recipe -- *is* the supervised baseline at that budget.
 
-:func:`compare_with_baselines` is what notebooks 02 onwards call after pre-training:
-the baseline rows (computed once per profile and cached) and the method's own row,
-all by the protocol of ``evaluate.py``, cached too: keyed by the encoder's weights (their digest),
-so a notebook run again on a warm cache (``make demo``, a live lecture) evaluates nothing again.
+:func:`compare_with_baselines` gives the baseline rows (computed once per profile and cached) and
+the method's own row, all by the protocol of ``evaluate.py``, cached too: keyed by the encoder's
+weights (their digest), so a notebook run again on a warm cache (``make demo``, a live lecture)
+evaluates nothing again. :func:`evaluate_and_save` is the one call a notebook makes after
+pre-training: that comparison, the method's row saved to the results store (for notebook 10),
+the table shown and the label-efficiency figure drawn.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from course_lib.config import Profile, get_device
 from course_lib.datasets import ImageData
 from course_lib.evaluate import Evaluation, evaluate, pixels, protocol_for
 from course_lib.models import build_backbone
+from course_lib.plots import plot_label_efficiency
+from course_lib.results import save_results, show_table
 from course_lib.train import Pretrained
 
 PROTOCOL_VERSION = 2  # part of every cache key: a changed protocol recomputes the baselines
@@ -82,6 +86,31 @@ def compare_with_baselines(method: str, encoder: Pretrained | torch.nn.Module, t
     row = Evaluation.from_dict(load_or_compute("evaluation", key, run))
     row.compute = dict(compute or {"images": 0, "steps": 0, "seconds": 0.0})  # this encoder's, as evaluate does
     return rows + [row]
+
+
+def evaluate_and_save(method: str | None, encoder: Pretrained | torch.nn.Module | None, train_data: ImageData,
+                      test_data: ImageData, profile: Profile, device: torch.device | None = None, *, source: str,
+                      finetune: bool = True, show: bool = True, progress: bool = False) -> list[Evaluation]:
+    """What every notebook does after pre-training, in one call: :func:`compare_with_baselines`, the method's
+    row (the last) saved to the results store under ``method`` with ``source`` (the notebook's name), and,
+    with ``show``, the table displayed (``results.show_table``) and the label-efficiency figure drawn.
+    Returns the table: the baseline rows, then the method's.
+
+    ``method=None`` (and no encoder): the baselines alone, every row saved (notebook 01 introduces them)."""
+    if not isinstance(source, str) or not source:
+        raise ValueError(f"source must name the notebook that saves the row (e.g. '03_rotation'), got {source!r}")
+    if method is None:
+        if encoder is not None:
+            raise ValueError("an encoder needs a method name to save its row under; method=None is the baselines alone")
+        table = baselines(train_data, test_data, profile, device, progress)
+        save_results(table, profile.name, source=source)
+    else:
+        table = compare_with_baselines(method, encoder, train_data, test_data, profile, device, finetune, progress)
+        save_results(table[-1], profile.name, source=source)
+    if show:
+        show_table(table)
+        plot_label_efficiency(table, all_labels=len(train_data) // train_data.num_classes)
+    return table
 
 
 def weights_digest(module: torch.nn.Module) -> str:
