@@ -22,8 +22,7 @@ from types import ModuleType
 import torch
 from torch import nn
 
-from course_lib.baselines import weights_digest
-from course_lib.checkpoints import CORE_MODULES, load_or_compute
+from course_lib.checkpoints import CORE_MODULES, load_or_compute, weights_digest
 from course_lib.config import Profile, Settings
 from course_lib.datasets import ImageData
 from course_lib.train import History, Pretrained

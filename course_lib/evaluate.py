@@ -162,6 +162,18 @@ def protocol_for(profile: Profile, **overrides) -> Protocol:
     return protocol.replace(**overrides) if overrides else protocol
 
 
+PROTOCOL_VERSION = 2  # part of every evaluation's cache key: a changed protocol recomputes the baselines
+
+
+def protocol_key(train_data: ImageData, test_data: ImageData, profile: Profile) -> dict:
+    """Everything that changes the protocol's numbers for an encoder: the whole profile (layout, amp,
+    compile, images per class...), the whole protocol, and the data's sizes and shapes (the baselines'
+    cache key; an encoder's evaluation adds its weights' digest)."""
+    return {"task": "baselines", "version": PROTOCOL_VERSION, "profile": profile.as_dict(),
+            "protocol": protocol_for(profile).as_dict(), "train": len(train_data), "test": len(test_data),
+            "image_shape": list(train_data.image_shape), "classes": list(train_data.classes)}
+
+
 def check_labels(labels: torch.Tensor, num_classes: int | None = None) -> None:
     if not torch.is_tensor(labels) or labels.dtype not in (torch.int64, torch.int32, torch.uint8) or labels.dim() != 1:
         raise TypeError(f"labels must be a 1-D integer tensor, got {getattr(labels, 'dtype', type(labels))} "
@@ -535,14 +547,13 @@ def probe_by_depth(backbone: nn.Module, train_data: ImageData, test_data: ImageD
     network: the deepest blocks specialise in the pretext task, and an intermediate
     block gives the best features for object classes.
 
-    Cached, keyed by the backbone's weights (``baselines.weights_digest``), the data and the profile.
+    Cached, keyed by the backbone's weights (``checkpoints.weights_digest``), the data and the profile.
     """
-    from course_lib.baselines import baselines_key, weights_digest
-    from course_lib.checkpoints import load_or_compute
+    from course_lib.checkpoints import load_or_compute, weights_digest
 
     check_int(labels_per_class, "labels_per_class")
     check_int(grid, "grid")
-    key = {**baselines_key(train_data, test_data, profile), "task": "probe_by_depth",
+    key = {**protocol_key(train_data, test_data, profile), "task": "probe_by_depth",
            "weights": weights_digest(backbone), "labels_per_class": labels_per_class, "grid": grid}
 
     def run() -> dict:

@@ -9,7 +9,7 @@ from conftest import make_image_data, tiny_profile
 
 from course_lib import rotation
 from course_lib.ablation import AblationRun, ablation_run
-from course_lib.baselines import weights_digest
+from course_lib.checkpoints import weights_digest
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,8 +7,9 @@ import torch
 from conftest import make_image_data
 
 from course_lib import baselines as B
+from course_lib.checkpoints import weights_digest
 from course_lib.config import get_profile
-from course_lib.evaluate import Evaluation
+from course_lib.evaluate import Evaluation, protocol_key
 from course_lib.models import SmallConvNet
 from course_lib.train import History, Pretrained
 
@@ -24,15 +25,15 @@ def tiny_profile(**changes):
 
 @pytest.mark.parametrize("change", [{"channels_last": False}, {"amp": True}, {"compile": True},
                                     {"max_images_per_class": 9}, {"supervised_steps": 3}, {"seed": 1}, {"labels_per_class": (3, None)}])
-def test_the_baselines_key_changes_with_anything_that_changes_the_result(change):
+def test_the_protocol_key_changes_with_anything_that_changes_the_result(change):
     train, test = make_image_data(40), make_image_data(20, seed=1)
-    assert B.baselines_key(train, test, tiny_profile()) != B.baselines_key(train, test, tiny_profile(**change))
+    assert protocol_key(train, test, tiny_profile()) != protocol_key(train, test, tiny_profile(**change))
 
 
-def test_the_baselines_key_changes_with_the_training_set():
+def test_the_protocol_key_changes_with_the_training_set():
     test = make_image_data(20, seed=1)
-    assert B.baselines_key(make_image_data(40), test, tiny_profile()) != \
-        B.baselines_key(make_image_data(44), test, tiny_profile())
+    assert protocol_key(make_image_data(40), test, tiny_profile()) != \
+        protocol_key(make_image_data(44), test, tiny_profile())
 
 
 def test_compare_with_baselines_adds_the_method_row_with_its_compute(cache):
@@ -88,15 +89,15 @@ def test_the_method_row_is_cached_by_the_encoder_weights(cache, monkeypatch):
 def test_weights_digest_follows_the_values_not_the_layout_or_the_object():
     torch.manual_seed(0)
     net = SmallConvNet(1, width=4)
-    digest = B.weights_digest(net)
+    digest = weights_digest(net)
     twin = copy.deepcopy(net).to(memory_format=torch.channels_last)
-    assert B.weights_digest(twin) == digest
+    assert weights_digest(twin) == digest
     torch.manual_seed(1)
-    assert B.weights_digest(SmallConvNet(1, width=4)) != digest
+    assert weights_digest(SmallConvNet(1, width=4)) != digest
     with torch.no_grad():
         weight = next(twin.parameters())
         weight[(-1,) * weight.dim()] += 1e-6
-    assert B.weights_digest(twin) != digest
+    assert weights_digest(twin) != digest
 
 
 # ---------------------------------------------------------------- the one call every notebook makes
