@@ -41,6 +41,18 @@ def config_key(config: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def weights_digest(module: nn.Module) -> str:
+    """A digest of every parameter and buffer of ``module`` (names, dtypes, shapes, values, whatever the
+    device or memory layout): equal weights give equal digests, and any changed value another one. Part of
+    the key of what is computed from trained weights (an evaluation, a probe by depth, an ablation)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}|{t.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
 # What every trained model depends on, besides the method's own module.
 CORE_MODULES = ("course_lib.models", "course_lib.augment", "course_lib.loader", "course_lib.datasets",
                 "course_lib.train")

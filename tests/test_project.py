@@ -313,7 +313,7 @@ def tiny_notebook(path: Path, *sources: str) -> Path:
 
 
 def test_course_run_times_each_notebook_and_reports_a_failure(tmp_path, capfd):
-    ok = tiny_notebook(tmp_path / "01_ok.ipynb", "from course_lib.tools.runner import headline",
+    ok = tiny_notebook(tmp_path / "01_ok.ipynb", "from course_lib.results import headline",
                        "headline('probe 12.5%')")
     bad = tiny_notebook(tmp_path / "02_bad.ipynb", "x = 1", "assert x == 2, 'x should be 2'")
     out = tmp_path / "out"
@@ -385,12 +385,12 @@ def test_the_xdist_method_the_scheduler_overrides_still_exists():
 
 
 def test_the_notebooks_helpers_import_without_unix_only_modules():
-    """Every notebook imports headline() from tools/runner.py: it must import where resource and fcntl do not exist
-    (Windows)."""
+    """Every notebook imports headline() from results.py: it must import where resource and fcntl do not exist
+    (Windows), and so must the course runner that reads the headline."""
     # what runner and results import first: on Linux psutil (under ipykernel 6) needs resource itself
     code = ("import sys, course_lib.config, course_lib.widgets, course_lib.evaluate, course_lib.checkpoints\n"
             "sys.modules['resource'] = sys.modules['fcntl'] = None\n"
-            "from course_lib.tools.runner import headline\nimport course_lib.results\nheadline('ok')\n")
+            "from course_lib.results import headline\nimport course_lib.tools.runner\nheadline('ok')\n")
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert run.returncode == 0 and "Headline: ok" in run.stdout, run.stderr[-3000:]
