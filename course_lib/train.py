@@ -17,57 +17,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from course_lib.checkpoints import code_of, load_or_train
 from course_lib.config import Profile, time_budgets_enabled
+from course_lib.history import History
 
 StepOutput = torch.Tensor | dict[str, torch.Tensor]
 StepFn = Callable[[object], StepOutput]
-
-
-@dataclass
-class History:
-    """What a training run logged: one value per step for the loss and each metric."""
-
-    metrics: dict[str, list[float]] = field(default_factory=dict)
-    seconds: float = 0.0
-    stopped_by_budget: bool = False
-    images: int = 0  # images drawn from the loader (before any augmentation or copies a step makes)
-
-    @property
-    def losses(self) -> list[float]:
-        return self.metrics.get("loss", [])
-
-    @property
-    def steps(self) -> int:
-        return len(self.losses)
-
-    def final(self, name: str = "loss", last: int = 20) -> float:
-        """The mean of the last ``last`` logged values of ``name``: the course's one "final loss"."""
-        values = self.metrics.get(name)
-        if not values:
-            raise ValueError(f"no values logged for {name!r} (logged: {sorted(self.metrics)})")
-        if isinstance(last, bool) or not isinstance(last, int) or last < 1:
-            raise ValueError(f"last must be a positive int, got {last!r}")
-        tail = values[-last:]
-        return sum(tail) / len(tail)
-
-    def compute(self) -> dict:
-        """What the run cost: images drawn, optimiser steps, wall-clock seconds."""
-        return {"images": self.images, "steps": self.steps, "seconds": round(self.seconds, 1)}
-
-    def as_dict(self) -> dict:
-        return {"metrics": self.metrics, "seconds": self.seconds, "stopped_by_budget": self.stopped_by_budget,
-                "images": self.images}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> History:
-        return cls(metrics={k: list(v) for k, v in d["metrics"].items()}, seconds=float(d["seconds"]),
-                   stopped_by_budget=bool(d["stopped_by_budget"]), images=int(d.get("images", 0)))
 
 
 def effective_budget(*budgets: float | None) -> float | None:
@@ -245,8 +206,6 @@ def pretrain_and_cache(name: str, key: dict, backbone: nn.Module, heads: dict[st
     changes the result). A checkpoint cut by a time budget is not reused by a run without one.
     ``schedule(optimizer, total_steps)``, if given, makes the learning-rate scheduler stepped after
     every optimiser step (the method's config, and so ``key``, must say which schedule it is)."""
-    from course_lib.checkpoints import code_of, load_or_train  # checkpoints imports History from here
-
     model = nn.ModuleDict({"backbone": backbone, **heads})
 
     def run() -> History:
@@ -258,7 +217,7 @@ def pretrain_and_cache(name: str, key: dict, backbone: nn.Module, heads: dict[st
             recalibrate_batchnorm(model, recalibrate, loader, recalibration_batches)
         return history
 
-    # the key holds the code too: the core modules and the method's own (where its step function lives)
+    # the key holds the code too: the method's module (where its step function lives) and all it imports
     history = load_or_train(name, key, model, run, time_budget_s=time_budget_s, code=code_of(step))
     model.eval()
     return Pretrained(backbone, history, nn.ModuleDict(heads))
