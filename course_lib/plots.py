@@ -16,7 +16,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from course_lib.evaluate import Evaluation
 
 if TYPE_CHECKING:
-    from course_lib.patch_position import PatchConfig
+    from course_lib.patch_position import PatchPositionConfig
 
 
 def _as_hwc(img: torch.Tensor) -> np.ndarray:
@@ -239,7 +239,7 @@ def plot_bars(values: dict[str, Sequence[float]], categories: Sequence[str], yla
     return fig
 
 
-def show_patch_grid(image: torch.Tensor, cfg: PatchConfig, label: int = 3, seed: int = 0) -> plt.Figure:
+def show_patch_grid(image: torch.Tensor, cfg: PatchPositionConfig, label: int = 3, seed: int = 0) -> plt.Figure:
     """The lecture's figure with real patches: the numbered 3x3 grid on ``image`` (C, H, W), the nine
     patches as the network gets them, and one pair X = (patch 5, patch n) with its label Y."""
     from matplotlib.patches import Rectangle
