@@ -17,13 +17,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def tiny_profile(**changes):
     """Small enough to run the whole protocol in seconds: 10 images per class kept, 2 labels per class."""
-    fields = {"width": 4, "labels_per_class": (2, None), "supervised_steps": 2, "batch_size": 8, "knn_k": 3,
+    fields = {"width": 4, "labels_per_class": (2, None), "finetune_steps": 2, "batch_size": 8, "knn_k": 3,
               "max_images_per_class": 10}
     return get_profile("fast", **{**fields, **changes})
 
 
 @pytest.mark.parametrize("change", [{"channels_last": False}, {"amp": True}, {"compile": True},
-                                    {"max_images_per_class": 9}, {"supervised_steps": 3}, {"seed": 1}, {"labels_per_class": (3, None)}])
+                                    {"max_images_per_class": 9}, {"finetune_steps": 3}, {"seed": 1}, {"labels_per_class": (3, None)}])
 def test_the_baselines_key_changes_with_anything_that_changes_the_result(change):
     train, test = make_image_data(40), make_image_data(20, seed=1)
     assert B.baselines_key(train, test, tiny_profile()) != B.baselines_key(train, test, tiny_profile(**change))
