@@ -14,9 +14,12 @@ Lecture topic -> file (read it beside the notebook):
 * metric learning with the triplet loss, FaceNet (notebook 09) ... facenet.py
 * every method on one protocol, the comparison (notebook 10) ... comparison.py
 * the evaluation protocol (probes, kNN, fine-tuning) .... evaluate.py, baselines.py, results.py
+* ablations: a method run with a knob changed ........... ablation.py
+* the machine's peak (notebook 10's compute) ............ peak.py
 * encoders and heads .................................... models.py
 * the one training loop (budgets, batch-norm recalibration, caching) ... train.py, history.py, checkpoints.py
-* data augmentation (crops, colour, rotations) and colour spaces (HSV, Lab) ... augment.py
+* data augmentation (crops, colour jitter, rotations) ... augment.py
+* colour spaces (HSV, Lab) ............................. colour.py
 * data and batches ...................................... datasets.py, loader.py
 * profiles, seeds and devices ........................... config.py
 * figures and sliders ................................... plots.py, widgets.py

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from course_lib.colour import _hsv_to_rgb, _rgb_to_hsv  # unchecked: the jitter has checked its batch
 from course_lib.config import check_number
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma (PIL's "L"; torchvision uses 0.2989 for red)
@@ -180,6 +181,39 @@ def sample_crop_boxes(
     top = torch.where(found, top, float((height - fallback_h) // 2))
     left = torch.where(found, left, float((width - fallback_w) // 2))
     return torch.stack([top, left, h, w], dim=1).long()  # (B, 4)
+
+
+def crop_at(x: Tensor, corners: Tensor, size: int) -> Tensor:
+    """The ``size`` x ``size`` window of each image at its own top-left corner, no resizing: image i's
+    ``x[i, :, r:r+size, c:c+size]`` for ``(r, c) = corners[i]``; (B, C, size, size), any dtype.
+
+    One gather for the whole batch: row and column indices (B, size) broadcast to (B, size, size).
+    The crop of :func:`random_crop`, and the patches of the patch-position task (``patch_position.cut_patches``).
+    """
+    if not isinstance(x, Tensor) or x.dim() != 4 or not isinstance(corners, Tensor) or corners.shape != (x.shape[0], 2):
+        raise ValueError(f"expected x (B, C, H, W) and corners (B, 2), got {tuple(getattr(x, 'shape', ()))} and "
+                         f"{tuple(getattr(corners, 'shape', ()))}")
+    H, W = x.shape[-2:]
+    if corners.numel() and (corners.min() < 0 or (corners[:, 0] + size).max() > H or (corners[:, 1] + size).max() > W):
+        raise ValueError(f"some {size}-px windows fall outside the {H}x{W} image")
+    steps = torch.arange(size, device=x.device)
+    rows = (corners[:, 0, None] + steps)[:, :, None]  # (B, size, 1)
+    cols = (corners[:, 1, None] + steps)[:, None, :]  # (B, 1, size)
+    batch = torch.arange(x.shape[0], device=x.device)[:, None, None]  # (B, 1, 1)
+    return x.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # (B, size, size, C) -> (B, C, size, size)
+
+
+def random_crop(x: Tensor, size: int, generator: torch.Generator | None = None) -> Tensor:
+    """A random ``size`` x ``size`` window of each image of x (B, C, H, W), its own position per image,
+    no resizing (:func:`crop_at` at corners drawn uniformly: rows first, then columns)."""
+    if not isinstance(x, Tensor) or x.dim() != 4 or isinstance(size, bool) or not isinstance(size, int) \
+            or not 1 <= size <= min(x.shape[-2:]):
+        raise ValueError(f"cannot crop {size!r}x{size!r} from images of shape {tuple(getattr(x, 'shape', ()))}")
+    _check_generator(generator, x)
+    B, (H, W) = x.shape[0], x.shape[-2:]
+    top = torch.randint(0, H - size + 1, (B, 1), generator=generator, device=x.device)  # (B, 1)
+    left = torch.randint(0, W - size + 1, (B, 1), generator=generator, device=x.device)  # (B, 1)
+    return crop_at(x, torch.cat([top, left], dim=1), size)
 
 
 def crop_and_resize(x: Tensor, boxes: Tensor, size: int | tuple[int, int]) -> Tensor:
@@ -357,99 +391,6 @@ def _gray(x: Tensor) -> Tensor:
     gray += LUMA_WEIGHTS[1] * g
     gray += LUMA_WEIGHTS[2] * b
     return gray.unsqueeze(1)  # (B, 1, H, W)
-
-
-def _check_rgb(x: Tensor, name: str) -> None:
-    _check_images(x, name, check_range=False)
-    if x.shape[1] != 3:
-        raise ValueError(f"{name} must have 3 channels, got shape {tuple(x.shape)}")
-
-
-def rgb_to_hsv(x: Tensor) -> Tensor:
-    """RGB (B, 3, H, W) in [0, 1] -> HSV (B, 3, H, W) with hue in [0, 1), as torchvision computes it."""
-    _check_rgb(x, "x")
-    return torch.cat(_rgb_to_hsv(x), dim=1)
-
-
-def _rgb_to_hsv(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(h, s, v), each (B, 1, H, W). In-place steps (``div_``, ``add_``) only touch new tensors."""
-    r, g, b = x.unbind(dim=1)  # each (B, H, W)
-    maxc, minc = x.amax(dim=1), x.amin(dim=1)
-    delta = maxc - minc  # chroma; 0 for grays, whose hue and saturation are 0
-    s = delta / maxc.clamp_min(1e-12)
-    d = delta.clamp_min_(1e-12)
-    # Hue in sixths of the colour wheel, measured from the largest channel (red first on ties):
-    # 4 + (r - g) / d where blue is largest, then overwritten where green is, then where red is.
-    h = (r - g).div_(d).add_(4.0)
-    torch.where(maxc == g, (b - r).div_(d).add_(2.0), h, out=h)
-    torch.where(maxc == r, (g - b).div_(d), h, out=h)
-    h = h.div_(6.0).remainder_(1.0)  # -> [0, 1)
-    return h.unsqueeze(1), s.unsqueeze(1), maxc.unsqueeze(1)
-
-
-def hsv_to_rgb(hsv: Tensor) -> Tensor:
-    """HSV (B, 3, H, W) -> RGB: channel n in (R, G, B) = (5, 3, 1) is
-    V - V S clamp(min(k, 4 - k), 0, 1) with k = (n + 6 H) mod 6."""
-    _check_rgb(hsv, "hsv")
-    h, s, v = hsv.unsqueeze(2).unbind(dim=1)  # each (B, 1, H, W)
-    return _hsv_to_rgb(h, s, v)
-
-
-def _hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
-    """h, s, v (B, 1, H, W) -> RGB (B, 3, H, W); in-place steps only touch new tensors."""
-    n = torch.tensor([5.0, 3.0, 1.0], dtype=h.dtype, device=h.device).view(1, 3, 1, 1)  # R, G, B
-    k = (n + 6 * h).remainder_(6)  # (B, 3, H, W)
-    c = torch.minimum(k, 4 - k, out=k).clamp_(0, 1)  # (B, 3, H, W), written over k
-    return torch.sub(v, c.mul_(v * s), out=c)  # V - V S c, written over c
-
-
-# CIE Lab (D65 white, 2° observer), as scikit-image's rgb2lab / lab2rgb compute it: sRGB -> linear RGB
-# -> XYZ -> Lab. L is lightness in [0, 100]; a (green-red) and b (blue-yellow) are the colour, 0 for greys.
-XYZ_FROM_RGB = ((0.412453, 0.357580, 0.180423),
-                (0.212671, 0.715160, 0.072169),
-                (0.019334, 0.119193, 0.950227))  # linear sRGB -> XYZ (scikit-image's xyz_from_rgb)
-D65_WHITE = (0.95047, 1.0, 1.08883)  # XYZ of the reference white
-
-
-def _mix(matrix: Tensor, x: Tensor) -> Tensor:
-    """``matrix`` (3, 3) applied to the channels of x (B, 3, H, W)."""
-    return torch.einsum("ij,bjhw->bihw", matrix.to(x), x)
-
-
-def rgb_to_lab(x: Tensor) -> Tensor:
-    """sRGB (B, 3, H, W) in [0, 1] -> CIE Lab (B, 3, H, W): L in [0, 100], a and b roughly in [-110, 110].
-
-    The colorization notebook's colour space (Zhang et al. 2016 predict ab from L). The same numbers
-    as ``skimage.color.rgb2lab`` (D65, 2°), on a whole batch on any device.
-    """
-    _check_rgb(x, "x")
-    if x.numel() and not (0 <= x.min() and x.max() <= 1):  # also catches NaN
-        raise ValueError(f"x must have values in [0, 1], got min {x.min().item():.4g}, max {x.max().item():.4g}")
-    linear = torch.where(x > 0.04045, ((x + 0.055) / 1.055).pow(2.4), x / 12.92)  # undo the sRGB gamma
-    xyz = _mix(torch.tensor(XYZ_FROM_RGB, dtype=torch.float64), linear)  # (B, 3, H, W)
-    xyz = xyz / torch.tensor(D65_WHITE, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    f = torch.where(xyz > 0.008856, xyz.clamp_min(0.008856).pow(1 / 3), 7.787 * xyz + 16 / 116)
-    fx, fy, fz = f.unbind(dim=1)  # each (B, H, W)
-    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=1)  # (B, 3, H, W)
-
-
-def lab_to_rgb(lab: Tensor) -> Tensor:
-    """CIE Lab (B, 3, H, W) -> sRGB (B, 3, H, W) in [0, 1], as ``skimage.color.lab2rgb`` computes it.
-
-    Not every (L, a, b) is a colour a screen can show: out-of-gamut values are clipped to [0, 1]
-    (and a negative Z to 0), as scikit-image does, without its warning.
-    """
-    _check_images(lab, "lab", check_range=False)
-    if lab.shape[1] != 3:
-        raise ValueError(f"lab must have 3 channels (L, a, b), got shape {tuple(lab.shape)}")
-    L, a, b = lab.unbind(dim=1)  # each (B, H, W)
-    fy = (L + 16) / 116
-    f = torch.stack([a / 500 + fy, fy, (fy - b / 200).clamp_min(0)], dim=1)  # (B, 3, H, W): fx, fy, fz
-    xyz = torch.where(f > 0.2068966, f.pow(3), (f - 16 / 116) / 7.787)
-    xyz = xyz * torch.tensor(D65_WHITE, dtype=lab.dtype, device=lab.device).view(1, 3, 1, 1)
-    linear = _mix(torch.linalg.inv(torch.tensor(XYZ_FROM_RGB, dtype=torch.float64)), xyz)  # (B, 3, H, W)
-    rgb = torch.where(linear > 0.0031308, 1.055 * linear.clamp_min(0.0031308).pow(1 / 2.4) - 0.055, 12.92 * linear)
-    return rgb.clamp(0, 1)
 
 
 # The four jitter steps, per-sample factor (B,); each clamps to [0, 1] like torchvision.
@@ -659,18 +600,6 @@ def simclr_config(size: int, strength: float = 1.0) -> AugmentConfig:
     check_number(strength, "strength", 0, 2.5)  # hue 0.2 s must stay <= 0.5
     s = float(strength)
     return AugmentConfig(size=size, jitter=(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s))
-
-
-def light_config(size: int) -> AugmentConfig:
-    """Mild augmentation for supervised baselines: crop scale (0.6, 1) and flip, nothing else."""
-    return AugmentConfig(
-        size=size,
-        crop_scale=(0.6, 1.0),
-        jitter=(0.0, 0.0, 0.0, 0.0),
-        jitter_p=0.0,
-        grayscale_p=0.0,
-        blur_p=0.0,
-    )
 
 
 def augment(x: Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None) -> Tensor:

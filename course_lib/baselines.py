@@ -6,40 +6,32 @@
   fine-tune column -- the random-init backbone trained end to end on 10 labels per
   class by the protocol's one recipe -- *is* the supervised baseline at that budget.
 
-:func:`compare_with_baselines` is what notebooks 02 onwards call after pre-training:
-the baseline rows (computed once per profile and cached) and the method's own row,
-all by the protocol of ``evaluate.py``, cached too: keyed by the encoder's weights (their digest),
-so a notebook run again on a warm cache (``make demo``, a live lecture) evaluates nothing again.
+:func:`compare_with_baselines` gives the baseline rows (computed once per profile and cached) and
+the method's own row, all by the protocol of ``evaluate.py``, cached too: keyed by the encoder's
+weights (their digest), so a notebook run again on a warm cache (``make demo``, a live lecture)
+evaluates nothing again. :func:`evaluate_and_save` is the one call a notebook makes after
+pre-training: that comparison, the method's row saved to the results store (for notebook 10),
+the table shown and the label-efficiency figure drawn.
 """
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 
-from course_lib.checkpoints import load_or_compute
+from course_lib.checkpoints import load_or_compute, weights_digest
 from course_lib.config import Profile, get_device
 from course_lib.datasets import ImageData
-from course_lib.evaluate import Evaluation, evaluate, pixels, protocol_for
+from course_lib.evaluate import Evaluation, evaluate, pixels, protocol_key
 from course_lib.models import build_backbone
+from course_lib.plots import plot_label_efficiency
+from course_lib.results import save_results, show_table
 from course_lib.train import Pretrained
-
-PROTOCOL_VERSION = 2  # part of every cache key: a changed protocol recomputes the baselines
 
 
 def random_init_backbone(profile: Profile, in_channels: int, device: torch.device | None = None):
     """The backbone every method starts from (seeded with ``profile.seed``), untrained, in eval mode."""
     torch.manual_seed(profile.seed)
     return build_backbone(profile, in_channels).to(device or get_device()).eval()
-
-
-def baselines_key(train_data: ImageData, test_data: ImageData, profile: Profile) -> dict:
-    """Everything that changes the baselines' numbers: the whole profile (layout, amp, compile,
-    images per class...), the whole protocol, and the data's sizes and shapes."""
-    return {"task": "baselines", "version": PROTOCOL_VERSION, "profile": profile.as_dict(),
-            "protocol": protocol_for(profile).as_dict(), "train": len(train_data), "test": len(test_data),
-            "image_shape": list(train_data.image_shape), "classes": list(train_data.classes)}
 
 
 def baselines(train_data: ImageData, test_data: ImageData, profile: Profile, device: torch.device | None = None,
@@ -53,7 +45,7 @@ def baselines(train_data: ImageData, test_data: ImageData, profile: Profile, dev
         rows.append(evaluate("random init", random_backbone, train_data, test_data, profile, progress=progress))
         return {"rows": [r.as_dict() for r in rows]}
 
-    result = load_or_compute("baselines", baselines_key(train_data, test_data, profile), compute)
+    result = load_or_compute("baselines", protocol_key(train_data, test_data, profile), compute)
     return [Evaluation.from_dict(r) for r in result["rows"]]
 
 
@@ -73,7 +65,7 @@ def compare_with_baselines(method: str, encoder: Pretrained | torch.nn.Module, t
         raise TypeError(f"encoder must be a Pretrained (a method's pretrain) or a backbone, got {type(encoder).__name__}")
     if any(r.method == method for r in rows):
         raise ValueError(f"{method!r} is the name of a baseline row; give the method another name")
-    key = {**baselines_key(train_data, test_data, profile), "task": "evaluation", "method": method,
+    key = {**protocol_key(train_data, test_data, profile), "task": "evaluation", "method": method,
            "weights": weights_digest(backbone), "finetune": finetune}
 
     def run() -> dict:
@@ -84,12 +76,26 @@ def compare_with_baselines(method: str, encoder: Pretrained | torch.nn.Module, t
     return rows + [row]
 
 
-def weights_digest(module: torch.nn.Module) -> str:
-    """A digest of every parameter and buffer of ``module`` (names, dtypes, shapes, values, whatever the
-    device or memory layout): equal weights give equal digests, and any changed value another one."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().to("cpu").contiguous().reshape(-1)
-        digest.update(f"{name}|{t.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:24]
+def evaluate_and_save(method: str | None, encoder: Pretrained | torch.nn.Module | None, train_data: ImageData,
+                      test_data: ImageData, profile: Profile, device: torch.device | None = None, *, source: str,
+                      finetune: bool = True, show: bool = True, progress: bool = False) -> list[Evaluation]:
+    """What every notebook does after pre-training, in one call: :func:`compare_with_baselines`, the method's
+    row (the last) saved to the results store under ``method`` with ``source`` (the notebook's name), and,
+    with ``show``, the table displayed (``results.show_table``) and the label-efficiency figure drawn.
+    Returns the table: the baseline rows, then the method's.
+
+    ``method=None`` (and no encoder): the baselines alone, every row saved (notebook 01 introduces them)."""
+    if not isinstance(source, str) or not source:
+        raise ValueError(f"source must name the notebook that saves the row (e.g. '03_rotation'), got {source!r}")
+    if method is None:
+        if encoder is not None:
+            raise ValueError("an encoder needs a method name to save its row under; method=None is the baselines alone")
+        table = baselines(train_data, test_data, profile, device, progress)
+        save_results(table, profile.name, source=source)
+    else:
+        table = compare_with_baselines(method, encoder, train_data, test_data, profile, device, finetune, progress)
+        save_results(table[-1], profile.name, source=source)
+    if show:
+        show_table(table)
+        plot_label_efficiency(table, all_labels=len(train_data) // train_data.num_classes)
+    return table

@@ -9,8 +9,8 @@ satisfy a newer notebook's claims. A checkpoint that does not fit the model
 (missing or extra keys, other shapes) or whose stored config or history is not
 what was asked for is retrained *from the model's seeded initial weights*, never
 from a half-loaded state. A run cut short by a time budget is reused only by a
-run whose own budget would have cut it too. Writes are atomic (a temporary file
-renamed into place), so an interrupted run never leaves a corrupt checkpoint;
+run whose own budget would have cut it too. Writes are atomic (``files.atomic_write``: a
+temporary file renamed into place), so an interrupted run never leaves a corrupt checkpoint;
 loading uses ``torch.load(weights_only=True)``, which cannot run code.
 """
 
@@ -20,8 +20,6 @@ import ast
 import hashlib
 import importlib.util
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import torch
 from torch import nn
 
 from course_lib.config import cache_dir, time_budgets_enabled
+from course_lib.files import atomic_write
 from course_lib.history import History
 
 
@@ -41,6 +40,18 @@ def config_key(config: dict) -> str:
     except (TypeError, ValueError) as e:
         raise TypeError(f"config must be JSON-serialisable (dict of str/number/bool/None/list/dict): {e}") from e
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def weights_digest(module: nn.Module) -> str:
+    """A digest of every parameter and buffer of ``module`` (names, dtypes, shapes, values, whatever the
+    device or memory layout): equal weights give equal digests, and any changed value another one. Part of
+    the key of what is computed from trained weights (an evaluation, a probe by depth, an ablation)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}|{t.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:24]
 
 
 # What every trained model depends on: the code of a train_fn defined outside the course (a notebook, a test).
@@ -60,20 +71,6 @@ def code_version(*modules: str) -> str:
             raise ValueError(f"no Python source for module {name!r}")
         digest.update(name.encode() + b"\0" + Path(spec.origin).read_bytes() + b"\0")
     return digest.hexdigest()[:12]
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -1,7 +1,7 @@
 """Colorization: predict the colours of a grey image (Zhang, Isola & Efros, ECCV 2016).
 
 "Colorful image colorization": in the CIE Lab colour space an image is its lightness L and
-two colour channels ab (``augment.rgb_to_lab``). Show the network L alone and train it to
+two colour channels ab (``colour.rgb_to_lab``). Show the network L alone and train it to
 predict ab. To colour a banana yellow and the sky blue it has to recognise bananas and
 skies, so the encoder that reads L learns features -- the pretext task. (The lecture's
 slide cites "[Zheng et al.]" beside DeOldify; this module follows Zhang et al. 2016.)
@@ -46,7 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from course_lib.augment import lab_to_rgb, random_flip, rgb_to_lab, to_float
+from course_lib.augment import random_crop, random_flip, to_float
+from course_lib.colour import lab_to_rgb, rgb_to_lab
 from course_lib.config import Profile, Settings, check_int, check_number
 from course_lib.datasets import SPLITS, ImageData
 from course_lib.models import Backbone
@@ -295,19 +296,6 @@ def annealed_mean(logits: Tensor, centres: Tensor, temperature: float = PAPER_TE
 
 
 # --------------------------------------------------------------------------- the head and the step
-
-
-def random_crop(x: Tensor, size: int, generator: torch.Generator | None = None) -> Tensor:
-    """A random ``size`` x ``size`` crop of each image of x (B, C, H, W), its own position per image."""
-    if x.dim() != 4 or not size <= min(x.shape[-2:]):
-        raise ValueError(f"cannot crop {size}x{size} from images of shape {tuple(x.shape)}")
-    B, (H, W) = x.shape[0], x.shape[-2:]
-    top = torch.randint(0, H - size + 1, (B, 1), generator=generator, device=x.device)  # (B, 1)
-    left = torch.randint(0, W - size + 1, (B, 1), generator=generator, device=x.device)  # (B, 1)
-    steps = torch.arange(size, device=x.device)
-    rows, cols = top + steps, left + steps  # (B, size) each
-    batch = torch.arange(B, device=x.device)[:, None, None]  # (B, 1, 1)
-    return x[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # (B, C, size, size)
 
 
 class ColorizationHead(nn.Module):

@@ -13,7 +13,7 @@ put those rows side by side:
 * :func:`training_flops_per_image`: the floating-point operations of one training step of a
   method (forward and backward, counted by ``torch.utils.flop_counter.FlopCounterMode``), per
   image drawn; :func:`achieved_gflops` scales it by the images a run saw and divides by its
-  wall time, to set against the machine's peak (``tools/bench.py``).
+  wall time, to set against the machine's peak (``peak.py``).
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ BASELINES = ("raw pixels", "random init")  # the rows of baselines.py, computed 
 class Method:
     """One method of the comparison: where its row comes from and how to make it again."""
 
-    row: str  # the row name its notebook saves: compare_with_baselines(row, ...)
+    row: str  # the row name its notebook saves: evaluate_and_save(row, ...)
     module: str  # the course module with config_for(profile) and pretrain(train_data, profile, cfg, device)
-    notebook: str  # the notebook that trains it and saves the row: save_results(..., source=notebook)
+    notebook: str  # the notebook that trains it and saves the row: evaluate_and_save(..., source=notebook)
     data: str | None = None  # the dataset it pre-trains on (load_dataset(data, "train")); None: the profile's;
     #                          "config": its config's `pretrain_dataset` (a dataset that changes with the profile)
     inputs: str | None = None  # a function of its module that turns the protocol's images into what its encoder
@@ -97,11 +97,11 @@ def pretrain_data(method: Method, profile: Profile, cfg=None):
 
 
 def evaluation_data(profile: Profile, method: Method | None = None):
-    """The protocol's train and test splits (the profile's dataset), as every notebook loads them; turned into
-    ``method``'s encoder inputs when its entry names an ``inputs`` function."""
-    from course_lib.datasets import load_dataset
+    """The protocol's train and test splits (``evaluate.evaluation_data``, as every notebook loads them); turned
+    into ``method``'s encoder inputs when its entry names an ``inputs`` function."""
+    from course_lib.evaluate import evaluation_data as protocol_data
 
-    train, test = (profile.limit(load_dataset(profile.dataset, split)) for split in ("train", "test"))
+    train, test = protocol_data(profile)
     if method is not None and method.inputs:
         convert = getattr(method.load(), method.inputs)
         train, test = convert(train), convert(test)
@@ -323,14 +323,11 @@ def compute_columns(rows: Sequence[Evaluation], flops: dict[str, float], peak_gf
 
 def efficiency_table(rows: Sequence[Evaluation], flops: dict[str, float], peak_gflops: float) -> str:
     """A Markdown table of what each method's training cost and how close to the machine's peak it ran."""
+    from course_lib.results import markdown_table
+
     cols = compute_columns(rows, flops, peak_gflops)
-    lines = ["| method | GFLOP per image (fwd + bwd) | images seen | seconds | training TFLOP | GFLOP/s | % of peak |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        if r.method not in flops:
-            continue
-        c = cols[r.method]
-        lines.append(f"| {r.method} | {flops[r.method] / 1e9:.3f} | {int(r.compute.get('images', 0)):,} | "
-                     f"{float(r.compute.get('seconds', 0)):.0f} | {c['training TFLOP']} | {c['GFLOP/s']} | "
-                     f"{c['% of peak']} |")
-    return "\n".join(lines)
+    header = ["method", "GFLOP per image (fwd + bwd)", "images seen", "seconds", "training TFLOP", "GFLOP/s", "% of peak"]
+    return markdown_table(header, [
+        [r.method, f"{flops[r.method] / 1e9:.3f}", f"{int(r.compute.get('images', 0)):,}",
+         f"{float(r.compute.get('seconds', 0)):.0f}", *(cols[r.method][c] for c in header[4:])]
+        for r in rows if r.method in flops])

@@ -16,9 +16,7 @@ import functools
 import gzip
 import hashlib
 import importlib.util
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import numpy as np
 import torch
 
 from course_lib.config import check_int, check_number, data_dir
+from course_lib.files import atomic_write
 
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -278,16 +277,12 @@ def build_embedded_fashion_mnist(
         index = np.sort(np.concatenate(chosen))
         arrays |= {f"x_{split}": x[index], f"y_{split}": y[index], f"{split}_index": index.astype(np.int32)}
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=out_path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: given a path, numpy would append ".npz" to the temporary name
             np.savez_compressed(f, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    atomic_write(out_path, write)
     return out_path
 
 

@@ -20,6 +20,10 @@ same procedure:
 
 The spread over label draws is not the spread over training seeds: the notebooks give
 the gains over random init for training seeds 0-2 as well.
+
+Every notebook evaluates on the same images, loaded by :func:`evaluation_data`. Beyond the
+protocol's table, :func:`probe_by_depth` probes every stage of a backbone (which depth gives
+the best features: notebooks 03 and 07).
 """
 
 from __future__ import annotations
@@ -36,12 +40,21 @@ from torch import nn
 
 from course_lib.augment import to_float
 from course_lib.config import Profile, Settings, check_int, check_number
+from course_lib.datasets import ImageData, load_dataset
 from course_lib.loader import DeviceLoader
 from course_lib.models import LinearHead
 from course_lib.train import train as train_loop
 
 Encoder = nn.Module | Callable[[torch.Tensor], torch.Tensor]
 FINETUNE_LABELS = 10  # labels per class of the fine-tune column
+
+
+def evaluation_data(profile: Profile) -> tuple[ImageData, ImageData]:
+    """The protocol's train and test images: the profile's dataset, both splits, cut by the profile
+    (``max_images_per_class``: fewer images when grading). Every notebook evaluates on these."""
+    if not isinstance(profile, Profile):
+        raise TypeError(f"profile must be a Profile (config.get_profile()), got {type(profile).__name__}")
+    return profile.limit(load_dataset(profile.dataset, "train")), profile.limit(load_dataset(profile.dataset, "test"))
 
 
 def budget_name(n: int | None) -> str:
@@ -147,6 +160,18 @@ def protocol_for(profile: Profile, **overrides) -> Protocol:
                         knn_k=profile.knn_k, finetune_steps=steps, finetune_weight_decay=profile.weight_decay,
                         finetune_batch_size=profile.batch_size, seed=profile.seed)
     return protocol.replace(**overrides) if overrides else protocol
+
+
+PROTOCOL_VERSION = 2  # part of every evaluation's cache key: a changed protocol recomputes the baselines
+
+
+def protocol_key(train_data: ImageData, test_data: ImageData, profile: Profile) -> dict:
+    """Everything that changes the protocol's numbers for an encoder: the whole profile (layout, amp,
+    compile, images per class...), the whole protocol, and the data's sizes and shapes (the baselines'
+    cache key; an encoder's evaluation adds its weights' digest)."""
+    return {"task": "baselines", "version": PROTOCOL_VERSION, "profile": profile.as_dict(),
+            "protocol": protocol_for(profile).as_dict(), "train": len(train_data), "test": len(test_data),
+            "image_shape": list(train_data.image_shape), "classes": list(train_data.classes)}
 
 
 def check_labels(labels: torch.Tensor, num_classes: int | None = None) -> None:
@@ -484,4 +509,75 @@ def evaluate(method: str, encoder: Encoder, train, test, profile: Profile, finet
         result.finetune = [finetune_accuracy(encoder, train, idx, test, protocol, seed=s, progress=progress,
                                              weight_decay=penalty)
                            for idx, s in zip(draws, protocol.draw_seeds(), strict=True)]
+    return result
+
+
+# --------------------------------------------------------------------------- which depth gives the best features
+
+
+@torch.no_grad()
+def stage_features(backbone: nn.Module, images: torch.Tensor, grid: int = 1, batch_size: int = 512) -> list[torch.Tensor]:
+    """Features of every stage for uint8 images (N, C, H, W), shallow to deep, on the CPU.
+
+    Each stage's map (B, C_s, H_s, W_s) from ``backbone.forward_maps`` is average-pooled to
+    grid x grid and flattened: (N, C_s * grid * grid). ``grid = 1`` is global average pooling.
+    """
+    if not torch.is_tensor(images) or images.dtype != torch.uint8 or images.dim() != 4:
+        raise TypeError(f"images must be a uint8 tensor (N, C, H, W), got {getattr(images, 'dtype', type(images))}")
+    check_int(grid, "grid")
+    device = next(backbone.parameters()).device
+    was_training = backbone.training
+    backbone.eval()
+    chunks: list[list[torch.Tensor]] = []
+    try:
+        for i in range(0, len(images), batch_size):
+            maps = backbone.forward_maps(to_float(images[i:i + batch_size].to(device)))
+            chunks.append([F.adaptive_avg_pool2d(m.float(), grid).flatten(1).cpu() for m in maps])  # (b, C_s g^2)
+    finally:
+        backbone.train(was_training)
+    return [torch.cat(per_stage) for per_stage in zip(*chunks, strict=True)]
+
+
+def probe_by_depth(backbone: nn.Module, train_data: ImageData, test_data: ImageData, profile: Profile,
+                   labels_per_class: int = 100, grid: int = 1) -> list[list[float]]:
+    """Linear-probe test accuracy on the pooled features of every stage, shallow to deep: for each stage
+    the accuracy of every label draw (the protocol's draws and penalty choice on its validation split).
+
+    Gidaris et al. (sec. 3.1, table 1) probe each conv block of a rotation-trained
+    network: the deepest blocks specialise in the pretext task, and an intermediate
+    block gives the best features for object classes.
+
+    Cached, keyed by the backbone's weights (``checkpoints.weights_digest``), the data and the profile.
+    """
+    from course_lib.checkpoints import load_or_compute, weights_digest
+
+    check_int(labels_per_class, "labels_per_class")
+    check_int(grid, "grid")
+    key = {**protocol_key(train_data, test_data, profile), "task": "probe_by_depth",
+           "weights": weights_digest(backbone), "labels_per_class": labels_per_class, "grid": grid}
+
+    def run() -> dict:
+        return {"accuracy": _probe_by_depth(backbone, train_data, test_data, profile, labels_per_class, grid)}
+
+    return load_or_compute("probe_by_depth", key, run)["accuracy"]
+
+
+def _probe_by_depth(backbone: nn.Module, train_data: ImageData, test_data: ImageData, profile: Profile,
+                    labels_per_class: int, grid: int) -> list[list[float]]:
+    protocol = protocol_for(profile)
+    pool, val = split_validation(train_data.labels, protocol.validation_per_class, protocol.seed)
+    draws = [pool[sample_per_class(train_data.labels[pool], labels_per_class, s)] for s in protocol.draw_seeds()]
+    needed = torch.cat([val, *draws]).unique()  # features of these training images only
+    position = torch.full((len(train_data),), -1, dtype=torch.long)
+    position[needed] = torch.arange(len(needed))
+    h_train = stage_features(backbone, train_data.images[needed], grid)
+    h_test = stage_features(backbone, test_data.images, grid)
+    y, num_classes = train_data.labels, train_data.num_classes
+    result = []
+    for a, b in zip(h_train, h_test, strict=True):
+        first = position[draws[0]]
+        wd, _ = choose_weight_decay(a[first], y[draws[0]], a[position[val]], y[val], protocol.weight_decays,
+                                    num_classes, protocol.probe_max_iter)
+        result.append([linear_probe_accuracy(a[position[idx]], y[idx], b, test_data.labels, wd,
+                                             protocol.probe_max_iter) for idx in draws])
     return result

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from course_lib.augment import to_float
+from course_lib.augment import crop_at, to_float
 from course_lib.config import Profile, Settings, check_int
 from course_lib.datasets import ImageData
 from course_lib.models import Backbone, MLPHead
@@ -157,20 +157,9 @@ def sample_corners(labels: Tensor, cfg: PatchPositionConfig, image_size: int,
 
 
 def cut_patches(x: Tensor, corners: Tensor, size: int) -> Tensor:
-    """Patch ``x[i, :, r:r+size, c:c+size]`` for each corner ``(r, c) = corners[i]``: (B, C, size, size).
-
-    One gather for the whole batch: row and column indices (B, size) broadcast to (B, size, size).
-    """
-    if x.dim() != 4 or corners.shape != (x.shape[0], 2):
-        raise ValueError(f"expected x (B, C, H, W) and corners (B, 2), got {tuple(x.shape)} and {tuple(corners.shape)}")
-    H, W = x.shape[-2:]
-    if corners.numel() and (corners.min() < 0 or (corners[:, 0] + size).max() > H or (corners[:, 1] + size).max() > W):
-        raise ValueError(f"some {size}-px patches fall outside the {H}x{W} image")
-    steps = torch.arange(size, device=x.device)
-    rows = (corners[:, 0, None] + steps)[:, :, None]  # (B, size, 1)
-    cols = (corners[:, 1, None] + steps)[:, None, :]  # (B, 1, size)
-    batch = torch.arange(x.shape[0], device=x.device)[:, None, None]  # (B, 1, 1)
-    return x.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # (B, size, size, C) -> (B, C, size, size)
+    """Patch ``x[i, :, r:r+size, c:c+size]`` for each corner ``(r, c) = corners[i]``: (B, C, size, size),
+    the course's one crop (``augment.crop_at``: one gather for the whole batch)."""
+    return crop_at(x, corners, size)
 
 
 def cut_pair(image: Tensor, label: int, top: int, left: int, patch_size: int, gap: int) -> tuple[Tensor, Tensor]:

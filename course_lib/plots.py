@@ -6,7 +6,6 @@ Every function draws on a new matplotlib figure and returns it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -14,9 +13,6 @@ import torch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from course_lib.evaluate import Evaluation
-
-if TYPE_CHECKING:
-    from course_lib.patch_position import PatchPositionConfig
 
 
 def _as_hwc(img: torch.Tensor) -> np.ndarray:
@@ -239,32 +235,38 @@ def plot_bars(values: dict[str, Sequence[float]], categories: Sequence[str], yla
     return fig
 
 
-def show_patch_grid(image: torch.Tensor, cfg: PatchPositionConfig, label: int = 3, seed: int = 0) -> plt.Figure:
-    """The lecture's figure with real patches: the numbered 3x3 grid on ``image`` (C, H, W), the nine
-    patches as the network gets them, and one pair X = (patch 5, patch n) with its label Y."""
+def show_patch_grid(image: torch.Tensor, corners: torch.Tensor, patch_size: int, label: int, cell: int,
+                    title: str = "") -> plt.Figure:
+    """The lecture's figure with real patches: the numbered 3x3 grid on ``image`` (C, S, S), float in [0, 1],
+    whose cells 1..9 have their top-left corners (row, col) at ``corners`` (9, 2); the nine patches as the
+    network gets them; and one pair X = (patch 5, patch ``cell``) with its label Y = ``label``."""
     from matplotlib.patches import Rectangle
 
-    from course_lib.augment import to_float
-    from course_lib.patch_position import cut_patches, grid_corners, label_to_cell, resize
+    from course_lib.augment import crop_at
 
-    x = resize(to_float(image[None]) if image.dtype == torch.uint8 else image[None], cfg.image_size)  # (1, C, S, S)
-    corners = grid_corners(1, cfg, cfg.image_size, torch.Generator().manual_seed(seed))[0]  # (9, 2)
-    patches = cut_patches(x.expand(9, -1, -1, -1), corners, cfg.patch_size)  # (9, C, p, p)
-    cell = label_to_cell(label)
+    if not torch.is_tensor(image) or image.dim() != 3 or not image.is_floating_point():
+        raise ValueError(f"image must be a float image (C, S, S), got {getattr(image, 'dtype', type(image))} "
+                         f"of shape {tuple(getattr(image, 'shape', ()))}")
+    if not torch.is_tensor(corners) or corners.shape != (9, 2):
+        raise ValueError(f"corners must be (9, 2): the top-left corner of each cell, got {tuple(getattr(corners, 'shape', ()))}")
+    if not 1 <= cell <= 9 or cell == 5:
+        raise ValueError(f"cell must be a neighbour of the centre, 1..9 but not 5, got {cell!r}")
+    x = image[None]  # (1, C, S, S)
+    patches = crop_at(x.expand(9, -1, -1, -1), corners, patch_size)  # (9, C, p, p)
     gray = {"cmap": "gray", "vmin": 0, "vmax": 1}
     fig = plt.figure(figsize=(9, 3.3))
     axes = fig.subplots(1, 4, gridspec_kw={"width_ratios": [3, 3, 1.2, 1.2]})
     axes[0].imshow(_as_hwc(x[0]), **gray)
     for k, (r, c) in enumerate(corners.tolist()):
         colour = "tab:orange" if k == 4 else "tab:cyan" if k + 1 == cell else "white"
-        axes[0].add_patch(Rectangle((c - 0.5, r - 0.5), cfg.patch_size, cfg.patch_size, fill=False, ec=colour, lw=1.5))
+        axes[0].add_patch(Rectangle((c - 0.5, r - 0.5), patch_size, patch_size, fill=False, ec=colour, lw=1.5))
         axes[0].text(c + 1, r + 1, str(k + 1), color=colour, fontsize=9, va="top", weight="bold")
-    axes[0].set_title(f"{cfg.image_size}-px image, gap {cfg.gap}, jitter {cfg.jitter}", fontsize=9)
-    mosaic = torch.ones(x.shape[1], 3 * cfg.patch_size + 4, 3 * cfg.patch_size + 4)  # white 2-px separators
+    axes[0].set_title(title, fontsize=9)
+    step = patch_size + 2
+    mosaic = torch.ones(x.shape[1], 3 * patch_size + 4, 3 * patch_size + 4)  # white 2-px separators
     for k in range(9):
         r, c = divmod(k, 3)
-        mosaic[:, r * (cfg.patch_size + 2):r * (cfg.patch_size + 2) + cfg.patch_size,
-               c * (cfg.patch_size + 2):c * (cfg.patch_size + 2) + cfg.patch_size] = patches[k]
+        mosaic[:, r * step:r * step + patch_size, c * step:c * step + patch_size] = patches[k]
     axes[1].imshow(_as_hwc(mosaic), **gray)
     axes[1].set_title("the nine patches, side by side", fontsize=9)
     axes[2].imshow(_as_hwc(patches[4]), **gray)
@@ -285,7 +287,7 @@ def plot_ab_bins(centres: torch.Tensor, values: dict[str, torch.Tensor] | None =
     panel coloured by that value (log scale for the names in ``log``)."""
     from matplotlib.colors import LogNorm
 
-    from course_lib.augment import lab_to_rgb
+    from course_lib.colour import lab_to_rgb
 
     if centres.dim() != 2 or centres.shape[1] != 2:
         raise ValueError(f"centres must be (Q, 2), got {tuple(centres.shape)}")

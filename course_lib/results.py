@@ -3,6 +3,10 @@
 One file per profile (``build/cache/results-<profile>.json``), rewritten
 atomically so an interrupted notebook never corrupts it, under a lock so that two
 notebooks saving at once both keep their rows.
+
+Also how results are shown: :func:`markdown_table` (every table a notebook shows),
+:func:`format_table` and :func:`show_table` (the protocol's table) and :func:`headline` (a notebook's
+one-line result).
 """
 
 from __future__ import annotations
@@ -10,18 +14,12 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; saves from two notebooks at the same instant may race
-    fcntl = None
-
-from course_lib.checkpoints import atomic_write
 from course_lib.config import cache_dir
 from course_lib.evaluate import FINETUNE_LABELS, Evaluation, mean_std
+from course_lib.files import atomic_write, locked
 
 
 def results_path(profile_name: str, folder: Path | None = None) -> Path:
@@ -49,21 +47,6 @@ def load_results(profile_name: str, folder: Path | None = None) -> dict[str, Eva
     return {method: Evaluation.from_dict(row) for method, row in load_rows(profile_name, folder).items()}
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``<path>.lock`` (read-modify-write of the results file)."""
-    if fcntl is None:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def save_results(evaluations: list[Evaluation] | Evaluation, profile_name: str, folder: Path | None = None,
                  source: str = "") -> Path:
     """Add or replace rows (by method name), keeping every other row as it was; returns the file written."""
@@ -72,12 +55,43 @@ def save_results(evaluations: list[Evaluation] | Evaluation, profile_name: str, 
     if not all(isinstance(e, Evaluation) for e in evaluations):
         raise TypeError("save_results expects an Evaluation or a list of them (from course_lib.evaluate)")
     path = results_path(profile_name, folder)
-    with _locked(path):
+    with locked(path.with_name(path.name + ".lock")):  # (a no-op on Windows: two saves at one instant may race)
         rows = load_rows(profile_name, folder)
         for e in evaluations:
             rows[e.method] = {**e.as_dict(), "source": source, "saved": time.strftime("%Y-%m-%d %H:%M:%S")}
         atomic_write(path, lambda tmp: tmp.write_text(json.dumps(rows, indent=1, sort_keys=True)))
     return path
+
+
+HEADLINE_PREFIX = "Headline: "  # the line `make course` looks for in a notebook's outputs
+
+
+def headline(text: str) -> None:
+    """Print the notebook's headline result, one line (``make course`` shows it beside the notebook's run time)."""
+    if not isinstance(text, str):
+        raise TypeError(f"a headline is a line of text, got {type(text).__name__}")
+    if "\n" in text:
+        raise ValueError(f"a headline is one line of text, got {text!r}")
+    print(HEADLINE_PREFIX + text)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table: ``header`` (column names), then one line per row, each cell written with ``str``
+    (format numbers before passing them). A ``|`` inside a cell is escaped, so it never splits a column."""
+    if isinstance(header, str) or not isinstance(header, Sequence) or not header:
+        raise ValueError(f"header must be a non-empty sequence of column names, got {header!r}")
+    if isinstance(rows, str) or not isinstance(rows, Sequence):
+        raise TypeError(f"rows must be a sequence of rows (each a sequence of cells), got {type(rows).__name__}")
+
+    def line(cells: Sequence[object]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    for i, r in enumerate(rows):
+        if isinstance(r, str) or not isinstance(r, Sequence):
+            raise TypeError(f"row {i} must be a sequence of cells, got {type(r).__name__}")
+        if len(r) != len(header):
+            raise ValueError(f"row {i} has {len(r)} cells for {len(header)} columns {list(header)}: {list(r)}")
+    return "\n".join([line(header), "|---" * len(header) + "|", *(line(r) for r in rows)])
 
 
 def format_table(evaluations: list[Evaluation], percent: bool = True,
@@ -99,20 +113,24 @@ def format_table(evaluations: list[Evaluation], percent: bool = True,
             return "–"
         return f"{scale * m:.{digits}f}" + (f" ± {scale * s:.{digits}f}" if len(values) > 1 else "")
 
-    def cost(e: Evaluation) -> str:
+    def cost(e: Evaluation) -> list[str]:
         c = e.compute
         if not c or not c.get("steps"):
-            return "– | – | –"
-        return f"{int(c.get('images', 0)):,} | {int(c['steps']):,} | {float(c.get('seconds', 0)):.0f}"
+            return ["–", "–", "–"]
+        return [f"{int(c.get('images', 0)):,}", f"{int(c['steps']):,}", f"{float(c.get('seconds', 0)):.0f}"]
 
-    head = ("| method | " + " | ".join(f"probe {b}/class" for b in budgets)
-            + f" | kNN | fine-tune {FINETUNE_LABELS}/class | images seen | steps | seconds |"
-            + "".join(f" {c} |" for c in columns))
-    sep = "|---" * (len(budgets) + 6 + len(columns)) + "|"
-    rows = [f"| {e.method} | " + " | ".join(fmt(e.probe.get(b, [])) for b in budgets)
-            + f" | {fmt([e.knn])} | {fmt(e.finetune)} | {cost(e)} |"
-            + "".join(f" {extra.get(e.method, {}).get(c, '–')} |" for c in columns) for e in evaluations]
-    return "\n".join([head, sep, *rows])
+    header = ["method", *(f"probe {b}/class" for b in budgets), "kNN", f"fine-tune {FINETUNE_LABELS}/class",
+              "images seen", "steps", "seconds", *columns]
+    rows = [[e.method, *(fmt(e.probe.get(b, [])) for b in budgets), fmt([e.knn]), fmt(e.finetune), *cost(e),
+             *(extra.get(e.method, {}).get(c, "–") for c in columns)] for e in evaluations]
+    return markdown_table(header, rows)
+
+
+def show_table(evaluations: list[Evaluation], extra: dict[str, dict[str, str]] | None = None) -> None:
+    """Show :func:`format_table` in a notebook, rendered as Markdown (printed as text outside one)."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(format_table(evaluations, extra=extra)))
 
 
 def gains(evaluations: list[Evaluation], method: str, over: str = "random init") -> dict[str, float]:

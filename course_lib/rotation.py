@@ -31,13 +31,6 @@ from course_lib import models
 from course_lib.augment import random_flip, random_rotate90, to_float
 from course_lib.config import Profile, Settings, check_int, check_number
 from course_lib.datasets import ImageData
-from course_lib.evaluate import (
-    choose_weight_decay,
-    linear_probe_accuracy,
-    protocol_for,
-    sample_per_class,
-    split_validation,
-)
 from course_lib.models import Backbone
 from course_lib.train import (
     Pretrained,
@@ -260,75 +253,3 @@ def rotation_confusion(pred: Tensor, k: Tensor) -> Tensor:
         raise ValueError(f"pred and k must have one shape, got {tuple(pred.shape)} and {tuple(k.shape)}")
     index = k.reshape(-1).long().cpu() * NUM_ROTATIONS + pred.reshape(-1).long().cpu()
     return torch.bincount(index, minlength=NUM_ROTATIONS**2).view(NUM_ROTATIONS, NUM_ROTATIONS)
-
-
-# --------------------------------------------------------------------------- which depth gives the best features
-
-
-@torch.no_grad()
-def stage_features(backbone: Backbone, images: Tensor, grid: int = 1, batch_size: int = 512) -> list[Tensor]:
-    """Features of every stage for uint8 images (N, C, H, W), shallow to deep, on the CPU.
-
-    Each stage's map (B, C_s, H_s, W_s) from ``backbone.forward_maps`` is average-pooled to
-    grid x grid and flattened: (N, C_s * grid * grid). ``grid = 1`` is global average pooling.
-    """
-    if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
-        raise TypeError(f"images must be a uint8 tensor (N, C, H, W), got {getattr(images, 'dtype', type(images))}")
-    check_int(grid, "grid")
-    device = next(backbone.parameters()).device
-    was_training = backbone.training
-    backbone.eval()
-    chunks: list[list[Tensor]] = []
-    try:
-        for i in range(0, len(images), batch_size):
-            maps = backbone.forward_maps(to_float(images[i:i + batch_size].to(device)))
-            chunks.append([F.adaptive_avg_pool2d(m.float(), grid).flatten(1).cpu() for m in maps])  # (b, C_s g^2)
-    finally:
-        backbone.train(was_training)
-    return [torch.cat(per_stage) for per_stage in zip(*chunks, strict=True)]
-
-
-def probe_by_depth(backbone: Backbone, train_data: ImageData, test_data: ImageData, profile: Profile,
-                   labels_per_class: int = 100, grid: int = 1) -> list[list[float]]:
-    """Linear-probe test accuracy on the pooled features of every stage, shallow to deep: for each stage
-    the accuracy of every label draw (the protocol's draws and penalty choice on its validation split).
-
-    Gidaris et al. (sec. 3.1, table 1) probe each conv block of a rotation-trained
-    network: the deepest blocks specialise in the pretext task, and an intermediate
-    block gives the best features for object classes.
-
-    Cached, keyed by the backbone's weights (``baselines.weights_digest``), the data and the profile.
-    """
-    from course_lib.baselines import baselines_key, weights_digest
-    from course_lib.checkpoints import load_or_compute
-
-    check_int(labels_per_class, "labels_per_class")
-    check_int(grid, "grid")
-    key = {**baselines_key(train_data, test_data, profile), "task": "probe_by_depth",
-           "weights": weights_digest(backbone), "labels_per_class": labels_per_class, "grid": grid}
-
-    def run() -> dict:
-        return {"accuracy": _probe_by_depth(backbone, train_data, test_data, profile, labels_per_class, grid)}
-
-    return load_or_compute("probe_by_depth", key, run)["accuracy"]
-
-
-def _probe_by_depth(backbone: Backbone, train_data: ImageData, test_data: ImageData, profile: Profile,
-                    labels_per_class: int, grid: int) -> list[list[float]]:
-    protocol = protocol_for(profile)
-    pool, val = split_validation(train_data.labels, protocol.validation_per_class, protocol.seed)
-    draws = [pool[sample_per_class(train_data.labels[pool], labels_per_class, s)] for s in protocol.draw_seeds()]
-    needed = torch.cat([val, *draws]).unique()  # features of these training images only
-    position = torch.full((len(train_data),), -1, dtype=torch.long)
-    position[needed] = torch.arange(len(needed))
-    h_train = stage_features(backbone, train_data.images[needed], grid)
-    h_test = stage_features(backbone, test_data.images, grid)
-    y, num_classes = train_data.labels, train_data.num_classes
-    result = []
-    for a, b in zip(h_train, h_test, strict=True):
-        first = position[draws[0]]
-        wd, _ = choose_weight_decay(a[first], y[draws[0]], a[position[val]], y[val], protocol.weight_decays,
-                                    num_classes, protocol.probe_max_iter)
-        result.append([linear_probe_accuracy(a[position[idx]], y[idx], b, test_data.labels, wd,
-                                             protocol.probe_max_iter) for idx in draws])
-    return result

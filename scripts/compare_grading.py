@@ -5,7 +5,7 @@
 
 The class is made from the course itself, in ``<out>/submissions``: a third of the students hand in the
 instructor's notebooks (solutions and written answers), a third the untouched student versions (from
-``grading.release``), the rest the student versions with the first half of the solution cells answered.
+``release.release``), the rest the student versions with the first half of the solution cells answered.
 Each run is the command line an instructor would type (``python -m course_lib grade ...``) into its own
 output folder, timed; then ``scores.csv`` and ``manual_grading.csv`` of both are compared, all but
 ``seconds``. The timings and the verdict go to ``<out>/compare.md``; the exit status is 1 if they differ.
@@ -27,7 +27,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from course_lib.tools.grading import course_notebooks, release  # noqa: E402
+from course_lib.tools.release import course_notebooks, release  # noqa: E402
 
 
 def _solutions(nb) -> dict[str, int]:

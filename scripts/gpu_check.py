@@ -39,8 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from course_lib.augment import augment, light_config, simclr_config  # noqa: E402
+from course_lib.augment import AugmentConfig, augment, simclr_config  # noqa: E402
 from course_lib.config import get_device, get_profile  # noqa: E402
+from course_lib.files import atomic_write  # noqa: E402
 from course_lib.loader import DeviceLoader  # noqa: E402
 from course_lib.models import LinearHead, MLPHead, build_backbone  # noqa: E402
 from course_lib.tools import bench  # noqa: E402
@@ -93,7 +94,10 @@ class AugmentedBatches:
     """``DeviceLoader`` batches augmented once, outside the step (so outside autocast): (x, y)."""
 
     def __init__(self, loader: DeviceLoader, size: int, seed: int = 0) -> None:
-        self.loader, self.cfg = loader, light_config(size)
+        # mild augmentation for a supervised run: crops of 60-100 % of the image and flips, no colour change
+        self.loader = loader
+        self.cfg = AugmentConfig(size, crop_scale=(0.6, 1.0), jitter=(0.0, 0.0, 0.0, 0.0), jitter_p=0.0, grayscale_p=0.0,
+                                 blur_p=0.0)
         self.generator = torch.Generator(device=loader.device).manual_seed(seed)
 
     def __len__(self) -> int:
@@ -220,9 +224,7 @@ def markdown(results: dict) -> str:
 def write(results: dict, out: Path) -> None:
     """Write the JSON and markdown atomically (a crash leaves the previous complete files)."""
     for name, text in (("gpu_check.json", json.dumps(results, indent=2)), ("gpu_check.md", markdown(results))):
-        tmp = out / (name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+        atomic_write(out / name, lambda tmp, text=text: tmp.write_text(text))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,8 @@ from pathlib import Path
 from compare_grading import make_class  # (this folder)
 
 from course_lib.config import REPO_ROOT
-from course_lib.tools.grading import course_notebooks, grade
+from course_lib.tools.grading import grade
+from course_lib.tools.release import course_notebooks
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,20 +13,20 @@ from course_lib.augment import (
     augment,
     color_jitter,
     crop_and_resize,
+    crop_at,
     gaussian_blur,
-    hsv_to_rgb,
-    light_config,
+    random_crop,
     random_flip,
     random_grayscale,
     random_resized_crop,
     random_rotate90,
     rgb_to_grayscale,
-    rgb_to_hsv,
     rotate90,
     sample_crop_boxes,
     simclr_config,
     to_float,
 )
+from course_lib.colour import hsv_to_rgb, rgb_to_hsv
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -71,7 +71,8 @@ def test_every_function_keeps_range_shape_dtype(c):
 @pytest.mark.parametrize("c,size", [(1, 28), (3, 32)])
 def test_augment_uint8_in_float_out(c, size):
     x = torch.randint(0, 256, (16, c, size, size), dtype=torch.uint8, generator=gen())
-    for cfg in (simclr_config(size), light_config(size), simclr_config(20, strength=0.5)):
+    for cfg in (simclr_config(size), AugmentConfig(size, crop_scale=(0.6, 1.0), jitter_p=0.0, grayscale_p=0.0, blur_p=0.0),
+                simclr_config(20, strength=0.5)):
         assert_images(augment(x, cfg, gen()), (16, c, cfg.size, cfg.size))
 
 
@@ -271,19 +272,52 @@ def test_blur_sigma_is_per_sample_and_p0_is_identity():
     assert torch.equal(gaussian_blur(x, 7, p=0.0, generator=gen()), x)
 
 
+# --------------------------------------------------------------------------- crops without resizing
+
+
+def test_crop_at_matches_a_loop_over_samples_for_any_dtype():
+    for x in (torch.rand(6, 3, 20, 20, generator=gen(1)), torch.randint(0, 256, (6, 1, 20, 20), dtype=torch.uint8)):
+        corners = torch.randint(0, 13, (6, 2), generator=gen(2))
+        out = crop_at(x, corners, 7)
+        assert out.shape == (6, x.shape[1], 7, 7) and out.dtype == x.dtype
+        for i, (r, c) in enumerate(corners.tolist()):
+            assert torch.equal(out[i], x[i, :, r:r + 7, c:c + 7])
+
+
+@pytest.mark.parametrize("corners, message", [([[0, 14]] * 6, "outside"), ([[-1, 0]] * 6, "outside"),
+                                              ([[0, 0]] * 5, r"corners \(B, 2\)")])
+def test_crop_at_rejects_windows_it_cannot_cut(corners, message):
+    with pytest.raises(ValueError, match=message):
+        crop_at(torch.rand(6, 3, 20, 20), torch.tensor(corners), 7)
+
+
+def test_random_crop_takes_one_window_per_image_and_follows_the_generator():
+    x = make_images(5, channels=3, size=10, seed=10)
+    crops = random_crop(x, 6, gen(0))
+    assert crops.shape == (5, 3, 6, 6) and crops.dtype == torch.uint8
+    for b in range(5):
+        windows = [(t, s) for t in range(5) for s in range(5) if torch.equal(x[b, :, t:t + 6, s:s + 6], crops[b])]
+        assert windows, f"crop {b} is not a window of its image"
+    assert torch.equal(crops, random_crop(x, 6, gen(0)))
+    g = gen(0)  # rows first, then columns: the corners crop_at is given
+    top, left = torch.randint(0, 5, (5, 1), generator=g), torch.randint(0, 5, (5, 1), generator=g)
+    assert torch.equal(crops, crop_at(x, torch.cat([top, left], dim=1), 6))
+    assert torch.equal(random_crop(x, 10, gen(3)), x)  # the whole image: one window only
+    for bad in (11, 0, 2.5, True):
+        with pytest.raises(ValueError, match="cannot crop"):
+            random_crop(x, bad)
+
+
 # --------------------------------------------------------------------------- configs
 
 
-def test_simclr_and_light_configs():
+def test_simclr_config():
     cfg = simclr_config(32)
     assert cfg == AugmentConfig(size=32)  # the defaults are SimCLR's
     assert cfg.jitter == (0.8, 0.8, 0.8, 0.2) and cfg.jitter_p == 0.8 and cfg.grayscale_p == 0.2
     assert cfg.blur_p == 0.5 and cfg.blur_sigma == (0.1, 2.0) and cfg.crop_scale == (0.08, 1.0)
     assert [simclr_config(s).kernel_size for s in (28, 32, 96, 224)] == [3, 3, 9, 23]
     assert simclr_config(32, strength=0.5).jitter == pytest.approx((0.4, 0.4, 0.4, 0.1))
-    light = light_config(28)
-    assert light.crop_scale == (0.6, 1.0) and light.flip_p == 0.5
-    assert light.jitter_p == 0 and light.grayscale_p == 0 and light.blur_p == 0
     with pytest.raises(AttributeError):
         cfg.size = 64  # frozen
 

@@ -7,7 +7,8 @@ import torch
 from conftest import make_image_data, tiny_profile
 
 from course_lib import baselines as B
-from course_lib.evaluate import Evaluation
+from course_lib.checkpoints import weights_digest
+from course_lib.evaluate import Evaluation, protocol_key
 from course_lib.models import SmallConvNet
 from course_lib.train import History, Pretrained
 
@@ -24,15 +25,15 @@ def protocol_profile(**changes):
 
 @pytest.mark.parametrize("change", [{"channels_last": False}, {"amp": True}, {"compile": True},
                                     {"max_images_per_class": 9}, {"finetune_steps": 3}, {"seed": 1}, {"labels_per_class": (3, None)}])
-def test_the_baselines_key_changes_with_anything_that_changes_the_result(change):
+def test_the_protocol_key_changes_with_anything_that_changes_the_result(change):
     train, test = make_image_data(40), make_image_data(20, seed=1)
-    assert B.baselines_key(train, test, protocol_profile()) != B.baselines_key(train, test, protocol_profile(**change))
+    assert protocol_key(train, test, protocol_profile()) != protocol_key(train, test, protocol_profile(**change))
 
 
-def test_the_baselines_key_changes_with_the_training_set():
+def test_the_protocol_key_changes_with_the_training_set():
     test = make_image_data(20, seed=1)
-    assert B.baselines_key(make_image_data(40), test, protocol_profile()) != \
-        B.baselines_key(make_image_data(44), test, protocol_profile())
+    assert protocol_key(make_image_data(40), test, protocol_profile()) != \
+        protocol_key(make_image_data(44), test, protocol_profile())
 
 
 def test_compare_with_baselines_adds_the_method_row_with_its_compute(cache):
@@ -88,12 +89,73 @@ def test_the_method_row_is_cached_by_the_encoder_weights(cache, monkeypatch):
 def test_weights_digest_follows_the_values_not_the_layout_or_the_object():
     torch.manual_seed(0)
     net = SmallConvNet(1, width=4)
-    digest = B.weights_digest(net)
+    digest = weights_digest(net)
     twin = copy.deepcopy(net).to(memory_format=torch.channels_last)
-    assert B.weights_digest(twin) == digest
+    assert weights_digest(twin) == digest
     torch.manual_seed(1)
-    assert B.weights_digest(SmallConvNet(1, width=4)) != digest
+    assert weights_digest(SmallConvNet(1, width=4)) != digest
     with torch.no_grad():
         weight = next(twin.parameters())
         weight[(-1,) * weight.dim()] += 1e-6
-    assert B.weights_digest(twin) != digest
+    assert weights_digest(twin) != digest
+
+
+# ---------------------------------------------------------------- the one call every notebook makes
+
+
+def fake_table(method, *args, **kwargs):
+    rows = [Evaluation("raw pixels", {"10": [0.6]}, 0.6), Evaluation("random init", {"10": [0.5]}, 0.5)]
+    return rows + ([Evaluation(method, {"10": [0.7, 0.72]}, 0.7)] if method else [])
+
+
+def test_evaluate_and_save_compares_saves_the_methods_row_and_shows_the_table(cache, monkeypatch):
+    import IPython.display
+    import matplotlib.pyplot as plt
+
+    from course_lib.results import format_table, load_rows
+
+    calls, shown = [], []
+    monkeypatch.setattr(B, "compare_with_baselines", lambda *a, **kw: calls.append(a) or fake_table(a[0]))
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    train, test = make_image_data(40), make_image_data(20, seed=1)
+    profile = protocol_profile()
+    plt.close("all")
+    table = B.evaluate_and_save("toy", "the encoder", train, test, profile, torch.device("cpu"), source="03_toy")
+    assert [r.method for r in table] == ["raw pixels", "random init", "toy"]
+    assert calls == [("toy", "the encoder", train, test, profile, torch.device("cpu"), True, False)]
+    stored = load_rows(profile.name)
+    assert list(stored) == ["toy"] and stored["toy"]["source"] == "03_toy"  # the method's row only
+    assert [m.data for m in shown] == [format_table(table)]
+    [number] = plt.get_fignums()  # the label-efficiency figure
+    assert plt.figure(number).axes[0].get_xscale() == "log"
+    plt.close("all")
+    B.evaluate_and_save("quiet", "the encoder", train, test, profile, source="03_toy", show=False)
+    assert len(shown) == 1 and plt.get_fignums() == [] and "quiet" in load_rows(profile.name)
+
+
+def test_evaluate_and_save_without_a_method_saves_the_baselines(cache, monkeypatch):
+    import IPython.display
+
+    from course_lib.results import load_rows
+
+    monkeypatch.setattr(B, "baselines", lambda *a, **kw: fake_table(None))
+    monkeypatch.setattr(IPython.display, "display", lambda obj: None)
+    train, test = make_image_data(40), make_image_data(20, seed=1)
+    table = B.evaluate_and_save(None, None, train, test, protocol_profile(), source="01_intro", show=False)
+    assert [r.method for r in table] == ["raw pixels", "random init"]
+    assert {name: r["source"] for name, r in load_rows("fast").items()} == {"raw pixels": "01_intro",
+                                                                            "random init": "01_intro"}
+
+
+@pytest.mark.parametrize("method, encoder, source, message", [
+    ("toy", "enc", "", "source must name the notebook"),
+    ("toy", "enc", None, "source must name the notebook"),
+    (None, "enc", "01_x", "needs a method name"),
+])
+def test_evaluate_and_save_rejects_what_it_cannot_save(cache, method, encoder, source, message):
+    from course_lib.results import results_path
+
+    with pytest.raises(ValueError, match=message):
+        B.evaluate_and_save(method, encoder, make_image_data(40), make_image_data(20, seed=1), protocol_profile(),
+                            source=source, show=False)
+    assert not results_path("fast").exists()

@@ -26,15 +26,14 @@ from course_lib.augment import (
     augment,
     color_jitter,
     gaussian_blur,
-    hsv_to_rgb,
     random_flip,
     random_grayscale,
     random_resized_crop,
-    rgb_to_hsv,
     sample_crop_boxes,
     simclr_config,
     to_float,
 )
+from course_lib.colour import hsv_to_rgb, rgb_to_hsv
 from course_lib.tools import bench
 
 ROOT = Path(__file__).resolve().parents[1]

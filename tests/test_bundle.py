@@ -24,7 +24,7 @@ from course_lib.tools.bundle import (
     write_bundle,
 )
 from course_lib.tools.cli import main as cli_main
-from course_lib.tools.grading import release
+from course_lib.tools.release import release
 
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN_LINE = 'assert square(v) == v ** 2, f"square({v})"'  # from tiny_notebook's hidden test

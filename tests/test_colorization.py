@@ -1,5 +1,5 @@
 """Behaviour tests for colorization (course_lib.colorization, Zhang, Isola & Efros 2016) and the Lab
-conversion it uses (augment.rgb_to_lab / lab_to_rgb, against scikit-image)."""
+conversion it uses (colour.rgb_to_lab / lab_to_rgb, against scikit-image)."""
 
 import math
 import warnings
@@ -11,7 +11,7 @@ from conftest import make_image_data, make_images, tiny_profile
 from skimage.color import lab2rgb, rgb2lab
 
 from course_lib import colorization as C
-from course_lib.augment import lab_to_rgb, rgb_to_lab
+from course_lib.colour import lab_to_rgb, rgb_to_lab
 from course_lib.config import get_profile
 from course_lib.datasets import ImageData
 from course_lib.loader import Batch
@@ -276,19 +276,6 @@ def test_split_lab_and_lightness_data():
     assert C.lightness_data(one_channel) is one_channel, "grey images are their own L"
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         C.split_lab(make_images(2, channels=1))
-
-
-def test_random_crop_takes_one_window_per_image():
-    x = make_images(5, channels=3, size=10, seed=10)
-    crops = C.random_crop(x, 6, torch.Generator().manual_seed(0))
-    assert crops.shape == (5, 3, 6, 6)
-    for b in range(5):
-        windows = [(t, s) for t in range(5) for s in range(5) if torch.equal(x[b, :, t:t + 6, s:s + 6], crops[b])]
-        assert windows, f"crop {b} is not a window of its image"
-    again = C.random_crop(x, 6, torch.Generator().manual_seed(0))
-    assert torch.equal(crops, again)
-    with pytest.raises(ValueError, match="crop"):
-        C.random_crop(x, 11)
 
 
 @pytest.mark.parametrize("loss", ["classification", "regression"])

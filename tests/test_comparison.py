@@ -88,48 +88,81 @@ def test_format_table_extra_columns():
 
 
 def test_matmul_peak_is_measured_once_and_cached(cache, monkeypatch):
-    from course_lib.tools import bench
+    from course_lib import peak
 
-    assert bench.matmul_gflops(64, repeats=2) > 0
+    assert peak.matmul_gflops(64, repeats=2) > 0
     with pytest.raises(ValueError, match="size"):
-        bench.matmul_gflops(0)
+        peak.matmul_gflops(0)
     calls = []
-    monkeypatch.setattr(bench, "matmul_gflops", lambda n, **kw: calls.append(n) or float(n))
-    first = bench.machine_peak(1)
-    assert first["gflops"] == max(bench.PEAK_SIZES["cpu"]) and first["threads"] == 1
-    assert bench.machine_peak(1) == first and len(calls) == len(bench.PEAK_SIZES["cpu"])  # cached
+    monkeypatch.setattr(peak, "matmul_gflops", lambda n, **kw: calls.append(n) or float(n))
+    first = peak.machine_peak(1)
+    assert first["gflops"] == max(peak.PEAK_SIZES["cpu"]) and first["threads"] == 1
+    assert peak.machine_peak(1) == first and len(calls) == len(peak.PEAK_SIZES["cpu"])  # cached
 
 
 # ------------------------------------------------------------------ the registry against the notebooks
 
 
+def notebook_code(name: str) -> str:
+    path = ROOT / "notebooks" / f"{name}.ipynb"
+    return "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+
+
+EVALUATE_AND_SAVE = re.compile(r'evaluate_and_save\(\s*("[^"]*"|None), (\w+), (\w+), (\w+), profile, device,\s*source="([^"]+)"\)')
+
+
 @pytest.mark.parametrize("method", METHODS, ids=[m.row for m in METHODS])
 def test_registry_entry_matches_its_notebook(method):
     """What train_row does for a missing row is what the entry's notebook does: its module follows the method
-    contract, and the notebook pre-trains with config_for(profile) on the entry's data, evaluates on the
-    profile's data (through the entry's inputs function, if any) and saves the row under the entry's name
-    with the entry's notebook as source."""
+    contract, and the notebook pre-trains with config_for(profile) on the entry's data, loads the protocol's data
+    with evaluation_data (through the entry's inputs function, if any), and evaluates and saves the row in one
+    call, evaluate_and_save, under the entry's name with the entry's notebook as source."""
     module = method.load()
     assert callable(module.config_for) and callable(module.pretrain) and callable(module.setup)
-    path = ROOT / "notebooks" / f"{method.notebook}.ipynb"
-    code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
-    [(pre, x, y)] = re.findall(r'compare_with_baselines\(\s*"' + re.escape(method.row) + r'", (\w+), (\w+), (\w+), profile',
-                               code)
-    assert re.findall(r'save_results\([^)]*source="([^"]+)"', code) == [method.notebook]
+    code = notebook_code(method.notebook)
+    [(row, pre, x, y, source)] = EVALUATE_AND_SAVE.findall(code)
+    assert (row, source) == (f'"{method.row}"', method.notebook)
     name = method.module.rsplit(".", 1)[1]
     [alias] = re.findall(rf"from course_lib import {name}(?: as (\w+))?\n", code)
     alias = alias or name
     [(data, cfg)] = re.findall(rf"\n{pre} = {alias}\.pretrain\((\w+), profile, (\w+), device\)", code)
     assert re.search(rf"\n{cfg} = {alias}\.config_for\(profile\)\s", code)  # the profile's config, no overrides
-    dataset = {None: "profile.dataset", "config": f"{cfg}.pretrain_dataset"}.get(method.data, f'"{method.data}"')
-    assert f'\n{data} = profile.limit(load_dataset({dataset}, "train"))' in "\n" + code
-    assert 'train_data = profile.limit(load_dataset(profile.dataset, "train"))' in code
-    assert 'test_data = profile.limit(load_dataset(profile.dataset, "test"))' in code
+    assert re.findall(r"\ntrain_data, test_data = evaluation_data\(profile\)", code) == ["\ntrain_data, test_data = evaluation_data(profile)"]
+    if method.data is None:
+        assert data == "train_data"  # pre-trained on the protocol's training images
+    else:
+        dataset = {"config": f"{cfg}.pretrain_dataset"}.get(method.data, f'"{method.data}"')
+        assert f'\n{data} = profile.limit(load_dataset({dataset}, "train"))' in "\n" + code
     if method.inputs:
         assert callable(getattr(module, method.inputs))
         assert f"{x}, {y} = {alias}.{method.inputs}(train_data), {alias}.{method.inputs}(test_data)" in code
     else:
         assert (x, y) == ("train_data", "test_data")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_notebooks_evaluate_through_the_one_call(path):
+    """No notebook writes out the evaluation glue itself: the protocol's data come from evaluation_data, rows are
+    saved by evaluate_and_save (notebooks 01-09, once each, with the notebook's own name as source) and tables are
+    rendered by the library (results.markdown_table, show_table); nothing but the graded test cells (their
+    honesty checks) imports from the instructor tools."""
+    nb = nbformat.read(path, as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert not re.search(r"\b(save_results|format_table|compare_with_baselines)\b", code)
+    assert "load_dataset(profile.dataset" not in code
+    assert not re.search(r'Markdown\(\s*f?"\|', code) and '"|---' not in code  # no table built by hand
+    calls = EVALUATE_AND_SAVE.findall(code)
+    if path.stem == "10_comparison":
+        assert calls == []  # it only reads the store
+    else:
+        assert [source for *_, source in calls] == [path.stem]
+        assert (calls[0][0] == "None") == (path.stem == "01_learning_paradigms")  # 01 saves the baselines alone
+    def graded_test(cell) -> bool:
+        grading = cell.metadata.get("nbgrader", {})
+        return grading.get("grade", False) and not grading.get("solution", False)
+
+    lecture = "\n".join(c.source for c in nb.cells if c.cell_type == "code" and not graded_test(c))
+    assert "course_lib.tools" not in lecture, "the lecture's cells read only the lecture side of course_lib"
 
 
 def test_registry_names_are_unique_and_lecture_ordered():
@@ -233,12 +266,13 @@ def test_plot_accuracy_against_compute():
 def test_make_bench_prints_the_achieved_gflops_against_the_peak(cache, monkeypatch, capsys, one_thread):
     """`python -m course_lib bench --efficiency` (and `make bench`, after the notebooks) prints notebook 10's
     compute table from the results store: here a stored rotation row, its FLOPs counted, a fixed peak."""
+    from course_lib import peak
     from course_lib.tools import bench
     from course_lib.tools.cli import main
 
     assert bench.training_efficiency() == ""  # nothing stored yet
     assert main(["bench", "--efficiency"]) == 1 and "run the notebooks first" in capsys.readouterr().out
-    monkeypatch.setattr(bench, "matmul_gflops", lambda n, **kw: 1000.0)
+    monkeypatch.setattr(peak, "matmul_gflops", lambda n, **kw: 1000.0)
     save_results(row("rotation", images=10_000, seconds=20.0), "fast", source="03_rotation")
     per_image = comparison.flops_per_image([m for m in METHODS if m.row == "rotation"], get_profile())["rotation"]
     assert main(["bench", "--efficiency"]) == 0

@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 import torch
-from conftest import make_image_data
+from conftest import make_image_data, make_images, tiny_profile
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
+from course_lib import evaluate as E
 from course_lib.config import get_profile
 from course_lib.datasets import ImageData
 from course_lib.evaluate import (
@@ -18,6 +19,7 @@ from course_lib.evaluate import (
     choose_weight_decay,
     evaluate,
     evaluate_features,
+    evaluation_data,
     extract_features,
     finetune_accuracy,
     finetune_draws,
@@ -27,9 +29,11 @@ from course_lib.evaluate import (
     linear_probe_accuracy,
     mean_std,
     pixels,
+    probe_by_depth,
     protocol_for,
     sample_per_class,
     split_validation,
+    stage_features,
 )
 from course_lib.models import SmallConvNet
 
@@ -365,3 +369,63 @@ def test_probe_and_knn_reject_bad_input_naming_shapes(case, fn):
             knn_accuracy(h, y, hq, yq, k=1)
 
 
+# ---------------------------------------------------------------- features by depth (notebooks 03 and 07)
+
+
+def test_stage_features_shapes_and_last_stage_is_forward_features():
+    torch.manual_seed(0)
+    net = SmallConvNet(1, width=4).eval()
+    x = make_images(5, size=16)
+    feats = stage_features(net, x, grid=1, batch_size=2)
+    assert [tuple(f.shape) for f in feats] == [(5, 4), (5, 8), (5, 16), (5, 16)]
+    with torch.no_grad():
+        torch.testing.assert_close(feats[-1], net.forward_features(x.float() / 255))
+    assert [f.shape[1] for f in stage_features(net, x, grid=2)] == [16, 32, 64, 64]
+    with pytest.raises(ValueError):
+        stage_features(net, x, grid=0)
+
+
+def test_probe_by_depth_gives_one_accuracy_per_stage_and_leaves_the_backbone_unchanged(cache):
+    torch.manual_seed(0)
+    net = SmallConvNet(1, width=4)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    train_data, test_data = make_image_data(40, size=16), make_image_data(20, size=16, seed=1)
+    accs = probe_by_depth(net, train_data, test_data, tiny_profile(max_images_per_class=10, batch_size=16), labels_per_class=5)
+    assert len(accs) == 4 and all(len(a) == 3 and all(0 <= x <= 1 for x in a) for a in accs)  # 3 draws per stage
+    assert net.training  # mode restored
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_probe_by_depth_is_cached_by_the_weights(cache, monkeypatch):
+    torch.manual_seed(0)
+    net = SmallConvNet(1, width=4)
+    train_data, test_data = make_image_data(40, size=16), make_image_data(20, size=16, seed=1)
+    profile = tiny_profile(max_images_per_class=10, batch_size=16)
+    first = probe_by_depth(net, train_data, test_data, profile, labels_per_class=5)
+    calls = []
+    real = E._probe_by_depth
+    monkeypatch.setattr(E, "_probe_by_depth", lambda *a: calls.append(1) or real(*a))
+    assert probe_by_depth(net, train_data, test_data, profile, labels_per_class=5) == first
+    assert calls == []  # loaded, not probed again
+    probe_by_depth(net, train_data, test_data, profile, labels_per_class=4)
+    with torch.no_grad():
+        next(net.parameters())[0].mul_(2)  # other weights: probed again
+    probe_by_depth(net, train_data, test_data, profile, labels_per_class=5)
+    assert len(calls) == 2
+
+
+# ---------------------------------------------------------------- the protocol's data
+
+
+def test_evaluation_data_is_the_profiles_dataset_cut_by_the_profile():
+    from course_lib.datasets import load_dataset
+
+    profile = get_profile("grade")
+    train, test = evaluation_data(profile)
+    for got, split in ((train, "train"), (test, "test")):
+        expected = profile.limit(load_dataset(profile.dataset, split))
+        assert torch.equal(got.images, expected.images) and torch.equal(got.labels, expected.labels)
+    assert len(train) <= profile.max_images_per_class * train.num_classes < len(load_dataset(profile.dataset, "train"))
+    with pytest.raises(TypeError, match="Profile"):
+        evaluation_data("fast")

@@ -16,7 +16,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from course_lib.tools.grading import GradingError, find_submissions, grade, release
+from course_lib.tools.grading import grade
+from course_lib.tools.release import release
+from course_lib.tools.submissions import GradingError, find_submissions
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "01_homework"

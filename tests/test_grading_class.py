@@ -10,7 +10,9 @@ from test_grading import NAME, RIGHT, answer, tiny_notebook
 from test_grading_isolation import needs_bwrap
 
 from course_lib.tools.cli import main as cli_main
-from course_lib.tools.grading import grade, record_manual_grades, release
+from course_lib.tools.gradebook import record_manual_grades
+from course_lib.tools.grading import grade
+from course_lib.tools.release import release
 
 CELL_TIMEOUT = 5
 QUESTION = "why_square"

@@ -24,7 +24,8 @@ from test_grading_class import QUESTION, course, rows, submit, write_answer
 from test_grading_isolation import needs_bwrap
 
 from course_lib.tools.cli import main as cli_main
-from course_lib.tools.grading import NOT_GRADED, GradingError, grade
+from course_lib.tools.grading import grade
+from course_lib.tools.submissions import NOT_GRADED, GradingError
 
 try:
     import distributed

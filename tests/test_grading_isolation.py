@@ -26,9 +26,11 @@ from nbformat.v4 import new_code_cell
 from test_grading import NAME, RIGHT, _meta, answer, tiny_notebook
 
 from course_lib.config import REPO_ROOT
-from course_lib.tools import bundle, grading, sandbox
+from course_lib.tools import bundle, gradebook, grading, nbgrader_setup, sandbox
 from course_lib.tools.cli import main as cli_main
-from course_lib.tools.grading import check_cell_timeout, find_submissions, grade, release
+from course_lib.tools.grading import check_cell_timeout, grade
+from course_lib.tools.release import release
+from course_lib.tools.submissions import GradingError, find_submissions
 
 CELL_TIMEOUT = 5
 BWRAP_PROBLEM = sandbox.bwrap_problem()
@@ -295,7 +297,7 @@ def test_isolation_bwrap_refused_when_unavailable(tmp_path, monkeypatch):
     monkeypatch.setattr(sandbox, "bwrap_problem", lambda: "bubblewrap (bwrap) is not installed")
     student_version = make_course(tmp_path / "course", tiny_notebook())
     submit(tmp_path / "subs", "b", student_version)
-    with pytest.raises(grading.GradingError, match="--isolation bwrap: bubblewrap"):
+    with pytest.raises(GradingError, match="--isolation bwrap: bubblewrap"):
         grade(tmp_path / "subs", tmp_path / "out", source_dir=tmp_path / "course" / "source", isolation="bwrap")
 
 
@@ -365,7 +367,7 @@ def test_a_machinery_hang_is_retried_and_costs_the_student_nothing(tmp_path, mon
     that cell's points and is reported as a busy kernel."""
     tries = []
 
-    class HangsOnce(grading._Execute):
+    class HangsOnce(nbgrader_setup._Execute):
         def preprocess_cell(self, cell, resources, index):
             if cell.metadata.get("nbgrader", {}).get("grade_id") == "test_square":
                 tries.append(index)
@@ -373,7 +375,7 @@ def test_a_machinery_hang_is_retried_and_costs_the_student_nothing(tmp_path, mon
                     cell.source = DROP_REPLY + cell.source
             return super().preprocess_cell(cell, resources, index)
 
-    monkeypatch.setattr(grading, "_Execute", HangsOnce)
+    monkeypatch.setattr(nbgrader_setup, "_Execute", HangsOnce)
     student_version = make_course(tmp_path / "course", tiny_notebook())
     submit(tmp_path / "subs", "b_correct", answer(student_version, **RIGHT))
     submit(tmp_path / "subs", "d_loops", answer(student_version, square=RIGHT["square"], mean="CELL:while True:\n    pass"))
@@ -460,7 +462,7 @@ def test_make_clean_keeps_the_gradebook(tmp_path):
     subprocess.run(["make", "clean"], cwd=tmp_path, check=True, capture_output=True)
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == [
         "Makefile", "build/grading/gradebook.db", "build/grading/scores.csv", "grades/gradebook.db"]
-    assert grading.GRADING_DIR == REPO_ROOT / "grades"  # the default: outside build/
+    assert gradebook.GRADING_DIR == REPO_ROOT / "grades"  # the default: outside build/
 
 
 def test_scores_csv_holds_every_student_ever_graded(tmp_path):

@@ -15,7 +15,8 @@ from test_grading_isolation import make_course, needs_bwrap, rows, submit
 
 from course_lib.tools import limits as L
 from course_lib.tools.cli import main as cli_main
-from course_lib.tools.grading import GradingError, grade
+from course_lib.tools.grading import grade
+from course_lib.tools.submissions import GradingError
 
 CGROUP_PROBLEM = L.cgroup_problem()
 if CGROUP_PROBLEM:

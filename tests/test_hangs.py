@@ -180,7 +180,7 @@ def test_course_run_reports_a_killed_kernel_as_failed_never_a_stale_record(tmp_p
     out.mkdir()
     nb = tmp_path / "03_dies.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("from course_lib.tools.runner import headline\nheadline('all good')"),
+        nbformat.v4.new_code_cell("from course_lib.results import headline\nheadline('all good')"),
         nbformat.v4.new_code_cell("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"),
         nbformat.v4.new_code_cell("print('never')")]), nb)
     # a record of an earlier, successful run of the same notebook

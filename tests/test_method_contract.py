@@ -5,13 +5,11 @@ import dataclasses
 import importlib
 import inspect
 import math
-import pkgutil
 
 import pytest
 import torch
 from conftest import make_image_data, tiny_profile
 
-import course_lib
 from course_lib.checkpoints import code_of, course_imports
 from course_lib.comparison import METHODS
 from course_lib.config import get_profile
@@ -150,22 +148,6 @@ def test_pretrain_is_the_shared_wiring(row):
 
 
 # ---------------------------------------------------------------- the code in the cache key
-
-
-def course_modules() -> list[str]:
-    return sorted(f"course_lib.{m.name}" for m in pkgutil.iter_modules(course_lib.__path__) if not m.ispkg)
-
-
-def test_no_two_course_modules_import_each_other_even_lazily():
-    graph = {m: set(course_imports(m)) for m in course_modules()}
-    for start in graph:
-        seen, todo = set(), list(graph[start])
-        while todo:
-            m = todo.pop()
-            assert m != start, f"{start} imports itself through {sorted(seen)}"
-            if m not in seen:
-                seen.add(m)
-                todo.extend(graph.get(m, ()))
 
 
 @pytest.mark.parametrize("row", list(BY_ROW))

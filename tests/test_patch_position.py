@@ -239,16 +239,6 @@ def test_configs_of_every_profile_are_resolved_and_fit_their_images():
         pp.config_for(get_profile("fast"), no_such_knob=1)
 
 
-def test_show_patch_grid_draws_the_pair_with_the_lecture_label():
-    import matplotlib
-    matplotlib.use("Agg")
-    from course_lib.plots import show_patch_grid
-
-    fig = show_patch_grid(images(1)[0], pp.PatchPositionConfig(), label=3)
-    assert fig._suptitle.get_text() == "X = (patch 5, patch 4);  Y = 3"
-    fig.clf()
-
-
 def test_pretrain_keys_its_checkpoint_by_the_patch_geometry(tmp_path, monkeypatch):
     from course_lib.datasets import ImageData
     monkeypatch.setenv("COURSE_CACHE", str(tmp_path))

@@ -157,6 +157,33 @@ def test_plot_embedding_rejects_an_unknown_method():
         plot_embedding(torch.randn(5, 3), torch.zeros(5, dtype=torch.long), method="umap")
 
 
+def test_show_patch_grid_draws_the_grid_its_patches_and_the_pair_with_the_lecture_label():
+    from course_lib.plots import show_patch_grid
+
+    image = torch.rand(1, 30, 30, generator=torch.Generator().manual_seed(0))
+    corners = torch.tensor([[r, c] for r in (0, 10, 20) for c in (1, 11, 21)])  # cells 1..9, reading order
+    fig = show_patch_grid(image, corners, 8, label=3, cell=4, title="30-px image")
+    assert fig._suptitle.get_text() == "X = (patch 5, patch 4);  Y = 3"
+    grid, mosaic, centre, neighbour = fig.axes
+    assert grid.get_title() == "30-px image" and len(grid.patches) == 9 and len(grid.texts) == 9
+    np.testing.assert_allclose(centre.get_images()[0].get_array(), image[0, 10:18, 11:19].numpy())
+    np.testing.assert_allclose(neighbour.get_images()[0].get_array(), image[0, 10:18, 1:9].numpy())  # cell 4
+    assert mosaic.get_images()[0].get_array().shape == (28, 28)  # 3 patches of 8 and two 2-px separators
+
+
+@pytest.mark.parametrize("args, message", [
+    ((torch.zeros(1, 30, 30, dtype=torch.uint8), torch.zeros(9, 2, dtype=torch.long), 8, 3, 4), "float image"),
+    ((torch.rand(1, 30, 30), torch.zeros(8, 2, dtype=torch.long), 8, 3, 4), r"corners must be \(9, 2\)"),
+    ((torch.rand(1, 30, 30), torch.zeros(9, 2, dtype=torch.long), 8, 3, 5), "neighbour of the centre"),
+    ((torch.rand(1, 30, 30), torch.full((9, 2), 25), 8, 3, 4), "outside"),
+])
+def test_show_patch_grid_rejects_what_it_cannot_draw(args, message):
+    from course_lib.plots import show_patch_grid
+
+    with pytest.raises(ValueError, match=message):
+        show_patch_grid(*args)
+
+
 def test_plot_retrieval_rows_are_queries_and_neighbours_by_cosine():
     gallery = uint8_images(6)
     h_gallery = torch.eye(6)

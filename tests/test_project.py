@@ -1,5 +1,6 @@
 """Checks that the project's files agree with each other: packages, README, Makefile, command line."""
 
+import ast
 import contextlib
 import io
 import os
@@ -312,7 +313,7 @@ def tiny_notebook(path: Path, *sources: str) -> Path:
 
 
 def test_course_run_times_each_notebook_and_reports_a_failure(tmp_path, capfd):
-    ok = tiny_notebook(tmp_path / "01_ok.ipynb", "from course_lib.tools.runner import headline",
+    ok = tiny_notebook(tmp_path / "01_ok.ipynb", "from course_lib.results import headline",
                        "headline('probe 12.5%')")
     bad = tiny_notebook(tmp_path / "02_bad.ipynb", "x = 1", "assert x == 2, 'x should be 2'")
     out = tmp_path / "out"
@@ -384,12 +385,86 @@ def test_the_xdist_method_the_scheduler_overrides_still_exists():
 
 
 def test_the_notebooks_helpers_import_without_unix_only_modules():
-    """Every notebook imports headline() from tools/runner.py: it must import where resource and fcntl do not exist
-    (Windows)."""
+    """Every notebook imports headline() from results.py: it must import where resource and fcntl do not exist
+    (Windows), and so must the course runner that reads the headline."""
     # what runner and results import first: on Linux psutil (under ipykernel 6) needs resource itself
     code = ("import sys, course_lib.config, course_lib.widgets, course_lib.evaluate, course_lib.checkpoints\n"
             "sys.modules['resource'] = sys.modules['fcntl'] = None\n"
-            "from course_lib.tools.runner import headline\nimport course_lib.results\nheadline('ok')\n")
+            "from course_lib.results import headline\nimport course_lib.tools.runner\nheadline('ok')\n")
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert run.returncode == 0 and "Headline: ok" in run.stdout, run.stderr[-3000:]
+
+
+# ---------------------------------------------------------------- architecture
+
+
+def course_lib_imports() -> dict[str, set[str]]:
+    """Every course_lib module -> the course_lib modules it imports, at the top or inside a function (a lazy
+    import still ties the two modules together)."""
+    package = ROOT / "course_lib"
+    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in package.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        here = name if path.name == "__init__.py" else name.rpartition(".")[0]  # the package relative imports start at
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                candidates = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join([*here.split(".")[:len(here.split(".")) - node.level + 1], *filter(None, [base])])
+                candidates = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                              for alias in node.names]
+            else:
+                continue
+            for target in candidates:
+                while target and target not in modules:  # `import course_lib.tools.x.y`: the module is the longest known
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    targets.add(target)
+        graph[name] = targets
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The groups of modules of ``graph`` that import each other, directly or through others (each module in a
+    group reaches every other)."""
+    reach = {}
+    for module in graph:
+        seen, todo = set(), [module]
+        while todo:
+            for target in graph.get(todo.pop(), ()):
+                if target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        reach[module] = seen
+    groups = []
+    for module in sorted(graph):
+        group = {module} | {other for other in reach[module] if module in reach.get(other, ())}
+        if len(group) > 1 and group not in groups:
+            groups.append(group)
+    return groups
+
+
+
+
+def test_import_cycle_finder_finds_a_lazy_cycle_and_passes_a_tree():
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]
+
+
+def test_no_two_course_lib_modules_import_each_other():
+    """Directly or through others, at the top of a module or inside a function: a cycle means neither module can be
+    read, or tested, without the other."""
+    graph = course_lib_imports()
+    assert "course_lib.files" in graph["course_lib.checkpoints"]  # the finder sees top-level imports,
+    assert "course_lib.tools.runner" in graph["course_lib.tools.demo"]  # and imports inside functions
+    assert import_cycles(graph) == []
+
+
+def test_the_files_module_imports_nothing_else_of_course_lib():
+    """Any module may take its atomic write and its lock from it."""
+    assert course_lib_imports()["course_lib.files"] == set()

@@ -156,3 +156,77 @@ def test_saving_something_else_is_a_type_error(tmp_path):
     with pytest.raises(TypeError, match="Evaluation"):
         save_results({"method": "x"}, "fast", tmp_path)
     assert not results_path("fast", tmp_path).exists()
+
+
+# ---------------------------------------------------------------- how results are shown
+
+
+def test_markdown_table_writes_a_header_a_rule_and_one_line_per_row():
+    from course_lib.results import markdown_table
+
+    text = markdown_table(["a", "b"], [[1, "x"], (2.5, "y")])
+    assert text == "| a | b |\n|---|---|\n| 1 | x |\n| 2.5 | y |"
+    assert markdown_table(["only"], []) == "| only |\n|---|"  # a table with no rows yet is still a table
+
+
+def test_markdown_table_escapes_a_pipe_so_it_never_splits_a_column():
+    from course_lib.results import markdown_table
+
+    line = markdown_table(["a", "b"], [["x | y", "z"]]).splitlines()[2]
+    assert line == "| x \\| y | z |" and line.replace("\\|", "").count("|") == 3
+
+
+@pytest.mark.parametrize("header, rows, error, message", [
+    ([], [], ValueError, "header"),
+    ("ab", [], ValueError, "header"),
+    (["a", "b"], [[1]], ValueError, "row 0 has 1 cells for 2 columns"),
+    (["a", "b"], [[1, 2], [1, 2, 3]], ValueError, "row 1 has 3 cells"),
+    (["a"], "x", TypeError, "rows must be a sequence"),
+    (["a"], ["x"], TypeError, "row 0 must be a sequence"),
+    (["a"], [5], TypeError, "row 0 must be a sequence"),
+])
+def test_markdown_table_rejects_what_is_not_a_table(header, rows, error, message):
+    from course_lib.results import markdown_table
+
+    with pytest.raises(error, match=message):
+        markdown_table(header, rows)
+
+
+def test_format_table_is_a_markdown_table_with_the_cost_in_three_columns():
+    text = format_table([Evaluation("a", {"10": [0.5, 0.6]}, 0.7, compute={"images": 1200, "steps": 3, "seconds": 4.4}),
+                         Evaluation("b", {"10": [0.5]}, 0.7)])
+    lines = text.splitlines()
+    assert lines[0] == ("| method | probe 10/class | kNN | fine-tune 10/class | images seen | steps | seconds |")
+    assert lines[2] == "| a | 55.0 ± 7.1 | 70.0 | – | 1,200 | 3 | 4 |"
+    assert lines[3] == "| b | 50.0 | 70.0 | – | – | – | – |"
+
+
+def test_show_table_displays_the_table_as_markdown(monkeypatch):
+    import IPython.display
+
+    from course_lib.results import show_table
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    rows = [row("a", 0.5, 0.6, 0.7, 0.8)]
+    show_table(rows, extra={"a": {"note": "n"}})
+    [markdown] = shown
+    assert isinstance(markdown, IPython.display.Markdown) and markdown.data == format_table(rows, extra={"a": {"note": "n"}})
+
+
+def test_headline_prints_the_line_the_course_runner_reads(capsys):
+    from course_lib.results import HEADLINE_PREFIX, headline
+    from course_lib.tools.runner import _find_headline
+
+    headline("probe 12.5%")
+    out = capsys.readouterr().out
+    assert out == "Headline: probe 12.5%\n" and out.startswith(HEADLINE_PREFIX)
+
+    class Notebook:
+        cells = [{"outputs": [{"text": "other\n" + out}]}]
+
+    assert _find_headline(Notebook()) == "probe 12.5%"
+    with pytest.raises(ValueError, match="one line"):
+        headline("two\nlines")
+    with pytest.raises(TypeError, match="line of text"):
+        headline(3)

@@ -236,52 +236,6 @@ def test_full_profile_predicts_rotations_with_a_resnet18(cache):
     assert R.predict_rotations(pre.backbone, pre.heads["head"], data.images[:3]).shape == (3, 4)
 
 
-# ---------------------------------------------------------------- features by depth
-
-
-def test_stage_features_shapes_and_last_stage_is_forward_features():
-    torch.manual_seed(0)
-    net = SmallConvNet(1, width=4).eval()
-    x = uint8_images(5, size=16)
-    feats = R.stage_features(net, x, grid=1, batch_size=2)
-    assert [tuple(f.shape) for f in feats] == [(5, 4), (5, 8), (5, 16), (5, 16)]
-    with torch.no_grad():
-        torch.testing.assert_close(feats[-1], net.forward_features(x.float() / 255))
-    assert [f.shape[1] for f in R.stage_features(net, x, grid=2)] == [16, 32, 64, 64]
-    with pytest.raises(ValueError):
-        R.stage_features(net, x, grid=0)
-
-
-def test_probe_by_depth_gives_one_accuracy_per_stage_and_leaves_the_backbone_unchanged(cache):
-    torch.manual_seed(0)
-    net = SmallConvNet(1, width=4)
-    before = {k: v.clone() for k, v in net.state_dict().items()}
-    train_data, test_data = image_data(40, size=16), image_data(20, size=16, seed=1)
-    accs = R.probe_by_depth(net, train_data, test_data, tiny_profile(max_images_per_class=10), labels_per_class=5)
-    assert len(accs) == 4 and all(len(a) == 3 and all(0 <= x <= 1 for x in a) for a in accs)  # 3 draws per stage
-    assert net.training  # mode restored
-    for k, v in net.state_dict().items():
-        assert torch.equal(v, before[k])
-
-
-def test_probe_by_depth_is_cached_by_the_weights(cache, monkeypatch):
-    torch.manual_seed(0)
-    net = SmallConvNet(1, width=4)
-    train_data, test_data = image_data(40, size=16), image_data(20, size=16, seed=1)
-    profile = tiny_profile(max_images_per_class=10)
-    first = R.probe_by_depth(net, train_data, test_data, profile, labels_per_class=5)
-    calls = []
-    real = R._probe_by_depth
-    monkeypatch.setattr(R, "_probe_by_depth", lambda *a: calls.append(1) or real(*a))
-    assert R.probe_by_depth(net, train_data, test_data, profile, labels_per_class=5) == first
-    assert calls == []  # loaded, not probed again
-    R.probe_by_depth(net, train_data, test_data, profile, labels_per_class=4)
-    with torch.no_grad():
-        next(net.parameters())[0].mul_(2)  # other weights: probed again
-    R.probe_by_depth(net, train_data, test_data, profile, labels_per_class=5)
-    assert len(calls) == 2
-
-
 # ---------------------------------------------------------------- the bar chart notebook 03 draws (plots.plot_bars)
 
 

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib import checkpoints
 from course_lib.checkpoints import CORE_MODULES, checkpoint_path, config_key, load_or_compute, load_or_train
 from course_lib.config import get_profile
 from course_lib.train import History, train
@@ -355,18 +354,6 @@ def test_load_or_compute_caches_json(tmp_path):
     assert len(calls) == 3
     assert json.loads(path.read_text())["result"] == {"acc": 0.5, "rows": [1, 2]}
     assert not list(tmp_path.glob("*.tmp"))
-
-
-def test_atomic_write_cleans_up_after_a_failing_writer(tmp_path):
-    target = tmp_path / "sub" / "f.txt"
-
-    def fail(tmp):
-        tmp.write_text("partial")
-        raise ValueError("bad")
-
-    with pytest.raises(ValueError):
-        checkpoints.atomic_write(target, fail)
-    assert list((tmp_path / "sub").iterdir()) == []
 
 
 # ---------------------------------------------------------------- what every method's training shares

@@ -98,7 +98,8 @@ def _release(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from course_lib.tools.bundle import make_bundle
-    from course_lib.tools.grading import GradingError, course_notebooks, release
+    from course_lib.tools.release import course_notebooks, release
+    from course_lib.tools.submissions import GradingError
     try:
         written = release(args.source, args.out)
         folder, archive = make_bundle(written, list(course_notebooks(args.source).values()), Path(args.out))
@@ -126,7 +127,8 @@ def _seconds(text: str) -> float:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from course_lib.tools.grading import GradingError, grade
+    from course_lib.tools.grading import grade
+    from course_lib.tools.submissions import GradingError
     try:
         limits = Limits(args.memory_mb, args.max_processes, args.cpu_seconds, args.cpu_cores, args.disk_mb)
     except ValueError as e:
@@ -143,7 +145,8 @@ def _grade(args: argparse.Namespace) -> int:
 
 
 def _grade_manual(args: argparse.Namespace) -> int:
-    from course_lib.tools.grading import GradingError, record_manual_grades
+    from course_lib.tools.gradebook import record_manual_grades
+    from course_lib.tools.submissions import GradingError
     try:
         n = record_manual_grades(args.table, args.out)
     except (GradingError, ValueError, OSError) as e:

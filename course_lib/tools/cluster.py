@@ -9,7 +9,7 @@ hand): the code here is the same. See ``docs/exercises.md`` ("Grading on several
   cache; and how kernels run) goes to each worker **once**, as a worker plugin: the scheduler hands it to
   every worker, including one that joins or restarts later.
 * A task carries one submitted file (read here: a worker need not see the submissions) and executes it with
-  the grader's own ``_execute`` (the same code as ``--jobs``): a fresh folder from those inputs, the kernel
+  the grader's own ``execute.execute_submission`` (the same code as ``--jobs``): a fresh folder from those inputs, the kernel
   isolated with bubblewrap, nothing shared written. It returns what ``grading._grade_one`` records. Each
   worker is given one task at a time (see :func:`execute`).
 * This process records each result as its task completes (gradebook, ``grading.json``, ``scores.csv``,
@@ -40,16 +40,9 @@ import distributed
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from course_lib.tools import sandbox
-from course_lib.tools.grading import (
-    GradingError,
-    Submission,
-    _execute,
-    _Executed,
-    _Inputs,
-    _not_executed,
-    _Run,
-)
+from course_lib.tools.execute import Executed, Inputs, Run, execute_submission, not_executed
 from course_lib.tools.limits import cgroup_problem
+from course_lib.tools.submissions import GradingError, Submission
 
 LOCAL = re.compile(r"local:(\d+)")
 ADDRESS = re.compile(r"tcp://(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d+)")
@@ -120,8 +113,8 @@ def connect(where: Cluster) -> Iterator[distributed.Client]:
             local.close()
 
 
-def execute(client: distributed.Client, subs: list[Submission], inputs: dict[str, _Inputs], run: _Run,
-            timeout: float) -> Iterator[tuple[Submission, _Executed]]:
+def execute(client: distributed.Client, subs: list[Submission], inputs: dict[str, Inputs], run: Run,
+            timeout: float) -> Iterator[tuple[Submission, Executed]]:
     """Execute ``subs`` on the cluster; yield each submission once, with what its task returned (or why it was
     not graded), as tasks complete.
 
@@ -161,7 +154,7 @@ def execute(client: distributed.Client, subs: list[Submission], inputs: dict[str
             why = "lost the cluster's scheduler" if workers is None else \
                 f"no worker left on the cluster for {timeout:g} s"
             for sub in [*pending.values(), *reversed(waiting)]:
-                yield sub, _not_executed(why)
+                yield sub, not_executed(why)
     finally:
         with contextlib.suppress(Exception):
             client.cancel(list(pending))
@@ -185,26 +178,26 @@ def _workers(client: distributed.Client) -> dict | None:
         return None
 
 
-def _outcome(future: distributed.Future) -> _Executed:
+def _outcome(future: distributed.Future) -> Executed:
     try:
         if future.status == "finished":
             return future.result()
         error = future.exception() if future.status == "error" else RuntimeError(f"its task was {future.status}")
     except Exception as e:  # e.g. the result could not be read back
         error = e
-    return _not_executed(f"{type(error).__name__}: {error}")
+    return not_executed(f"{type(error).__name__}: {error}")
 
 
 # ------------------------------------------------------------------ on a worker
 
-_GRADINGS: dict[str, tuple[dict[str, _Inputs], _Run, str]] = {}  # plugin name -> inputs, run, why not isolated
+_GRADINGS: dict[str, tuple[dict[str, Inputs], Run, str]] = {}  # plugin name -> inputs, run, why not isolated
 _ONE_AT_A_TIME = threading.Lock()  # a kernel's environment is set in os.environ: one submission per process
 
 
 class _Grading(WorkerPlugin):
     """The inputs of one grading run, held by every worker from its setup to the run's end."""
 
-    def __init__(self, inputs: dict[str, _Inputs], run: _Run):
+    def __init__(self, inputs: dict[str, Inputs], run: Run):
         self.name = f"course-grading-{uuid.uuid4().hex}"
         self.inputs, self.run = inputs, run
 
@@ -228,17 +221,17 @@ class _Grading(WorkerPlugin):
                 self.run.tmp.rmdir()
 
 
-def _grade_on_worker(name: str, sub: Submission, data: bytes | None) -> _Executed:
+def _grade_on_worker(name: str, sub: Submission, data: bytes | None) -> Executed:
     """A task: execute one submission (``data``: the file's bytes) with the inputs the worker received once."""
     if name not in _GRADINGS:
         raise GradingError(f"worker on {socket.gethostname()} did not receive the grading inputs")
     inputs, run, problem = _GRADINGS[name]
     if problem:  # never a submission run without isolation on a worker
-        return _not_executed(f"the worker on {socket.gethostname()} cannot grade safely: {problem}")
+        return not_executed(f"the worker on {socket.gethostname()} cannot grade safely: {problem}")
     with _ONE_AT_A_TIME:
         if data is None:
-            return _execute(sub, inputs[sub.notebook], run)
+            return execute_submission(sub, inputs[sub.notebook], run)
         with tempfile.TemporaryDirectory(prefix="submitted-", dir=run.tmp) as folder:  # (hidden from kernels)
             copy = Path(folder) / sub.path.name
             copy.write_bytes(data)
-            return _execute(dataclasses.replace(sub, path=copy), inputs[sub.notebook], run)
+            return execute_submission(dataclasses.replace(sub, path=copy), inputs[sub.notebook], run)

@@ -3,7 +3,8 @@
 The student install (``pip install -e .``, what the student bundle sets up) has the notebooks, ``course_lib`` and
 JupyterLab. Two extras add tools for other users (``pyproject.toml``):
 
-* ``instructor``: nbgrader, for ``release``, ``grade`` and ``grade-manual`` (``tools/grading.py``);
+* ``instructor``: nbgrader, for ``release``, ``grade`` and ``grade-manual`` (``tools/grading.py`` and the modules
+  it uses: ``release``, ``execute``, ``gradebook``, ``nbgrader_setup``);
 * ``dev``: the tests (pytest, nbval, pytest-xdist, Playwright) and the instructor tools, for ``test``.
 
 A command that needs a missing extra stops with :class:`MissingExtra`, which names the extra and the command that

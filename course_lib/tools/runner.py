@@ -1,8 +1,8 @@
 """Execute notebooks as a course run: time, peak memory and headline number per notebook.
 
 Each notebook runs in its own process (and kernel), so its peak memory is its
-own. A notebook states its headline with :func:`headline`, which prints a line
-``Headline: ...`` that the runner picks out of the executed notebook.
+own. A notebook states its headline with ``course_lib.results.headline``, which prints
+a line ``Headline: ...`` that the runner picks out of the executed notebook.
 
 A notebook that does not finish -- a failing cell, a cell past its time limit, a
 dead kernel, a hang of the machinery (see ``watchdog.py``) -- is reported as
@@ -24,21 +24,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from course_lib.config import REPO_ROOT, get_profile
+from course_lib.results import HEADLINE_PREFIX
 from course_lib.tools.watchdog import ClientWatch, NotebookHang
 from course_lib.widgets import HEADLESS_ENV
 
 try:
     import resource
-except ImportError:  # Windows has no resource module; every notebook imports headline() from here
+except ImportError:  # Windows has no resource module
     resource = None
-
-HEADLINE_PREFIX = "Headline: "
-
-
-def headline(text: str) -> None:
-    """Print the notebook's headline result (shown by ``make course``)."""
-    print(HEADLINE_PREFIX + text)
-
 
 def _find_headline(nb) -> str:
     for cell in nb.cells:
