@@ -123,7 +123,9 @@ def test_the_default_code_is_the_course_module_of_the_train_fn_and_all_it_import
     code = checkpoints.code_of(fn)
     assert code == checkpoints.code_of("course_lib.rotation") and "course_lib.rotation" in code
     assert set(CORE_MODULES) <= set(code)  # through rotation's imports and theirs
-    assert "course_lib.evaluate" in code and "course_lib.baselines" in code  # a lazy import counts too
+    assert "course_lib.evaluate" not in code  # what rotation does not import is not in its key
+    # a lazy import counts too: comparison imports baselines (and, through it, results) inside its functions only
+    assert {"course_lib.baselines", "course_lib.results"} <= set(checkpoints.code_of("course_lib.comparison"))
     fn.__module__ = "__main__"  # defined in a notebook: only the core
     assert checkpoints.code_of(fn) == CORE_MODULES
     assert "course_lib.train" in CORE_MODULES and "course_lib.models" in CORE_MODULES
