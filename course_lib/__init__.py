@@ -17,17 +17,18 @@ Lecture topic -> file (read it beside the notebook):
 * ablations: a method run with a knob changed ........... ablation.py
 * the machine's peak (notebook 10's compute) ............ peak.py
 * encoders and heads .................................... models.py
-* the one training loop (budgets, batch-norm recalibration, caching) ... train.py, checkpoints.py
+* the one training loop (budgets, batch-norm recalibration, caching) ... train.py, history.py, checkpoints.py
 * data augmentation (crops, colour jitter, rotations) ... augment.py
 * colour spaces (HSV, Lab) ............................. colour.py
 * data and batches ...................................... datasets.py, loader.py
 * profiles, seeds and devices ........................... config.py
 * figures and sliders ................................... plots.py, widgets.py
 
-Every method module has the same shape (docs/adding-a-method.md): ``XConfig`` and
-``config_for(profile, **overrides)``, the loss as a pure function, a step function for
-``train.train``, and ``pretrain(train_data, profile, cfg=None, device=None, progress=True)``
-returning ``train.Pretrained(backbone, history, heads)``.
+Every method module has the same shape (docs/adding-a-method.md): ``<Module>Config`` and
+``config_for(profile, **overrides)`` (a per-profile table), the loss as a pure function, a step
+function for ``train.train``, ``setup(train_data, profile, cfg, device)`` (what its run has of its
+own) and ``pretrain(train_data, profile, cfg=None, device=None, progress=True)`` returning
+``train.Pretrained(backbone, history, heads)`` through ``train.pretrain_method``.
 
 Instructor tooling (CLI, course runner, grading, benchmark) lives apart, in ``course_lib/tools/``.
 """

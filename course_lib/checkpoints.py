@@ -2,8 +2,8 @@
 
 A checkpoint is keyed by its *config* (a dict of everything that changes the
 result: profile, method, seed...) and by the *code* that trains it (a hash of the
-source files of the models, augmentations, loader, data, training loop and the
-method's own module). Change either and the key changes, so the model retrains
+source files of the method's own module and of every course module it imports,
+directly or through others: models, augmentations, loader, data, training loop...). Change either and the key changes, so the model retrains
 instead of silently loading stale weights -- weights trained by older code never
 satisfy a newer notebook's claims. A checkpoint that does not fit the model
 (missing or extra keys, other shapes) or whose stored config or history is not
@@ -16,6 +16,7 @@ loading uses ``torch.load(weights_only=True)``, which cannot run code.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import json
@@ -27,7 +28,7 @@ from torch import nn
 
 from course_lib.config import cache_dir, time_budgets_enabled
 from course_lib.files import atomic_write
-from course_lib.train import History
+from course_lib.history import History
 
 
 def config_key(config: dict) -> str:
@@ -53,7 +54,7 @@ def weights_digest(module: nn.Module) -> str:
     return digest.hexdigest()[:24]
 
 
-# What every trained model depends on, besides the method's own module.
+# What every trained model depends on: the code of a train_fn defined outside the course (a notebook, a test).
 CORE_MODULES = ("course_lib.models", "course_lib.augment", "course_lib.loader", "course_lib.datasets",
                 "course_lib.train")
 
@@ -89,10 +90,46 @@ def checkpoint_path(name: str, config: dict, folder: Path | None = None,
     return Path(folder or cache_dir() / "checkpoints") / f"{name}-{key}.pt"
 
 
-def code_of(fn: Callable) -> tuple[str, ...]:
-    """:data:`CORE_MODULES`, plus the course module that defines ``fn`` (a method's own file)."""
-    module = getattr(fn, "__module__", "") or ""
-    return (*CORE_MODULES, module) if module.startswith("course_lib.") else CORE_MODULES
+def course_imports(module: str) -> tuple[str, ...]:
+    """The course modules that ``module``'s source imports: every import statement, those inside functions
+    (lazy imports) included, read from the source (nothing is imported). ``from course_lib import x``
+    counts as ``course_lib.x``; the ``course_lib`` package itself (its docstring) does not count."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        raise ValueError(f"no Python source for module {module!r}")
+    found = set()
+    for node in ast.walk(ast.parse(Path(spec.origin).read_text(), spec.origin)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return tuple(sorted(name for name in found if name.startswith("course_lib.") and _is_module(name)))
+
+
+def _is_module(name: str) -> bool:
+    try:
+        spec = importlib.util.find_spec(name)
+    except ModuleNotFoundError:  # ``from course_lib.models import Backbone``: course_lib.models.Backbone is no module
+        return False
+    return spec is not None and spec.origin is not None and spec.origin.endswith(".py")
+
+
+def code_of(what: Callable | str) -> tuple[str, ...]:
+    """The modules whose source is part of a checkpoint's key: the course module that defines ``what`` (a
+    function, or a module name) and every course module it imports, transitively (:func:`course_imports`),
+    so that a module added later -- or split out of another -- is covered without a list to update.
+    :data:`CORE_MODULES` for code defined outside the course (a notebook, a test)."""
+    module = what if isinstance(what, str) else getattr(what, "__module__", "") or ""
+    if not module.startswith("course_lib."):
+        return CORE_MODULES
+    seen, todo = set(), [module]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(course_imports(name))
+    return tuple(sorted(seen))
 
 
 def load_or_train(
@@ -113,8 +150,8 @@ def load_or_train(
     Args:
         time_budget_s: the budget this run would train under (None: none, or budgets switched off).
             A checkpoint cut short by a budget is reused only if this budget would have cut it too.
-        code: modules whose source is part of the key; default: :data:`CORE_MODULES` and the
-            course module that defines ``train_fn`` (the method's own).
+        code: modules whose source is part of the key; default: :func:`code_of` ``train_fn`` (the
+            course module that defines it and everything it imports).
     """
     code = code if code is not None else code_of(train_fn)
     if not time_budgets_enabled():
@@ -159,8 +196,8 @@ def _reuse(path: Path, config: dict, model: nn.Module, time_budget_s: float | No
 def load_or_compute(name: str, config: dict, compute: Callable[[], dict], folder: Path | None = None,
                     code: tuple[str, ...] | None = None) -> dict:
     """Like :func:`load_or_train` for a JSON-serialisable result (e.g. an evaluation), keyed by config and code
-    (default: :data:`CORE_MODULES`, the evaluation protocol and the course module that defines ``compute``)."""
-    code = code if code is not None else (*code_of(compute), "course_lib.evaluate")
+    (default: the evaluation protocol and :func:`code_of` ``compute``)."""
+    code = code if code is not None else tuple(sorted({*code_of(compute), "course_lib.evaluate"}))
     path = checkpoint_path(name, config, folder, code).with_suffix(".json")
     if path.exists():
         try:

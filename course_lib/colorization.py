@@ -48,11 +48,17 @@ from torch import Tensor, nn
 
 from course_lib.augment import random_crop, random_flip, to_float
 from course_lib.colour import lab_to_rgb, rgb_to_lab
-from course_lib.config import Profile, Settings, check_int, check_number, get_device
+from course_lib.config import Profile, Settings, check_int, check_number
 from course_lib.datasets import SPLITS, ImageData
-from course_lib.loader import DeviceLoader
-from course_lib.models import Backbone, build_backbone
-from course_lib.train import Pretrained, check_budget, config_from_table, pretrain_and_cache, pretrain_key
+from course_lib.models import Backbone
+from course_lib.train import (
+    Pretrained,
+    PretrainSetup,
+    check_budget,
+    config_from_table,
+    pretrain_method,
+    seeded_backbone,
+)
 
 LOSSES = ("classification", "regression")
 PAPER_TEMPERATURE = 0.38  # the annealed mean's T in Zhang et al. (sec. 2.3)
@@ -350,46 +356,42 @@ def colorization_step(backbone: Backbone, head: ColorizationHead, cfg: Colorizat
 # --------------------------------------------------------------------------- training
 
 
+def setup(train_data: ImageData, profile: Profile, cfg: ColorizationConfig, device: torch.device) -> PretrainSetup:
+    """Colorization's part of its pre-training run (``train.pretrain_method`` does the rest): for the
+    classification loss the colour distribution and the rebalancing weights, measured on ``train_data``
+    first; the profile's backbone with one input channel (L), seeded as a 1-channel random-init baseline;
+    the head, the step, and the L channels that recalibrate batch norm. No labels: self-supervised."""
+    images = train_data.images
+    if images.shape[1] != 3:
+        raise TypeError(f"train_data must be an ImageData with colour uint8 images (N, 3, H, W), got "
+                        f"{type(train_data).__name__} with images {tuple(images.shape)}")
+    if len(images) < cfg.batch_size:
+        raise ValueError(f"batch_size {cfg.batch_size} is larger than the {len(images)} training images")
+    if cfg.crop_size is not None and cfg.crop_size > min(images.shape[-2:]):
+        raise ValueError(f"crop_size {cfg.crop_size} is larger than the images {tuple(images.shape[-2:])}")
+    if cfg.loss == "classification":
+        centres = ab_bins(cfg.grid_size)
+        weights = rebalance_weights(color_prior(images, centres, cfg.prior_sigma), cfg.rebalance_lambda)
+    else:
+        centres, weights = torch.zeros(0, 2), torch.zeros(0)
+    backbone = seeded_backbone(profile, 1, device)
+    head = ColorizationHead(backbone.feature_dim, cfg.hidden_dim, centres, weights).to(device)
+    generator = torch.Generator(device=device).manual_seed(profile.seed)
+
+    def forward(batch) -> Tensor:  # L through both modules (batch-norm recalibration)
+        return head(backbone.forward_maps(split_lab(batch.x)[0])[-1])
+
+    return PretrainSetup(backbone, {"colour": head}, colorization_step(backbone, head, cfg, generator), forward,
+                         images, cfg.batch_size, profile.lr, profile.weight_decay)
+
+
 def pretrain(train_data: ImageData, profile: Profile, cfg: ColorizationConfig | None = None,
              device: torch.device | None = None, progress: bool = True) -> Pretrained:
     """Pre-train the profile's backbone (1 input channel: L) to colour ``train_data``'s colour images
     (labels unused), cached. Classification: the colour distribution and the rebalancing weights are
     measured on ``train_data`` first. Starts from the seeded initialisation of a 1-channel random-init
     baseline. Returns ``Pretrained(backbone, history, heads={"colour": ColorizationHead})``."""
-    cfg = config_for(profile) if cfg is None else cfg
-    if not isinstance(cfg, ColorizationConfig):
-        raise TypeError(f"cfg must be a ColorizationConfig (colorization.config_for(profile)), "
-                        f"got {type(cfg).__name__}")
-    images = getattr(train_data, "images", None)
-    if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
-        raise TypeError(f"train_data must be an ImageData with colour uint8 images (N, 3, H, W), got "
-                        f"{type(train_data).__name__} with images {getattr(images, 'shape', type(images))}")
-    if len(images) < cfg.batch_size:
-        raise ValueError(f"batch_size {cfg.batch_size} is larger than the {len(images)} training images")
-    if cfg.crop_size is not None and cfg.crop_size > min(images.shape[-2:]):
-        raise ValueError(f"crop_size {cfg.crop_size} is larger than the images {tuple(images.shape[-2:])}")
-    device = device or get_device()
-    if cfg.loss == "classification":
-        centres = ab_bins(cfg.grid_size)
-        weights = rebalance_weights(color_prior(images, centres, cfg.prior_sigma), cfg.rebalance_lambda)
-    else:
-        centres, weights = torch.zeros(0, 2), torch.zeros(0)
-    torch.manual_seed(profile.seed)  # the same initial weights as the (1-channel) random-init baseline
-    backbone = build_backbone(profile, 1).to(device)
-    head = ColorizationHead(backbone.feature_dim, cfg.hidden_dim, centres, weights).to(device)
-    loader = DeviceLoader(images, None, cfg.batch_size, device=device, seed=profile.seed)  # no labels
-    generator = torch.Generator(device=device).manual_seed(profile.seed)
-    if profile.compile:
-        backbone.compile()
-
-    def forward(batch) -> Tensor:  # L through both modules (batch-norm recalibration)
-        return head(backbone.forward_maps(split_lab(batch.x)[0])[-1])
-
-    return pretrain_and_cache("colorization", pretrain_key("colorization", profile, cfg, train_data), backbone,
-                              {"colour": head}, colorization_step(backbone, head, cfg, generator), loader,
-                              profile.lr, profile.weight_decay, cfg.num_epochs, cfg.time_budget_s, amp=profile.amp,
-                              recalibrate=forward, recalibration_batches=cfg.recalibration_batches,
-                              progress=progress)
+    return pretrain_method(__name__, train_data, profile, cfg, device, progress)
 
 
 # --------------------------------------------------------------------------- using it, measuring it

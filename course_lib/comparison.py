@@ -24,7 +24,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from unittest import mock
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -249,47 +248,35 @@ def step_flops(step: Callable[[object], object], batch) -> int:
     return count_flops(run)
 
 
-class _Captured(Exception):
-    def __init__(self, kwargs: dict):
-        super().__init__("captured")
-        self.kwargs = kwargs
+def _adversarial_step_flops(run, batch) -> int:
+    """FLOPs of one adversarial step: the first half, the adversary's backward, the model's loss and its backward
+    (the adversary's optimiser step is element-wise, not counted)."""
 
+    def go() -> None:
+        first = run.step(batch)
+        first["adversary_loss"].backward()
+        run.adversary.finish(first)["loss"].backward()
 
-def _capture_training(method: Method, profile: Profile, device: torch.device) -> dict:
-    """The modules, step and loader ``method.pretrain`` hands to ``train.pretrain_and_cache``, captured
-    before any training (the method's own code builds them, with its real config and batch size)."""
-    module = method.load()
-    names = ("name", "key", "backbone", "heads", "step", "loader")
-
-    def capture(*args, **kwargs):
-        raise _Captured({**dict(zip(names, args, strict=False)), **kwargs})
-
-    if not hasattr(module, "pretrain_and_cache"):
-        raise ValueError(f"{method.module}.pretrain does not train through train.pretrain_and_cache "
-                         "(docs/adding-a-method.md), so its training step cannot be found")
-    cfg = module.config_for(profile)
-    data = pretrain_data(method, profile, cfg)
-    with mock.patch.object(module, "pretrain_and_cache", capture):
-        try:
-            module.pretrain(data, profile, cfg, device, progress=False)
-        except _Captured as c:
-            return c.kwargs
-    raise ValueError(f"{method.module}.pretrain returned without calling train.pretrain_and_cache")
+    return count_flops(go)
 
 
 def training_flops_per_image(method: Method, profile: Profile, device: torch.device | None = None) -> float:
     """FLOPs of one of ``method``'s training steps (forward + backward, its first batch at the real batch
     size) divided by the images that step drew: times a run's ``images`` it is the run's training FLOPs.
-    Counted on a fresh model (the weights do not change the count); the global random state is restored."""
+    The step, modules and loader are the method's own, from the seam its ``pretrain`` trains through
+    (``train.method_setup``). Counted on a fresh model (the weights do not change the count); the global
+    random state is restored."""
+    from course_lib.train import method_module, method_setup
+
     device = device or get_device()
     profile = profile.replace(compile=False)  # the same arithmetic; the counter sees the eager operations
     with torch.random.fork_rng(devices=[]):
-        captured = _capture_training(method, profile, device)
-        modules = [captured["backbone"], *captured["heads"].values()]
-        for m in modules:
+        cfg = method_module(method.module).config_for(profile)
+        _, run, loader = method_setup(method.module, pretrain_data(method, profile, cfg), profile, cfg, device)
+        for m in [run.backbone, *run.heads.values()]:
             m.train()
-        batch = next(iter(captured["loader"]))
-        flops = step_flops(captured["step"], batch)
+        batch = next(iter(loader))
+        flops = step_flops(run.step, batch) if run.adversary is None else _adversarial_step_flops(run, batch)
     images = len(batch.x)
     if images == 0 or flops == 0:
         raise ValueError(f"{method.row}: a training step of {images} images counted {flops} FLOPs")
@@ -299,14 +286,14 @@ def training_flops_per_image(method: Method, profile: Profile, device: torch.dev
 def flops_per_image(methods: Sequence[Method], profile: Profile, device: torch.device | None = None) -> dict[str, float]:
     """:func:`training_flops_per_image` of every method, by row name; cached (keyed by the profile and the
     code of the method and the core modules)."""
-    from course_lib.checkpoints import CORE_MODULES, load_or_compute
+    from course_lib.checkpoints import code_of, load_or_compute
 
     out = {}
     for m in _check_methods(methods):
         key = {"task": "training FLOPs per image", "method": m.row, "module": m.module, "data": m.data, "inputs": m.inputs,
                "profile": {k: v for k, v in profile.as_dict().items() if k not in ("time_budget_s", "cell_timeout_s")}}
         result = load_or_compute("flops", key, lambda m=m: {"flops_per_image": training_flops_per_image(m, profile, device)},
-                                 code=(*CORE_MODULES, m.module, __name__))
+                                 code=tuple(sorted({*code_of(m.module), *code_of(__name__)})))
         out[m.row] = float(result["flops_per_image"])
     return out
 

@@ -69,7 +69,7 @@ class Profile(Settings):
     time_budget_s: float | None = None  # stop pre-training after this many seconds
     labels_per_class: tuple[int | None, ...] = (10, 100, None)  # None = all labels
     knn_k: int = 20  # neighbours voted by the kNN classifier
-    supervised_steps: int = 100  # steps of the supervised baseline per label budget
+    finetune_steps: int = 100  # steps of the protocol's fine-tuning per label budget (evaluate.protocol_for)
     amp: bool = False  # bf16 autocast (GPU only)
     channels_last: bool = True  # NHWC memory layout: faster convolutions on x86 CPUs (oneDNN) and tensor cores
     compile: bool = False  # torch.compile the backbone
@@ -88,7 +88,7 @@ class Profile(Settings):
                 raise TypeError(f"{f} must be a str, got {getattr(self, f)!r}")
         if self.backbone not in ("small_cnn", "resnet18"):
             raise ValueError(f"unknown backbone {self.backbone!r}: expected 'small_cnn' or 'resnet18'")
-        for f in ("width", "batch_size", "num_epochs", "knn_k", "supervised_steps"):
+        for f in ("width", "batch_size", "num_epochs", "knn_k", "finetune_steps"):
             check_int(getattr(self, f), f)
         check_int(self.seed, "seed", minimum=0)
         check_int(self.max_images_per_class, "max_images_per_class", optional=True)
@@ -139,7 +139,7 @@ PROFILES: dict[str, Profile] = {
         num_epochs=100,
         lr=1e-3,
         weight_decay=1e-4,
-        supervised_steps=5000,
+        finetune_steps=5000,
         amp=True,
         channels_last=True,
         num_threads=None,  # a GPU machine: torch's default for the little work left on the CPU
@@ -151,7 +151,7 @@ PROFILES: dict[str, Profile] = {
         num_epochs=1,
         time_budget_s=5.0,
         labels_per_class=(10, None),
-        supervised_steps=10,
+        finetune_steps=10,
         check_claims=False,
         max_images_per_class=50,  # 500 training and 500 test images
         cell_timeout_s=120.0,

@@ -21,7 +21,8 @@ segmentations, which we do not ship, so here they come from thresholded smooth n
 
 The method contract (``docs/adding-a-method.md``): :class:`ContextEncoderConfig` (built by
 :func:`config_for`), the loss (:func:`masked_l2_loss`, weights by :func:`loss_weights`),
-the step (:func:`context_encoder_step`) and :func:`pretrain`, which returns a
+the step (:func:`context_encoder_step`; with the adversarial term, the discriminator's update is the
+one loop's too: :func:`adversary`) and :func:`pretrain`, which returns a
 ``train.Pretrained`` with the decoder in ``heads["decoder"]`` (and the discriminator in
 ``heads["discriminator"]`` when the adversarial term is on). The encoder is the profile's
 backbone, so the protocol evaluates it like every other method's.
@@ -37,11 +38,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.augment import to_float
-from course_lib.config import Profile, Settings, check_int, check_number, get_device
+from course_lib.config import Profile, Settings, check_int, check_number
 from course_lib.datasets import ImageData
-from course_lib.loader import DeviceLoader
-from course_lib.models import Backbone, build_backbone, conv_block
-from course_lib.train import Pretrained, check_budget, config_from_table, pretrain_and_cache, pretrain_key
+from course_lib.models import Backbone, conv_block
+from course_lib.train import (
+    Adversary,
+    Pretrained,
+    PretrainSetup,
+    check_budget,
+    config_from_table,
+    pretrain_method,
+    seeded_backbone,
+)
 
 MASKS = ("center", "blocks", "regions")
 
@@ -342,18 +350,19 @@ def composite(x: Tensor, pred: Tensor, mask: Tensor) -> Tensor:
 
 
 def context_encoder_step(backbone: Backbone, decoder: nn.Module, cfg: ContextEncoderConfig,
-                         generator: torch.Generator | None = None, discriminator: nn.Module | None = None,
-                         d_optimizer: torch.optim.Optimizer | None = None):
-    """The step function for ``course_lib.train.train``: batch -> {"loss", "rec"[, "adv", "d_loss"]}.
+                         generator: torch.Generator | None = None, discriminator: nn.Module | None = None):
+    """The step function for ``course_lib.train.train``: batch -> {"loss", "rec"}. There is no accuracy to
+    report for a reconstruction: "rec", the masked L2 itself, stands in its place.
 
-    Labels are never looked at. With ``cfg.adv_weight > 0`` the step first updates the discriminator
-    with its own optimizer (``d_optimizer``) on real images against the current fills, then returns the
-    joint loss (1 - lambda_adv) L_rec + lambda_adv L_adv for the encoder and decoder; the discriminator's
-    weights are frozen while that loss is built, so the course's one optimiser never moves them.
+    Labels are never looked at. With ``cfg.adv_weight > 0`` the step is the first half of an adversarial
+    step (``train.Adversary``, made by :func:`adversary`): it returns the fills and the discriminator's
+    loss on real images against them (``"adversary_loss"``, on detached fills); the loop updates the
+    discriminator with its own optimiser, and :func:`adversary`'s ``finish`` then returns the joint loss
+    (1 - lambda_adv) L_rec + lambda_adv L_adv against the updated discriminator.
     """
     adversarial = cfg.adv_weight > 0
-    if adversarial and (discriminator is None or d_optimizer is None):
-        raise ValueError("adv_weight > 0 needs a discriminator and its optimizer")
+    if adversarial and discriminator is None:
+        raise ValueError("adv_weight > 0 needs a discriminator (and the loop its optimiser: context_encoder.adversary)")
 
     def step(batch) -> dict[str, Tensor]:
         x = to_float(batch.x) if batch.x.dtype == torch.uint8 else batch.x  # (B, C, H, W)
@@ -364,27 +373,57 @@ def context_encoder_step(backbone: Backbone, decoder: nn.Module, cfg: ContextEnc
             return {"loss": rec, "rec": rec.detach()}
         fake = composite(x, pred, mask)  # (B, C, H, W)
         d_loss, _ = adversarial_losses(discriminator(x), discriminator(fake.detach()))
-        d_optimizer.zero_grad(set_to_none=True)
-        d_loss.backward()
-        d_optimizer.step()
-        discriminator.requires_grad_(False)
-        try:
-            _, g_loss = adversarial_losses(torch.zeros(1, device=x.device), discriminator(fake))
-        finally:
-            discriminator.requires_grad_(True)
-        loss = (1 - cfg.adv_weight) * rec + cfg.adv_weight * g_loss
-        return {"loss": loss, "rec": rec.detach(), "adv": g_loss.detach(), "d_loss": d_loss.detach()}
+        return {"adversary_loss": d_loss, "rec": rec, "fake": fake}
 
     return step
 
 
-def _check_train_data(train_data: ImageData, cfg: ContextEncoderConfig) -> None:
-    images = getattr(train_data, "images", None)
-    if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
-        raise TypeError(f"train_data must be an ImageData with uint8 images (N, C, H, W), got "
-                        f"{type(train_data).__name__} with images {getattr(images, 'dtype', type(images))}")
-    if min(images.shape[-2:]) < 8:
-        raise ValueError(f"images must be at least 8x8 pixels, got {tuple(images.shape[-2:])}")
+def adversary(discriminator: nn.Module, cfg: ContextEncoderConfig, lr: float) -> Adversary:
+    """The discriminator as the one loop's second player (``train.Adversary``): its own Adam optimiser
+    (betas (0.5, 0.999), as GANs use), and ``finish``, which builds the generator's loss against the
+    discriminator just updated -- frozen while the loss is built, so the model's optimiser never moves it."""
+    d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=(0.5, 0.999))
+
+    def finish(first: dict[str, Tensor]) -> dict[str, Tensor]:
+        rec, fake = first["rec"], first["fake"]
+        discriminator.requires_grad_(False)
+        try:
+            _, g_loss = adversarial_losses(torch.zeros(1, device=fake.device), discriminator(fake))
+        finally:
+            discriminator.requires_grad_(True)
+        loss = (1 - cfg.adv_weight) * rec + cfg.adv_weight * g_loss
+        return {"loss": loss, "rec": rec.detach(), "adv": g_loss.detach(), "d_loss": first["adversary_loss"].detach()}
+
+    return Adversary(discriminator, d_optimizer, finish)
+
+
+def setup(train_data: ImageData, profile: Profile, cfg: ContextEncoderConfig, device: torch.device) -> PretrainSetup:
+    """The context encoder's part of its pre-training run (``train.pretrain_method`` does the rest): the
+    profile's backbone with the random-init baseline's weights, the decoder (and, if ``cfg.adv_weight > 0``,
+    the discriminator with its optimiser: :func:`adversary`), the step, and the masked inputs that
+    recalibrate batch norm. Masks are drawn on the CPU. No labels: self-supervised."""
+    if min(train_data.images.shape[-2:]) < 8:
+        raise ValueError(f"images must be at least 8x8 pixels, got {tuple(train_data.images.shape[-2:])}")
+    backbone = seeded_backbone(profile, train_data.images.shape[1], device)
+    decoder = make_decoder(backbone, tuple(train_data.images.shape[1:]), cfg).to(device)
+    if profile.channels_last:
+        decoder = decoder.to(memory_format=torch.channels_last)  # faster convolutions, as the backbone's
+    heads: dict[str, nn.Module] = {"decoder": decoder}
+    discriminator = the_adversary = None
+    if cfg.adv_weight > 0:
+        discriminator = Discriminator(train_data.images.shape[1]).to(device)
+        the_adversary = adversary(discriminator, cfg, profile.lr)
+        heads["discriminator"] = discriminator
+    generator = torch.Generator().manual_seed(profile.seed)  # masks are drawn on the CPU
+
+    def forward(batch) -> Tensor:  # masked inputs through encoder and decoder (batch-norm recalibration)
+        x = to_float(batch.x)
+        return inpaint(backbone, decoder, x, make_masks(len(x), tuple(x.shape[-2:]), cfg, generator).to(x.device),
+                       cfg.fill_value)
+
+    return PretrainSetup(backbone, heads, context_encoder_step(backbone, decoder, cfg, generator, discriminator),
+                         forward, train_data.images, min(cfg.batch_size, len(train_data)), profile.lr,
+                         profile.weight_decay, adversary=the_adversary)
 
 
 def pretrain(train_data: ImageData, profile: Profile, cfg: ContextEncoderConfig | None = None,
@@ -393,39 +432,7 @@ def pretrain(train_data: ImageData, profile: Profile, cfg: ContextEncoderConfig 
     cached. Starts from the same seeded initialisation as the random-init baseline; trains encoder and
     decoder (and a discriminator, if ``cfg.adv_weight > 0``) with the course's loop, then recalibrates
     batch norm on masked inputs. Returns ``Pretrained(backbone, history, heads={"decoder": ...})``."""
-    cfg = config_for(profile) if cfg is None else cfg
-    if not isinstance(cfg, ContextEncoderConfig):
-        raise TypeError(f"cfg must be a ContextEncoderConfig (context_encoder.config_for(profile)), "
-                        f"got {type(cfg).__name__}")
-    _check_train_data(train_data, cfg)
-    device = device or get_device()
-    torch.manual_seed(profile.seed)  # the same initial weights as the random-init baseline
-    backbone = build_backbone(profile, train_data.images.shape[1]).to(device)
-    decoder = make_decoder(backbone, tuple(train_data.images.shape[1:]), cfg).to(device)
-    if profile.channels_last:
-        decoder = decoder.to(memory_format=torch.channels_last)  # faster convolutions, as the backbone's
-    heads: dict[str, nn.Module] = {"decoder": decoder}
-    discriminator = d_optimizer = None
-    if cfg.adv_weight > 0:
-        discriminator = Discriminator(train_data.images.shape[1]).to(device)
-        d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=profile.lr, betas=(0.5, 0.999))
-        heads["discriminator"] = discriminator
-    loader = DeviceLoader(train_data.images, None, min(cfg.batch_size, len(train_data)), device=device,
-                          seed=profile.seed)  # no labels: self-supervised
-    generator = torch.Generator().manual_seed(profile.seed)  # masks are drawn on the CPU
-    if profile.compile:
-        backbone.compile()
-
-    def forward(batch) -> Tensor:  # masked inputs through encoder and decoder (batch-norm recalibration)
-        x = to_float(batch.x)
-        return inpaint(backbone, decoder, x, make_masks(len(x), tuple(x.shape[-2:]), cfg, generator).to(x.device),
-                       cfg.fill_value)
-
-    step = context_encoder_step(backbone, decoder, cfg, generator, discriminator, d_optimizer)
-    return pretrain_and_cache("context_encoder", pretrain_key("context_encoder", profile, cfg, train_data), backbone,
-                              heads, step, loader, profile.lr, profile.weight_decay, cfg.num_epochs,
-                              cfg.time_budget_s, amp=profile.amp, recalibrate=forward,
-                              recalibration_batches=cfg.recalibration_batches, progress=progress)
+    return pretrain_method(__name__, train_data, profile, cfg, device, progress)
 
 
 # --------------------------------------------------------------------------- measuring the blur

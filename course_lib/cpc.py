@@ -51,12 +51,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.augment import random_flip, to_float
-from course_lib.config import Profile, Settings, check_int, check_number, get_device
+from course_lib.config import Profile, Settings, check_int, check_number
 from course_lib.contrastive import info_nce
 from course_lib.datasets import ImageData
-from course_lib.loader import DeviceLoader
-from course_lib.models import Backbone, build_backbone
-from course_lib.train import Pretrained, check_budget, config_from_table, pretrain_and_cache, pretrain_key
+from course_lib.models import Backbone
+from course_lib.train import (
+    Pretrained,
+    PretrainSetup,
+    check_budget,
+    config_from_table,
+    pretrain_method,
+    seeded_backbone,
+)
 
 LOSSES = ("infonce", "mse")
 
@@ -72,7 +78,7 @@ class CPCConfig(Settings):
     context_layers: int = 2  # masked conv layers of the context network (each sees one more row above)
     loss: str = "infonce"  # "infonce" (CPC) or "mse" (‖ẑ − z‖², which collapses: notebook 07)
     num_negatives: int | None = None  # negatives per prediction; None: every other patch at that k in the batch
-    images_per_batch: int = 32  # images per step (each gives rows x cols patches)
+    batch_size: int = 32  # images per step (each gives rows x cols patches)
     flip_p: float = 0.5  # horizontal flip of the whole image before cutting patches
     num_epochs: int = 1  # passes over the training images
     lr: float = 2e-3  # AdamW learning rate
@@ -89,7 +95,7 @@ class CPCConfig(Settings):
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         check_int(self.num_negatives, "num_negatives", optional=True)
-        check_int(self.images_per_batch, "images_per_batch", minimum=2)  # one image: no other images as negatives
+        check_int(self.batch_size, "batch_size", minimum=2)  # one image: no other images as negatives
         check_number(self.flip_p, "flip_p", 0, 1)
         check_int(self.num_epochs, "num_epochs")
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
@@ -119,9 +125,9 @@ class CPCConfig(Settings):
 # profile's learning rate. Grade: a few steps.
 CPC_CONFIGS: dict[str, dict] = {
     "fast": {"time_budget_s": 240.0},
-    "full": {"pred_steps": 5, "context_dim": 512, "context_layers": 3, "images_per_batch": 128, "num_epochs": 30,
+    "full": {"pred_steps": 5, "context_dim": 512, "context_layers": 3, "batch_size": 128, "num_epochs": 30,
              "lr": 1e-3, "weight_decay": 1e-4},
-    "grade": {"images_per_batch": 16, "num_epochs": 1},
+    "grade": {"batch_size": 16, "num_epochs": 1},
 }
 
 
@@ -352,26 +358,25 @@ def cpc_step(backbone: Backbone, context: ContextNetwork, predictors: Predictors
 # --------------------------------------------------------------------------- training
 
 
-def _check_train_data(train_data: ImageData, cfg: CPCConfig) -> None:
-    images = getattr(train_data, "images", None)
-    if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
-        raise TypeError(f"train_data must be an ImageData with uint8 images (N, C, H, W), got "
-                        f"{type(train_data).__name__} with images {getattr(images, 'dtype', type(images))}")
+def setup(train_data: ImageData, profile: Profile, cfg: CPCConfig, device: torch.device) -> PretrainSetup:
+    """CPC's part of its pre-training run (``train.pretrain_method`` does the rest): the patch encoder (the
+    profile's backbone, with the random-init baseline's weights), g_ar and W_1..W_K, the step, the patches
+    that recalibrate batch norm, AdamW at the config's own rate. No labels: self-supervised."""
+    images = train_data.images
     if images.shape[-1] != images.shape[-2]:
         raise ValueError(f"CPC's patch grid needs square images, got {tuple(images.shape[-2:])}")
     cfg.check_image_size(images.shape[-1])
-    if len(images) < cfg.images_per_batch:
-        raise ValueError(f"images_per_batch {cfg.images_per_batch} is larger than the {len(images)} training images")
-
-
-def build(profile: Profile, cfg: CPCConfig, in_channels: int, device: torch.device | None = None
-          ) -> tuple[Backbone, ContextNetwork, Predictors]:
-    """The patch encoder (the profile's backbone, seeded as the random-init baseline), g_ar and W_1..W_K."""
-    torch.manual_seed(profile.seed)  # the same initial weights as the random-init baseline
-    backbone = build_backbone(profile, in_channels).to(device)
+    backbone = seeded_backbone(profile, images.shape[1], device)
     context = ContextNetwork(backbone.feature_dim, cfg.context_dim, cfg.context_layers).to(device)
     predictors = Predictors(cfg.context_dim, backbone.feature_dim, cfg.pred_steps).to(device)
-    return backbone, context, predictors
+    generator = torch.Generator(device=device).manual_seed(profile.seed)
+
+    def forward(batch) -> Tensor:  # patches through the encoder and g_ar (batch-norm recalibration)
+        return context(encode_patches(backbone, cpc_inputs(batch.x, cfg, generator), cfg.patch_size, cfg.stride))
+
+    return PretrainSetup(backbone, {"context": context, "predictors": predictors},
+                         cpc_step(backbone, context, predictors, cfg, generator), forward, images, cfg.batch_size,
+                         cfg.lr, cfg.weight_decay)
 
 
 def pretrain(train_data: ImageData, profile: Profile, cfg: CPCConfig | None = None,
@@ -383,24 +388,4 @@ def pretrain(train_data: ImageData, profile: Profile, cfg: CPCConfig | None = No
     protocol evaluates the backbone on whole images (``PatchPooledEncoder(backbone, ...)`` gives CPC v2's
     mean-pooled patch features instead).
     """
-    cfg = config_for(profile) if cfg is None else cfg
-    if not isinstance(cfg, CPCConfig):
-        raise TypeError(f"cfg must be a CPCConfig (cpc.config_for(profile)), got {type(cfg).__name__}")
-    _check_train_data(train_data, cfg)
-    device = device or get_device()
-    backbone, context, predictors = build(profile, cfg, train_data.images.shape[1], device)
-    loader = DeviceLoader(train_data.images, None, cfg.images_per_batch, device=device, seed=profile.seed)  # no labels
-    generator = torch.Generator(device=device).manual_seed(profile.seed)
-    if profile.compile:
-        backbone.compile()
-
-    def forward(batch) -> Tensor:  # patches through the encoder and g_ar (batch-norm recalibration)
-        return context(encode_patches(backbone, cpc_inputs(batch.x, cfg, generator), cfg.patch_size, cfg.stride))
-
-    pre = pretrain_and_cache("cpc", pretrain_key("cpc", profile, cfg, train_data), backbone,
-                             {"context": context, "predictors": predictors},
-                             cpc_step(backbone, context, predictors, cfg, generator), loader, cfg.lr,
-                             cfg.weight_decay, cfg.num_epochs, cfg.time_budget_s, amp=profile.amp,
-                             recalibrate=forward, recalibration_batches=cfg.recalibration_batches,
-                             progress=progress)
-    return pre
+    return pretrain_method(__name__, train_data, profile, cfg, device, progress)

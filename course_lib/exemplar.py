@@ -31,11 +31,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.augment import AugmentConfig, augment, random_rotation, to_float
-from course_lib.config import Profile, Settings, check_int, check_number, get_device
+from course_lib.config import Profile, Settings, check_int, check_number
 from course_lib.datasets import ImageData
-from course_lib.loader import DeviceLoader
-from course_lib.models import Backbone, LinearHead, build_backbone
-from course_lib.train import Pretrained, effective_budget, pretrain_and_cache, pretrain_key
+from course_lib.models import Backbone, LinearHead
+from course_lib.train import (
+    Pretrained,
+    PretrainSetup,
+    check_budget,
+    config_from_table,
+    pretrain_method,
+    profile_row,
+    seeded_backbone,
+)
 
 MAX_STRENGTH = 1.5  # crop area down to 10% of the image
 
@@ -49,6 +56,7 @@ class ExemplarConfig(Settings):
     strength: float = 0.5  # augmentation strength s: crop area >= 1 - 0.6 s, rotation up to s * max_degrees,
     #                        brightness/contrast 0.4 s, blur with probability 0.5 s (0 = no augmentation)
     max_degrees: float = 20.0  # rotation range at strength 1 (the paper's +-20 degrees)
+    batch_size: int = 128  # exemplars per step (the profile's; at most N)
     num_epochs: int = 40  # passes over the N exemplars (fast: 40 x 15 full batches of 128 = 600 steps)
     time_budget_s: float | None = 150.0  # stop pre-training after this long (None: no budget)
     recalibration_batches: int = 20  # batches that re-estimate the batch-norm statistics after training (0: skip)
@@ -57,32 +65,36 @@ class ExemplarConfig(Settings):
         check_int(self.num_exemplars, "num_exemplars", minimum=2)
         check_number(self.strength, "strength", 0, MAX_STRENGTH)
         check_number(self.max_degrees, "max_degrees", 0, 180)
+        check_int(self.batch_size, "batch_size")
         check_int(self.num_epochs, "num_epochs")
         check_int(self.recalibration_batches, "recalibration_batches", minimum=0)
-        effective_budget(self.time_budget_s)  # raises unless positive or None
+        check_budget(self.time_budget_s)
+
+
+# Per-profile values (the dataclass defaults are the fast profile's); grade and any other profile take fast's.
+# full: CIFAR-10 on a GPU, N = 8,000, stronger views for natural images, no time budget.
+EXEMPLAR_CONFIGS: dict[str, dict] = {
+    "fast": {"num_exemplars": 2000, "strength": 0.5, "time_budget_s": 150.0},
+    "full": {"num_exemplars": 8000, "strength": 1.0, "time_budget_s": None},
+}
 
 
 def config_for(profile: Profile, **overrides) -> ExemplarConfig:
-    """The exemplar settings for ``profile``, every value resolved, then ``overrides``.
+    """The exemplar settings for ``profile`` (by name; ``fast``'s for an unknown name), every value resolved,
+    then ``overrides``.
 
     Every profile trains as many steps as ``num_epochs`` epochs over its training set would take:
     passes over the N exemplars = num_epochs x training images / N (fast: 8 x 10,000 / 2,000 = 40).
-    full: CIFAR-10 on a GPU, N = 8,000, stronger views for natural images, no time budget.
     With ``max_images_per_class`` (grade), N is at most the images kept (10 classes in every
-    course dataset). The profile's own budget wins when it is smaller.
+    course dataset). The batch is the profile's. The profile's own budget wins when it is smaller.
     """
     train_images = {"cifar10": 50_000}.get(profile.dataset, 10_000)
     if profile.max_images_per_class is not None:
         train_images = min(train_images, 10 * profile.max_images_per_class)
-    if profile.name == "full":
-        n, strength, budget = 8000, 1.0, None
-    else:
-        n, strength, budget = 2000, 0.5, 150.0
-    n = overrides.get("num_exemplars", min(n, train_images))
-    cfg = ExemplarConfig(num_exemplars=n, strength=strength,
-                         num_epochs=max(1, round(profile.num_epochs * train_images / n)),
-                         time_budget_s=effective_budget(budget, profile.time_budget_s))
-    return cfg.replace(**overrides) if overrides else cfg
+    n = overrides.get("num_exemplars", min(profile_row(EXEMPLAR_CONFIGS, profile)["num_exemplars"], train_images))
+    derived = {"num_exemplars": n, "num_epochs": max(1, round(profile.num_epochs * train_images / n)),
+               "batch_size": profile.batch_size}
+    return config_from_table(ExemplarConfig, EXEMPLAR_CONFIGS, profile, {**derived, **overrides}, "exemplar")
 
 
 # --------------------------------------------------------------------------- inputs and targets
@@ -194,36 +206,32 @@ def exemplar_step(backbone: Backbone, head: LinearHead, cfg: ExemplarConfig,
     return step
 
 
+def setup(train_data: ImageData, profile: Profile, cfg: ExemplarConfig, device: torch.device) -> PretrainSetup:
+    """Exemplar's part of its pre-training run (``train.pretrain_method`` does the rest): sample the N
+    exemplars (the loader draws from them only: a batch's ``index`` is its target), the profile's backbone
+    with the random-init baseline's weights, the N-way head, the step, and the views that recalibrate
+    batch norm."""
+    if cfg.num_exemplars > len(train_data):
+        raise ValueError(f"num_exemplars={cfg.num_exemplars} but the training set has only {len(train_data)} images")
+    exemplar_ids = sample_exemplars(len(train_data), cfg.num_exemplars, seed=profile.seed)
+    exemplars = train_data.images[exemplar_ids]  # (N, C, H, W): row i is surrogate class i
+    backbone = seeded_backbone(profile, train_data.images.shape[1], device)
+    head = make_head(backbone.feature_dim, cfg).to(device)
+    generator = torch.Generator(device=device).manual_seed(profile.seed)
+
+    def forward(batch) -> Tensor:  # the pretext inputs through both modules (batch-norm recalibration)
+        return head(backbone.forward_features(make_views(batch.x, cfg, generator)))
+
+    return PretrainSetup(backbone, {"head": head}, exemplar_step(backbone, head, cfg, generator), forward,
+                         exemplars, min(cfg.batch_size, len(exemplars)), profile.lr, profile.weight_decay)
+
+
 def pretrain(train_data: ImageData, profile: Profile, cfg: ExemplarConfig | None = None,
              device: torch.device | None = None, progress: bool = True) -> Pretrained:
     """Sample the exemplars, pre-train a backbone and the N-way head on their views (cached), then
     recalibrate batch norm. The backbone starts from the same seeded initialisation as the random-init
     baseline. Returns ``Pretrained(backbone, history, heads={"head": ...})``."""
-    cfg = cfg or config_for(profile)
-    if not isinstance(cfg, ExemplarConfig):
-        raise TypeError(f"cfg must be an ExemplarConfig (exemplar.config_for(profile)), got {type(cfg).__name__}")
-    if cfg.num_exemplars > len(train_data):
-        raise ValueError(f"num_exemplars={cfg.num_exemplars} but the training set has only {len(train_data)} images")
-    device = device or get_device()
-    exemplar_ids = sample_exemplars(len(train_data), cfg.num_exemplars, seed=profile.seed)
-    exemplars = train_data.images[exemplar_ids]  # (N, C, H, W): row i is surrogate class i
-    torch.manual_seed(profile.seed)
-    backbone = build_backbone(profile, train_data.images.shape[1]).to(device)
-    head = make_head(backbone.feature_dim, cfg).to(device)
-    loader = DeviceLoader(exemplars, batch_size=min(profile.batch_size, len(exemplars)), device=device,
-                          seed=profile.seed)  # no labels: the batch's index is the target
-    generator = torch.Generator(device=device).manual_seed(profile.seed)
-    if profile.compile:
-        backbone.compile()
-
-    def forward(batch) -> Tensor:  # the pretext inputs through both modules (batch-norm recalibration)
-        return head(backbone.forward_features(make_views(batch.x, cfg, generator)))
-
-    return pretrain_and_cache("exemplar", pretrain_key("exemplar", profile, cfg, train_data), backbone,
-                              {"head": head}, exemplar_step(backbone, head, cfg, generator), loader, profile.lr,
-                              profile.weight_decay, cfg.num_epochs, cfg.time_budget_s, amp=profile.amp,
-                              recalibrate=forward, recalibration_batches=cfg.recalibration_batches,
-                              progress=progress)
+    return pretrain_method(__name__, train_data, profile, cfg, device, progress)
 
 
 # --------------------------------------------------------------------------- what the features learned

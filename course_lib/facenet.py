@@ -39,13 +39,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from course_lib import models
 from course_lib.augment import to_float
-from course_lib.config import Profile, Settings, check_int, check_number, get_device
+from course_lib.config import Profile, Settings, check_int, check_number
 from course_lib.datasets import ImageData
-from course_lib.loader import DeviceLoader
-from course_lib.models import Backbone, build_backbone
-from course_lib.models import make_head as linear_or_mlp_head
-from course_lib.train import Pretrained, check_budget, config_from_table, pretrain_and_cache, pretrain_key
+from course_lib.models import Backbone
+from course_lib.train import (
+    Pretrained,
+    PretrainSetup,
+    check_budget,
+    config_from_table,
+    pretrain_method,
+    seeded_backbone,
+)
 
 MINERS = ("batch-all", "batch-hard", "semi-hard")
 MAX_SQUARED_DISTANCE = 4.0  # ||u - v||^2 = 2 - 2 u.v for unit vectors: 0 (same point) to 4 (opposite points)
@@ -230,17 +236,19 @@ class Embedding(nn.Module):
 
 def make_head(in_dim: int, cfg: FaceNetConfig) -> nn.Module:
     """The small head from h to the embedding (before its normalisation): linear, or an MLP with ``cfg.hidden_dim``."""
-    return linear_or_mlp_head(in_dim, cfg.embedding_dim, cfg.hidden_dim)
+    return models.make_head(in_dim, cfg.embedding_dim, cfg.hidden_dim)
 
 
-def facenet_step(backbone: Backbone, head: nn.Module, cfg: FaceNetConfig):
+def facenet_step(backbone: Backbone, head: nn.Module, cfg: FaceNetConfig,
+                 generator: torch.Generator | None = None):
     """The step function for ``course_lib.train.train``: batch -> {"loss", "active", "spread"}.
 
     Embeds the batch, mines triplets from the (detached) squared distances with ``cfg.miner``, and
-    returns the triplet loss with two diagnostics: ``active``, the fraction of mined triplets that
-    violate the margin (loss > 0), and ``spread``, the mean squared distance between the batch's
-    embeddings (near 0 when the embedding collapses to one point; about 2 for directions spread
-    evenly over the sphere).
+    returns the triplet loss with two diagnostics in place of an accuracy (a triplet loss has no classes
+    to be right about): ``active``, the fraction of mined triplets that violate the margin (loss > 0),
+    and ``spread``, the mean squared distance between the batch's embeddings (near 0 when the embedding
+    collapses to one point; about 2 for directions spread evenly over the sphere). ``generator`` is
+    taken as by every step and unused: the step draws nothing at random (the batch is the loader's).
     """
     embed = Embedding(backbone, head)
 
@@ -271,11 +279,10 @@ def unseen_data(data: ImageData, cfg: FaceNetConfig) -> ImageData:
     return data.subset(~torch.isin(data.labels, torch.tensor(cfg.seen_classes, device=data.labels.device)))
 
 
-def _check_train_data(train_data: ImageData, cfg: FaceNetConfig) -> ImageData:
-    images = getattr(train_data, "images", None)
-    if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
-        raise TypeError(f"train_data must be an ImageData with uint8 images (N, C, H, W), got "
-                        f"{type(train_data).__name__} with images {getattr(images, 'dtype', type(images))}")
+def setup(train_data: ImageData, profile: Profile, cfg: FaceNetConfig, device: torch.device) -> PretrainSetup:
+    """FaceNet's part of its pre-training run (``train.pretrain_method`` does the rest): the loader draws
+    the images **and labels** of ``cfg.seen_classes`` only; the profile's backbone with the random-init
+    baseline's weights, the embedding head, the step, AdamW at the config's own rate."""
     present = set(train_data.labels.unique().tolist())
     missing = [c for c in cfg.seen_classes if c not in present]
     if missing:
@@ -284,7 +291,14 @@ def _check_train_data(train_data: ImageData, cfg: FaceNetConfig) -> ImageData:
     seen = seen_data(train_data, cfg)
     if len(seen) < cfg.batch_size:
         raise ValueError(f"batch_size {cfg.batch_size} is larger than the {len(seen)} images of the seen classes")
-    return seen
+    backbone = seeded_backbone(profile, train_data.images.shape[1], device)
+    head = make_head(backbone.feature_dim, cfg).to(device)
+
+    def forward(batch) -> Tensor:  # batch-norm recalibration
+        return head(backbone.forward_features(to_float(batch.x)))
+
+    return PretrainSetup(backbone, {"embedding": head}, facenet_step(backbone, head, cfg), forward, seen.images,
+                         cfg.batch_size, cfg.lr, cfg.weight_decay, labels=seen.labels, key={"seen": len(seen)})
 
 
 def pretrain(train_data: ImageData, profile: Profile, cfg: FaceNetConfig | None = None,
@@ -296,26 +310,7 @@ def pretrain(train_data: ImageData, profile: Profile, cfg: FaceNetConfig | None 
     norm recalibrated at the end. Returns ``Pretrained(backbone, history, heads={"embedding": head})``:
     ``Embedding(pre.backbone, pre.heads["embedding"])`` is f(x); the shared protocol evaluates the backbone.
     """
-    cfg = config_for(profile) if cfg is None else cfg
-    if not isinstance(cfg, FaceNetConfig):
-        raise TypeError(f"cfg must be a FaceNetConfig (facenet.config_for(profile)), got {type(cfg).__name__}")
-    seen = _check_train_data(train_data, cfg)
-    device = device or get_device()
-    torch.manual_seed(profile.seed)  # the same initial weights as the random-init baseline
-    backbone = build_backbone(profile, train_data.images.shape[1]).to(device)
-    head = make_head(backbone.feature_dim, cfg).to(device)
-    loader = DeviceLoader(seen.images, seen.labels, cfg.batch_size, device=device, seed=profile.seed)
-    if profile.compile:
-        backbone.compile()
-
-    def forward(batch) -> Tensor:  # batch-norm recalibration
-        return head(backbone.forward_features(to_float(batch.x)))
-
-    key = {**pretrain_key("facenet", profile, cfg, train_data), "seen": len(seen)}
-    return pretrain_and_cache("facenet", key, backbone, {"embedding": head}, facenet_step(backbone, head, cfg), loader,
-                              cfg.lr, cfg.weight_decay, cfg.num_epochs, cfg.time_budget_s, amp=profile.amp,
-                              recalibrate=forward, recalibration_batches=cfg.recalibration_batches,
-                              progress=progress)
+    return pretrain_method(__name__, train_data, profile, cfg, device, progress)
 
 
 def embedder(pre: Pretrained) -> Embedding:

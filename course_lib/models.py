@@ -162,9 +162,6 @@ class MLPHead(nn.Module):
         return self.net(h)
 
 
-ProjectionHead = MLPHead  # SimCLR's name for it (h -> z, 256 hidden, 128 out by default)
-
-
 def make_head(in_dim: int, out_dim: int, hidden_dim: int = 0) -> nn.Module:
     """An :class:`MLPHead` with ``hidden_dim`` hidden units, or a :class:`LinearHead` when it is 0."""
     return MLPHead(in_dim, hidden_dim, out_dim) if hidden_dim else LinearHead(in_dim, out_dim)

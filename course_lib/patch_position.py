@@ -30,11 +30,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.augment import crop_at, to_float
-from course_lib.config import Profile, Settings, check_int, get_device
+from course_lib.config import Profile, Settings, check_int
 from course_lib.datasets import ImageData
-from course_lib.loader import DeviceLoader
-from course_lib.models import Backbone, MLPHead, build_backbone
-from course_lib.train import Pretrained, effective_budget, pretrain_and_cache, pretrain_key
+from course_lib.models import Backbone, MLPHead
+from course_lib.train import (
+    Pretrained,
+    PretrainSetup,
+    check_budget,
+    config_from_table,
+    pretrain_method,
+    seeded_backbone,
+)
 
 # (row, col) step from the centre cell to the neighbour with label k, in reading order.
 NEIGHBOURS: tuple[tuple[int, int], ...] = (
@@ -53,7 +59,7 @@ def label_to_cell(label: int) -> int:
 
 
 @dataclass(frozen=True)
-class PatchConfig(Settings):
+class PatchPositionConfig(Settings):
     """How pairs of patches are cut (sizes in pixels of the resized image) and how long to train;
     resolved and checked when built (``config_for``): the printed values are the values used."""
 
@@ -62,6 +68,7 @@ class PatchConfig(Settings):
     gap: int = 2  # empty pixels between neighbouring cells (Doersch: 48 px between 96-px patches)
     jitter: int = 2  # each patch moves independently by up to +-jitter pixels per axis (Doersch: 7 of 96)
     hidden_dim: int = 256  # hidden width of the pair head
+    batch_size: int = 128  # images per step, one pair each (the profile's)
     num_epochs: int = 8  # passes over the training images
     time_budget_s: float | None = None  # stop pre-training after this many seconds (None: no budget)
     recalibration_batches: int = 20  # batches that re-estimate the batch-norm statistics after training (0: skip)
@@ -69,8 +76,9 @@ class PatchConfig(Settings):
     def __post_init__(self) -> None:
         for name in ("image_size", "patch_size", "gap", "jitter", "hidden_dim", "recalibration_batches"):
             check_int(getattr(self, name), name, minimum=0)
+        check_int(self.batch_size, "batch_size")
         check_int(self.num_epochs, "num_epochs")
-        effective_budget(self.time_budget_s)  # raises unless positive or None
+        check_budget(self.time_budget_s)
         if self.patch_size < 8:
             raise ValueError(f"patch_size must be >= 8 (the backbones need 8x8 inputs), got {self.patch_size}")
         if self.hidden_dim < 1:
@@ -95,22 +103,28 @@ class PatchConfig(Settings):
         return 3 * self.patch_size + 2 * self.gap + 2 * self.jitter
 
 
-def config_for(profile: Profile, **overrides) -> PatchConfig:
+# Per-profile values: none of the patch settings follow the profile's name; they follow its data (the image
+# size sets the patch geometry) and its backbone (its feature width sets the pair head's), derived in
+# config_for below, with the profile's epochs, batch size and time budget.
+PATCH_POSITION_CONFIGS: dict[str, dict] = {"fast": {}, "full": {}, "grade": {}}
+
+
+def config_for(profile: Profile, **overrides) -> PatchPositionConfig:
     """The patch settings for ``profile``, every value resolved, then ``overrides``.
 
     Fashion-MNIST (28 px) is resized to 32 px and CIFAR-10 used as it is: 8-px patches, close
     to the scale of the whole images the probe sees (measured in notebook 04: larger,
     upsampled patches transfer worse to whole images). STL-10 (96 px) gets 24-px patches.
-    Training: the profile's epochs and time budget.
+    A ResNet-18 (512 features) gets a 512-wide pair head. Training: the profile's epochs, batch
+    size and time budget.
     """
-    common = {"num_epochs": profile.num_epochs, "time_budget_s": effective_budget(profile.time_budget_s)}
+    derived = {"num_epochs": profile.num_epochs, "batch_size": profile.batch_size}
+    if profile.backbone == "resnet18" or profile.dataset == "stl10":
+        derived["hidden_dim"] = 512
     if profile.dataset == "stl10":
-        cfg = PatchConfig(image_size=96, patch_size=24, gap=6, jitter=6, hidden_dim=512, **common)
-    elif profile.backbone == "resnet18":
-        cfg = PatchConfig(hidden_dim=512, **common)
-    else:
-        cfg = PatchConfig(**common)
-    return cfg.replace(**overrides) if overrides else cfg
+        derived.update(image_size=96, patch_size=24, gap=6, jitter=6)
+    return config_from_table(PatchPositionConfig, PATCH_POSITION_CONFIGS, profile, {**derived, **overrides},
+                             "patch-position")
 
 
 def neighbour_offsets(patch_size: int, gap: int) -> Tensor:
@@ -118,7 +132,7 @@ def neighbour_offsets(patch_size: int, gap: int) -> Tensor:
     return torch.tensor(NEIGHBOURS, dtype=torch.long) * (patch_size + gap)
 
 
-def grid_corners(batch_size: int, cfg: PatchConfig, image_size: int, generator: torch.Generator | None = None,
+def grid_corners(batch_size: int, cfg: PatchPositionConfig, image_size: int, generator: torch.Generator | None = None,
                  device: torch.device | str | None = None) -> Tensor:
     """Top-left corners (B, 9, 2), as (row, col), of cells 1..9 of a randomly placed, jittered grid.
 
@@ -134,7 +148,7 @@ def grid_corners(batch_size: int, cfg: PatchConfig, image_size: int, generator: 
     return origin + cells + shake  # (B, 9, 2)
 
 
-def sample_corners(labels: Tensor, cfg: PatchConfig, image_size: int,
+def sample_corners(labels: Tensor, cfg: PatchPositionConfig, image_size: int,
                    generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """Top-left corners (B, 2) of the centre patch (cell 5) and of neighbour ``labels[i]``."""
     corners = grid_corners(labels.shape[0], cfg, image_size, generator, labels.device)  # (B, 9, 2)
@@ -183,7 +197,7 @@ def resize(x: Tensor, size: int) -> Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
 
 
-def make_pairs(x: Tensor, cfg: PatchConfig, generator: torch.Generator | None = None,
+def make_pairs(x: Tensor, cfg: PatchPositionConfig, generator: torch.Generator | None = None,
                labels: Tensor | None = None) -> PatchPairs:
     """Inputs and targets of the pretext task for a batch of images (uint8 or float in [0, 1]).
 
@@ -217,11 +231,11 @@ class PairHead(nn.Module):
         return self.mlp(torch.cat([h_centre, h_neighbour], dim=1))  # (B, 2D) -> (B, 8)
 
 
-def make_head(in_dim: int, cfg: PatchConfig) -> PairHead:
+def make_head(in_dim: int, cfg: PatchPositionConfig) -> PairHead:
     return PairHead(in_dim, cfg.hidden_dim)
 
 
-def position_loss(logits: Tensor, labels: Tensor) -> Tensor:
+def patch_position_loss(logits: Tensor, labels: Tensor) -> Tensor:
     """Doersch et al. 2015 (sec. 3): mean cross-entropy of the 8-way position logits (B, 8) against the
     neighbour labels (B,) in 0..7; chance = log 8."""
     if logits.dim() != 2 or logits.shape[1] != NUM_POSITIONS or labels.shape != logits.shape[:1]:
@@ -236,20 +250,20 @@ def pair_logits(backbone: Backbone, head: PairHead, pairs: PatchPairs) -> Tensor
     return head(h_centre, h_neighbour)
 
 
-def patch_position_step(backbone: Backbone, head: PairHead, cfg: PatchConfig,
+def patch_position_step(backbone: Backbone, head: PairHead, cfg: PatchPositionConfig,
                         generator: torch.Generator | None = None):
     """The step function for ``course_lib.train.train``: cross-entropy over the 8 positions."""
 
     def step(batch):
         pairs = make_pairs(batch.x, cfg, generator)
         logits = pair_logits(backbone, head, pairs)  # (B, 8)
-        return {"loss": position_loss(logits, pairs.label), "acc": (logits.argmax(1) == pairs.label).float().mean()}
+        return {"loss": patch_position_loss(logits, pairs.label), "acc": (logits.argmax(1) == pairs.label).float().mean()}
 
     return step
 
 
 @torch.no_grad()
-def pretext_accuracy(backbone: Backbone, head: PairHead, images: Tensor, cfg: PatchConfig, seed: int = 0,
+def pretext_accuracy(backbone: Backbone, head: PairHead, images: Tensor, cfg: PatchPositionConfig, seed: int = 0,
                      batch_size: int = 512) -> float:
     """Accuracy of the 8-way position guess on ``images`` (uint8), with fixed random pairs (``seed``);
     computed in eval mode, the modules' modes restored afterwards."""
@@ -269,29 +283,24 @@ def pretext_accuracy(backbone: Backbone, head: PairHead, images: Tensor, cfg: Pa
     return correct / len(images)
 
 
-def pretrain(train_data: ImageData, profile: Profile, cfg: PatchConfig | None = None,
-             device: torch.device | None = None, progress: bool = True) -> Pretrained:
-    """Pre-train a backbone and the pair head on the pretext task (cached: the key holds the whole
-    profile and config, so a changed knob -- a gap of 0 -- retrains), then recalibrate batch norm.
-    Returns ``Pretrained(backbone, history, heads={"head": ...})``."""
-    cfg = cfg or config_for(profile)
-    if not isinstance(cfg, PatchConfig):
-        raise TypeError(f"cfg must be a PatchConfig (patch_position.config_for(profile)), got {type(cfg).__name__}")
-    device = device or get_device()
-    torch.manual_seed(profile.seed)
-    backbone = build_backbone(profile, train_data.images.shape[1]).to(device)
+def setup(train_data: ImageData, profile: Profile, cfg: PatchPositionConfig, device: torch.device) -> PretrainSetup:
+    """Patch position's part of its pre-training run (``train.pretrain_method`` does the rest): the
+    profile's backbone with the random-init baseline's weights, the pair head, the step, and the pairs
+    that recalibrate batch norm."""
+    backbone = seeded_backbone(profile, train_data.images.shape[1], device)
     head = make_head(backbone.feature_dim, cfg).to(device)
-    loader = DeviceLoader(train_data.images, batch_size=min(profile.batch_size, len(train_data)), device=device,
-                          seed=profile.seed)
     generator = torch.Generator(device=device).manual_seed(profile.seed)
-    if profile.compile:
-        backbone.compile()
 
     def forward(batch) -> Tensor:  # the pretext inputs through both modules (batch-norm recalibration)
         return pair_logits(backbone, head, make_pairs(batch.x, cfg, generator))
 
-    return pretrain_and_cache("patch_position", pretrain_key("patch_position", profile, cfg, train_data), backbone,
-                              {"head": head}, patch_position_step(backbone, head, cfg, generator), loader, profile.lr,
-                              profile.weight_decay, cfg.num_epochs, cfg.time_budget_s, amp=profile.amp,
-                              recalibrate=forward, recalibration_batches=cfg.recalibration_batches,
-                              progress=progress)
+    return PretrainSetup(backbone, {"head": head}, patch_position_step(backbone, head, cfg, generator), forward,
+                         train_data.images, min(cfg.batch_size, len(train_data)), profile.lr, profile.weight_decay)
+
+
+def pretrain(train_data: ImageData, profile: Profile, cfg: PatchPositionConfig | None = None,
+             device: torch.device | None = None, progress: bool = True) -> Pretrained:
+    """Pre-train a backbone and the pair head on the pretext task (cached: the key holds the whole
+    profile and config, so a changed knob -- a gap of 0 -- retrains), then recalibrate batch norm.
+    Returns ``Pretrained(backbone, history, heads={"head": ...})``."""
+    return pretrain_method(__name__, train_data, profile, cfg, device, progress)

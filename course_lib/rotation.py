@@ -29,11 +29,18 @@ from torch import Tensor, nn
 
 from course_lib import models
 from course_lib.augment import random_flip, random_rotate90, to_float
-from course_lib.config import Profile, Settings, check_int, check_number, get_device
+from course_lib.config import Profile, Settings, check_int, check_number
 from course_lib.datasets import ImageData
-from course_lib.loader import DeviceLoader
-from course_lib.models import Backbone, build_backbone
-from course_lib.train import Pretrained, effective_budget, pretrain_and_cache, pretrain_key
+from course_lib.models import Backbone
+from course_lib.train import (
+    Pretrained,
+    PretrainSetup,
+    check_budget,
+    config_from_table,
+    pretrain_method,
+    profile_row,
+    seeded_backbone,
+)
 
 NUM_ROTATIONS = 4
 ROTATION_NAMES = ("0°", "90°", "180°", "270°")  # target k = quarter turns counter-clockwise
@@ -45,7 +52,7 @@ class RotationConfig(Settings):
     the printed values are the values used."""
 
     all_rotations: bool = True  # each image in all 4 rotations in one batch (as the paper); False: one random k
-    images_per_batch: int = 32  # images drawn per step (x4 rotated copies when all_rotations)
+    batch_size: int = 32  # images drawn per step (x4 rotated copies when all_rotations)
     head_hidden_dim: int = 256  # > 0: an MLP head with one hidden layer (keeps h less rotation-specific); 0: linear
     flip_p: float = 0.5  # horizontal flip before rotating (a flip keeps "up" up)
     num_epochs: int = 1  # passes over the training images
@@ -55,29 +62,36 @@ class RotationConfig(Settings):
     def __post_init__(self) -> None:
         if not isinstance(self.all_rotations, bool):
             raise ValueError(f"all_rotations must be True or False, got {self.all_rotations!r}")
-        check_int(self.images_per_batch, "images_per_batch")
+        check_int(self.batch_size, "batch_size")
         check_int(self.head_hidden_dim, "head_hidden_dim", minimum=0)
         check_number(self.flip_p, "flip_p", 0, 1)
         check_int(self.num_epochs, "num_epochs")
         check_int(self.recalibration_batches, "recalibration_batches", minimum=0)
-        effective_budget(self.time_budget_s)  # raises unless positive or None
+        check_budget(self.time_budget_s)
+
+
+# Per-profile values (the dataclass defaults are the fast profile's). Fast and grade: one epoch (312 steps,
+# under a minute on a 2-core CPU) with an 80-s budget for a slow or busy machine; full: the profile's
+# epochs, no budget. The batch follows the profile's: batch_size / 4 images, each in its 4 rotations.
+ROTATION_CONFIGS: dict[str, dict] = {
+    "fast": {"num_epochs": 1, "time_budget_s": 80.0},
+    "full": {"time_budget_s": None},  # num_epochs: the profile's
+    "grade": {"num_epochs": 1, "time_budget_s": 80.0},
+}
 
 
 def config_for(profile: Profile, **overrides) -> RotationConfig:
-    """The rotation settings for ``profile``, every value resolved, then ``overrides``.
+    """The rotation settings for ``profile`` (by name; ``fast``'s for an unknown name), every value
+    resolved, then ``overrides``.
 
-    A step sees ``profile.batch_size`` rotated images (batch_size / 4 images x 4 turns).
-    fast: one epoch (312 steps, under a minute on a 2-core CPU) with an 80-s budget for a
-    slow or busy machine; full: the profile's epochs, no budget. The profile's own budget
-    (grade) wins when it is smaller.
+    A step sees ``profile.batch_size`` rotated images (batch_size / 4 images x 4 turns; with
+    ``all_rotations=False``, batch_size images in one random rotation each). The profile's own
+    budget (grade) wins when it is smaller.
     """
     all_rotations = overrides.get("all_rotations", True)
-    per_step = max(1, profile.batch_size // NUM_ROTATIONS) if all_rotations else profile.batch_size
-    fast = profile.name not in ("full",)
-    cfg = RotationConfig(all_rotations=all_rotations, images_per_batch=per_step,
-                         num_epochs=1 if fast else profile.num_epochs,
-                         time_budget_s=effective_budget(80.0 if fast else None, profile.time_budget_s))
-    return cfg.replace(**overrides) if overrides else cfg
+    derived = {"batch_size": max(1, profile.batch_size // NUM_ROTATIONS) if all_rotations else profile.batch_size,
+               "num_epochs": profile_row(ROTATION_CONFIGS, profile).get("num_epochs", profile.num_epochs)}
+    return config_from_table(RotationConfig, ROTATION_CONFIGS, profile, {**derived, **overrides}, "rotation")
 
 
 # --------------------------------------------------------------------------- inputs and targets
@@ -160,33 +174,28 @@ def rotation_step(backbone: Backbone, head: nn.Module, cfg: RotationConfig,
     return step
 
 
+def setup(train_data: ImageData, profile: Profile, cfg: RotationConfig, device: torch.device) -> PretrainSetup:
+    """Rotation's part of its pre-training run (``train.pretrain_method`` does the rest): the profile's
+    backbone with the random-init baseline's weights, the rotation head, the step, and the pretext
+    inputs that recalibrate batch norm. Labels are not given to the loader: self-supervised."""
+    _check_square_batch(train_data.images)
+    backbone = seeded_backbone(profile, train_data.images.shape[1], device)
+    head = make_head(backbone.feature_dim, cfg).to(device)
+    generator = torch.Generator(device=device).manual_seed(profile.seed)
+
+    def forward(batch) -> Tensor:  # the pretext inputs through both modules (batch-norm recalibration)
+        return head(backbone.forward_features(make_rotation_inputs(batch.x, cfg, generator)[0]))
+
+    return PretrainSetup(backbone, {"head": head}, rotation_step(backbone, head, cfg, generator), forward,
+                         train_data.images, min(cfg.batch_size, len(train_data)), profile.lr, profile.weight_decay)
+
+
 def pretrain(train_data: ImageData, profile: Profile, cfg: RotationConfig | None = None,
              device: torch.device | None = None, progress: bool = True) -> Pretrained:
     """Pre-train a backbone on rotation prediction over ``train_data``'s images (cached), then
     recalibrate its batch norm. The backbone starts from the same seeded initialisation as the
     random-init baseline. Returns ``Pretrained(backbone, history, heads={"head": ...})``."""
-    cfg = cfg or config_for(profile)
-    if not isinstance(cfg, RotationConfig):
-        raise TypeError(f"cfg must be a RotationConfig (rotation.config_for(profile)), got {type(cfg).__name__}")
-    device = device or get_device()
-    _check_square_batch(train_data.images)
-    torch.manual_seed(profile.seed)
-    backbone = build_backbone(profile, train_data.images.shape[1]).to(device)
-    head = make_head(backbone.feature_dim, cfg).to(device)
-    loader = DeviceLoader(train_data.images, None, min(cfg.images_per_batch, len(train_data)),
-                          device=device, seed=profile.seed)  # no labels: self-supervised
-    generator = torch.Generator(device=device).manual_seed(profile.seed)
-    if profile.compile:
-        backbone.compile()
-
-    def forward(batch) -> Tensor:  # the pretext inputs through both modules (batch-norm recalibration)
-        return head(backbone.forward_features(make_rotation_inputs(batch.x, cfg, generator)[0]))
-
-    return pretrain_and_cache("rotation", pretrain_key("rotation", profile, cfg, train_data), backbone,
-                              {"head": head}, rotation_step(backbone, head, cfg, generator), loader, profile.lr,
-                              profile.weight_decay, cfg.num_epochs, cfg.time_budget_s, amp=profile.amp,
-                              recalibrate=forward, recalibration_batches=cfg.recalibration_batches,
-                              progress=progress)
+    return pretrain_method(__name__, train_data, profile, cfg, device, progress)
 
 
 # --------------------------------------------------------------------------- which rotations it gets right

@@ -32,12 +32,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from course_lib.augment import AugmentConfig, augment
-from course_lib.config import Profile, Settings, check_int, check_number, get_device
+from course_lib.config import Profile, Settings, check_int, check_number
 from course_lib.contrastive import nt_xent
 from course_lib.datasets import ImageData
-from course_lib.loader import DeviceLoader
-from course_lib.models import Backbone, ProjectionHead, build_backbone
-from course_lib.train import Pretrained, check_budget, config_from_table, pretrain_and_cache, pretrain_key
+from course_lib.models import Backbone, MLPHead
+from course_lib.train import (
+    Pretrained,
+    PretrainSetup,
+    check_budget,
+    config_from_table,
+    pretrain_method,
+    seeded_backbone,
+)
 
 SCHEDULES = ("constant", "cosine")
 
@@ -146,7 +152,7 @@ def positive_accuracy(z1: Tensor, z2: Tensor) -> Tensor:
     return (sim.argmax(1) == partner).float().mean()
 
 
-def simclr_step(backbone: Backbone, head: ProjectionHead, cfg: SimCLRConfig,
+def simclr_step(backbone: Backbone, head: MLPHead, cfg: SimCLRConfig,
                 generator: torch.Generator | None = None):
     """The step function for ``course_lib.train.train``: batch -> {"loss", "acc"}.
 
@@ -166,17 +172,8 @@ def simclr_step(backbone: Backbone, head: ProjectionHead, cfg: SimCLRConfig,
 # --------------------------------------------------------------------------- training
 
 
-def _check_train_data(train_data: ImageData, cfg: SimCLRConfig) -> None:
-    images = getattr(train_data, "images", None)
-    if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
-        raise TypeError(f"train_data must be an ImageData with uint8 images (N, C, H, W), got "
-                        f"{type(train_data).__name__} with images {getattr(images, 'dtype', type(images))}")
-    if len(images) < cfg.batch_size:
-        raise ValueError(f"batch_size {cfg.batch_size} is larger than the {len(images)} training images")
-
-
 def _warmup_cosine(cfg: SimCLRConfig):
-    """``schedule(optimizer, total_steps)`` for ``train.pretrain_and_cache``: 10% linear warm-up, then
+    """``schedule(optimizer, total_steps)`` for the learning rate: 10% linear warm-up, then
     cosine decay to 0 (``cfg.schedule == "cosine"``); None for a constant learning rate."""
     if cfg.schedule != "cosine":
         return None
@@ -188,6 +185,21 @@ def _warmup_cosine(cfg: SimCLRConfig):
     return schedule
 
 
+def setup(train_data: ImageData, profile: Profile, cfg: SimCLRConfig, device: torch.device) -> PretrainSetup:
+    """SimCLR's part of its pre-training run (``train.pretrain_method`` does the rest): the profile's
+    backbone with the random-init baseline's weights, the projection head g, the step, both views to
+    recalibrate batch norm, AdamW at the config's own rate with warm-up + cosine. No labels: self-supervised."""
+    backbone = seeded_backbone(profile, train_data.images.shape[1], device)
+    head = MLPHead(backbone.feature_dim, cfg.hidden_dim, cfg.proj_dim).to(device)
+    generator = torch.Generator(device=device).manual_seed(profile.seed)
+
+    def forward(batch) -> Tensor:  # both views through both modules (batch-norm recalibration)
+        return head(backbone.forward_features(torch.cat(two_views(batch.x, cfg, generator))))
+
+    return PretrainSetup(backbone, {"projection": head}, simclr_step(backbone, head, cfg, generator), forward,
+                         train_data.images, cfg.batch_size, cfg.lr, cfg.weight_decay, schedule=_warmup_cosine(cfg))
+
+
 def pretrain(train_data: ImageData, profile: Profile, cfg: SimCLRConfig | None = None,
              device: torch.device | None = None, progress: bool = True) -> Pretrained:
     """Pre-train the profile's backbone with SimCLR on ``train_data``'s images (labels unused), cached.
@@ -197,24 +209,4 @@ def pretrain(train_data: ImageData, profile: Profile, cfg: SimCLRConfig | None =
     on fresh views. Returns ``Pretrained(backbone, history, heads={"projection": g})``: the protocol
     evaluates h (the backbone); g gives z = g(h) for the h-vs-z comparison.
     """
-    cfg = config_for(profile) if cfg is None else cfg
-    if not isinstance(cfg, SimCLRConfig):
-        raise TypeError(f"cfg must be a SimCLRConfig (simclr.config_for(profile)), got {type(cfg).__name__}")
-    _check_train_data(train_data, cfg)
-    device = device or get_device()
-    torch.manual_seed(profile.seed)  # the same initial weights as the random-init baseline
-    backbone = build_backbone(profile, train_data.images.shape[1]).to(device)
-    head = ProjectionHead(backbone.feature_dim, cfg.hidden_dim, cfg.proj_dim).to(device)
-    loader = DeviceLoader(train_data.images, None, cfg.batch_size, device=device, seed=profile.seed)  # no labels
-    generator = torch.Generator(device=device).manual_seed(profile.seed)
-    if profile.compile:
-        backbone.compile()
-
-    def forward(batch) -> Tensor:  # both views through both modules (batch-norm recalibration)
-        return head(backbone.forward_features(torch.cat(two_views(batch.x, cfg, generator))))
-
-    return pretrain_and_cache("simclr", pretrain_key("simclr", profile, cfg, train_data), backbone,
-                              {"projection": head}, simclr_step(backbone, head, cfg, generator), loader, cfg.lr,
-                              cfg.weight_decay, cfg.num_epochs, cfg.time_budget_s, amp=profile.amp,
-                              recalibrate=forward, recalibration_batches=cfg.recalibration_batches,
-                              progress=progress, schedule=_warmup_cosine(cfg))
+    return pretrain_method(__name__, train_data, profile, cfg, device, progress)

@@ -6,68 +6,37 @@ optionally, a few metrics to log). The loop does the rest: train mode during the
 run and eval mode after it, gradients, optimiser step, progress bar, loss history
 and an optional time budget.
 
-Around the loop: :func:`effective_budget` (which of several time budgets applies),
-:func:`recalibrate_batchnorm` (fresh batch-norm statistics after training) and
-:func:`pretrain_and_cache` (the body of every method's ``pretrain``: train once,
-reload from the cache afterwards), which returns a :class:`Pretrained`.
+Around the loop: :func:`effective_budget` and :func:`check_budget` (time budgets),
+:func:`config_from_table` (a method's config from its per-profile table),
+:func:`recalibrate_batchnorm` (fresh batch-norm statistics after training),
+:func:`pretrain_and_cache` (train once, reload from the cache afterwards) and
+:func:`pretrain_method`, the body of every method's ``pretrain``: the method's
+``setup`` describes its run (:class:`PretrainSetup`: its heads, step, loader data...),
+and the wiring here does the rest the same way for every method, returning a
+:class:`Pretrained`.
 """
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from course_lib.config import Profile, time_budgets_enabled
+from course_lib.checkpoints import code_of, load_or_train
+from course_lib.config import Profile, get_device, time_budgets_enabled
+from course_lib.datasets import ImageData
+from course_lib.history import History
+from course_lib.loader import DeviceLoader
+from course_lib.models import Backbone, build_backbone
 
 StepOutput = torch.Tensor | dict[str, torch.Tensor]
 StepFn = Callable[[object], StepOutput]
-
-
-@dataclass
-class History:
-    """What a training run logged: one value per step for the loss and each metric."""
-
-    metrics: dict[str, list[float]] = field(default_factory=dict)
-    seconds: float = 0.0
-    stopped_by_budget: bool = False
-    images: int = 0  # images drawn from the loader (before any augmentation or copies a step makes)
-
-    @property
-    def losses(self) -> list[float]:
-        return self.metrics.get("loss", [])
-
-    @property
-    def steps(self) -> int:
-        return len(self.losses)
-
-    def final(self, name: str = "loss", last: int = 20) -> float:
-        """The mean of the last ``last`` logged values of ``name``: the course's one "final loss"."""
-        values = self.metrics.get(name)
-        if not values:
-            raise ValueError(f"no values logged for {name!r} (logged: {sorted(self.metrics)})")
-        if isinstance(last, bool) or not isinstance(last, int) or last < 1:
-            raise ValueError(f"last must be a positive int, got {last!r}")
-        tail = values[-last:]
-        return sum(tail) / len(tail)
-
-    def compute(self) -> dict:
-        """What the run cost: images drawn, optimiser steps, wall-clock seconds."""
-        return {"images": self.images, "steps": self.steps, "seconds": round(self.seconds, 1)}
-
-    def as_dict(self) -> dict:
-        return {"metrics": self.metrics, "seconds": self.seconds, "stopped_by_budget": self.stopped_by_budget,
-                "images": self.images}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> History:
-        return cls(metrics={k: list(v) for k, v in d["metrics"].items()}, seconds=float(d["seconds"]),
-                   stopped_by_budget=bool(d["stopped_by_budget"]), images=int(d.get("images", 0)))
 
 
 def effective_budget(*budgets: float | None) -> float | None:
@@ -88,15 +57,21 @@ def check_budget(value: float | None) -> None:
         raise ValueError(f"time_budget_s: {e}") from None
 
 
-def config_from_table(cls: type, table: dict[str, dict], profile, overrides: dict, what: str,
-                      default_budget: float | None = None):
-    """``cls(**values)``: the profile's row of a method's per-profile ``table`` (``fast``'s for an unknown
-    profile name), then ``overrides``. Unless overridden, the time budget is the smaller of the row's
-    (``default_budget`` when the row has none) and the profile's; unknown names are a ``TypeError``
-    naming ``what`` (the method) and the known fields. The body of a table-driven ``config_for``."""
+def profile_row(table: dict[str, dict], profile: Profile) -> dict:
+    """A copy of ``profile``'s row of a method's per-profile ``table``: the row of its name, else ``fast``'s."""
     if not isinstance(profile, Profile):
         raise TypeError(f"profile must be a course_lib.config.Profile, got {type(profile).__name__}")
-    values = dict(table.get(profile.name, table["fast"]))
+    return dict(table.get(profile.name, table["fast"]))
+
+
+def config_from_table(cls: type, table: dict[str, dict], profile, overrides: dict, what: str,
+                      default_budget: float | None = None):
+    """``cls(**values)``: the profile's row of a method's per-profile ``table`` (:func:`profile_row`), then
+    ``overrides``. Unless overridden, the time budget is the smaller of the row's (``default_budget`` when
+    the row has none) and the profile's; unknown names are a ``TypeError`` naming ``what`` (the method) and
+    the known fields. The body of every method's ``config_for`` (values it derives from the profile's own
+    fields, e.g. its batch size, come in with ``overrides``, below the caller's)."""
+    values = profile_row(table, profile)
     values.update(overrides)
     if "time_budget_s" not in overrides:
         values["time_budget_s"] = effective_budget(values.get("time_budget_s", default_budget), profile.time_budget_s)
@@ -105,6 +80,22 @@ def config_from_table(cls: type, table: dict[str, dict], profile, overrides: dic
     if unknown:
         raise TypeError(f"unknown {what} setting(s) {sorted(unknown)}: expected some of {sorted(known)}")
     return cls(**values)
+
+
+@dataclass
+class Adversary:
+    """A second player trained in the same loop with its own optimiser: a GAN's discriminator.
+
+    With an adversary, a step is played in two halves. ``step(batch)`` returns the model's forward and
+    the adversary's loss under ``"adversary_loss"`` (built on detached outputs, so it reaches the
+    adversary only); the loop updates the adversary with ``optimizer``; then ``finish(first)`` builds the
+    model's loss against the *updated* adversary (frozen, so the model's optimiser never moves it) and
+    returns the usual ``{"loss": ..., metrics}``.
+    """
+
+    module: nn.Module
+    optimizer: torch.optim.Optimizer
+    finish: Callable[[dict[str, Tensor]], dict[str, Tensor]]
 
 
 def train(
@@ -118,6 +109,7 @@ def train(
     amp: bool = False,
     desc: str = "train",
     progress: bool = True,
+    adversary: Adversary | None = None,
 ) -> History:
     """Run ``step`` on every batch of ``loader`` for ``num_epochs`` epochs.
 
@@ -126,6 +118,7 @@ def train(
         step: ``step(batch) -> loss`` or ``-> {"loss": loss, "acc": ...}``.
         time_budget_s: stop (cleanly, after a whole step) once this many seconds have passed.
         amp: bf16 autocast on CUDA (ignored elsewhere).
+        adversary: a second player with its own optimiser, updated inside every step (:class:`Adversary`).
     """
     modules = [modules] if isinstance(modules, nn.Module) else list(modules)
     if not isinstance(num_epochs, int) or num_epochs < 1:
@@ -156,6 +149,11 @@ def train(
             for batch in loader:
                 with autocast:
                     out = step(batch)
+                    if adversary is not None:  # the adversary's update, then the model's loss against it
+                        adversary.optimizer.zero_grad(set_to_none=True)
+                        out["adversary_loss"].backward()
+                        adversary.optimizer.step()
+                        out = adversary.finish(out)
                 out = {"loss": out} if torch.is_tensor(out) else dict(out)
                 optimizer.zero_grad(set_to_none=True)
                 out["loss"].backward()
@@ -239,26 +237,25 @@ def pretrain_and_cache(name: str, key: dict, backbone: nn.Module, heads: dict[st
                        amp: bool = False, recalibrate: Callable[[object], object] | None = None,
                        recalibration_batches: int = 0, progress: bool = True,
                        schedule: Callable[[torch.optim.Optimizer, int], torch.optim.lr_scheduler.LRScheduler]
-                       | None = None) -> Pretrained:
-    """The body of every method's ``pretrain``: AdamW + :func:`train` (+ batch-norm recalibration),
-    run once and cached by ``checkpoints.load_or_train`` under ``key`` (a dict of everything that
-    changes the result). A checkpoint cut by a time budget is not reused by a run without one.
-    ``schedule(optimizer, total_steps)``, if given, makes the learning-rate scheduler stepped after
-    every optimiser step (the method's config, and so ``key``, must say which schedule it is)."""
-    from course_lib.checkpoints import code_of, load_or_train  # checkpoints imports History from here
-
+                       | None = None, adversary: Adversary | None = None) -> Pretrained:
+    """AdamW + :func:`train` (+ batch-norm recalibration), run once and cached by
+    ``checkpoints.load_or_train`` under ``key`` (a dict of everything that changes the result). A
+    checkpoint cut by a time budget is not reused by a run without one. ``schedule(optimizer,
+    total_steps)``, if given, makes the learning-rate scheduler stepped after every optimiser step (the
+    method's config, and so ``key``, must say which schedule it is). ``adversary``: a second player with
+    its own optimiser (its module is one of ``heads``)."""
     model = nn.ModuleDict({"backbone": backbone, **heads})
 
     def run() -> History:
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
         scheduler = None if schedule is None else schedule(opt, num_epochs * len(loader))
         history = train(model, step, loader, opt, num_epochs, time_budget_s=time_budget_s, scheduler=scheduler,
-                        amp=amp, desc=name, progress=progress)
+                        amp=amp, desc=name, progress=progress, adversary=adversary)
         if recalibrate is not None:
             recalibrate_batchnorm(model, recalibrate, loader, recalibration_batches)
         return history
 
-    # the key holds the code too: the core modules and the method's own (where its step function lives)
+    # the key holds the code too: the method's module (where its step function lives) and all it imports
     history = load_or_train(name, key, model, run, time_budget_s=time_budget_s, code=code_of(step))
     model.eval()
     return Pretrained(backbone, history, nn.ModuleDict(heads))
@@ -273,3 +270,92 @@ def pretrain_key(method: str, profile, cfg, train_data) -> dict:
             "profile": {k: v for k, v in profile.as_dict().items() if k not in drop},
             "config": {k: v for k, v in cfg.as_dict().items() if k not in drop},
             "train": len(train_data), "image_shape": list(train_data.images.shape[1:])}
+
+
+# --------------------------------------------------------------------------- the seam of every method's pretrain
+
+
+@dataclass
+class PretrainSetup:
+    """What a method's ``setup(train_data, profile, cfg, device)`` returns: the parts of its pre-training
+    run that are its own. :func:`pretrain_method` does the rest the same way for every method (the
+    checks, the loader, compiling, the optimiser and the loop, batch-norm recalibration, the cache)."""
+
+    backbone: Backbone  # the encoder, from seeded_backbone: the random-init baseline's weights
+    heads: dict[str, nn.Module]  # the pretext task's modules, by name
+    step: StepFn  # step(batch) -> {"loss": ..., "acc": ...} for the one loop
+    forward: Callable[[object], object]  # forward(batch): the pretext inputs through the modules (batch-norm recalibration)
+    images: Tensor  # uint8 (N, C, H, W): what the loader draws batches from
+    batch_size: int  # images per batch
+    lr: float  # AdamW's learning rate (the profile's, or the config's own)
+    weight_decay: float
+    labels: Tensor | None = None  # labels for the loader (None: self-supervised, never looked at)
+    schedule: Callable[[torch.optim.Optimizer, int], torch.optim.lr_scheduler.LRScheduler] | None = None
+    adversary: Adversary | None = None  # a second player with its own optimiser (its module is in heads)
+    key: dict = field(default_factory=dict)  # what else changes the result, beside the profile, config and data
+
+
+def seeded_backbone(profile: Profile, in_channels: int, device: torch.device | None) -> Backbone:
+    """The profile's backbone with the random-init baseline's weights: seeded with ``profile.seed`` right before
+    it is built, so that a pre-trained encoder and its baseline start from the same point."""
+    torch.manual_seed(profile.seed)
+    return build_backbone(profile, in_channels).to(device)
+
+
+def check_train_data(train_data) -> None:
+    """``TypeError`` unless ``train_data`` is an ``ImageData`` with uint8 images (N, C, H, W)."""
+    images = getattr(train_data, "images", None)
+    if not isinstance(train_data, ImageData) or not isinstance(images, Tensor) or images.dtype != torch.uint8 \
+            or images.dim() != 4:
+        raise TypeError(f"train_data must be an ImageData with uint8 images (N, C, H, W), got "
+                        f"{type(train_data).__name__} with images {getattr(images, 'dtype', type(images))}")
+
+
+def method_module(method: str):
+    """The module ``method`` (an import name, ``"course_lib.rotation"``); ``ValueError`` unless it has the
+    contract's ``config_for(profile)`` and ``setup(train_data, profile, cfg, device)``."""
+    module = importlib.import_module(method)
+    if not (callable(getattr(module, "config_for", None)) and callable(getattr(module, "setup", None))):
+        raise ValueError(f"{method} has no config_for(profile) and setup(train_data, profile, cfg, device): it does "
+                         "not follow the method contract (docs/adding-a-method.md)")
+    return module
+
+
+def method_setup(method: str, train_data: ImageData, profile: Profile, cfg=None,
+                 device: torch.device | None = None) -> tuple[object, PretrainSetup, DeviceLoader]:
+    """Everything of ``method``'s pre-training run but the training: its config (``cfg``, default
+    ``config_for(profile)``, checked to be of the method's config class), its ``setup`` and the loader.
+
+    ``method`` is the module's import name (``"course_lib.rotation"``). Bad input raises before any
+    training: a ``TypeError`` for a config or data of the wrong kind, a ``ValueError`` from the method's
+    own checks or for a batch larger than the training set.
+    """
+    module = method_module(method)
+    expected = type(module.config_for(profile))
+    cfg = module.config_for(profile) if cfg is None else cfg
+    if not isinstance(cfg, expected):
+        raise TypeError(f"cfg must be a {expected.__name__} ({module.__name__.rsplit('.', 1)[-1]}.config_for(profile)), "
+                        f"got {type(cfg).__name__}")
+    check_train_data(train_data)
+    device = device or get_device()
+    run = module.setup(train_data, profile, cfg, device)
+    if run.batch_size > len(run.images):
+        raise ValueError(f"batch_size {run.batch_size} is larger than the {len(run.images)} training images")
+    loader = DeviceLoader(run.images, run.labels, run.batch_size, device=device, seed=profile.seed)
+    return cfg, run, loader
+
+
+def pretrain_method(method: str, train_data: ImageData, profile: Profile, cfg=None,
+                    device: torch.device | None = None, progress: bool = True) -> Pretrained:
+    """The body of every method's ``pretrain``: :func:`method_setup`, then :func:`pretrain_and_cache` with the
+    config's epochs, time budget and recalibration batches, under :func:`pretrain_key` (plus the setup's
+    own ``key`` entries). Returns ``Pretrained(backbone, history, heads)`` in eval mode."""
+    cfg, run, loader = method_setup(method, train_data, profile, cfg, device)
+    if profile.compile:
+        run.backbone.compile()
+    name = method.rsplit(".", 1)[-1]
+    key = {**pretrain_key(name, profile, cfg, train_data), **run.key}
+    return pretrain_and_cache(name, key, run.backbone, run.heads, run.step, loader, run.lr, run.weight_decay,
+                              cfg.num_epochs, cfg.time_budget_s, amp=profile.amp, recalibrate=run.forward,
+                              recalibration_batches=cfg.recalibration_batches, progress=progress,
+                              schedule=run.schedule, adversary=run.adversary)

@@ -43,7 +43,7 @@ from course_lib.augment import AugmentConfig, augment, simclr_config  # noqa: E4
 from course_lib.config import get_device, get_profile  # noqa: E402
 from course_lib.files import atomic_write  # noqa: E402
 from course_lib.loader import DeviceLoader  # noqa: E402
-from course_lib.models import LinearHead, ProjectionHead, build_backbone  # noqa: E402
+from course_lib.models import LinearHead, MLPHead, build_backbone  # noqa: E402
 from course_lib.tools import bench  # noqa: E402
 from course_lib.train import train  # noqa: E402
 
@@ -171,10 +171,10 @@ def part_simclr(cfg: CheckConfig, profile, device: torch.device, images, num_wor
     for name in ("course", "dataloader"):
         torch.manual_seed(0)
         backbone = build_backbone(profile, 3).to(device)
-        head = ProjectionHead(backbone.feature_dim).to(device)
+        head = MLPHead(backbone.feature_dim).to(device)
         optimizer = torch.optim.AdamW([*backbone.parameters(), *head.parameters()], lr=profile.lr,
                                       weight_decay=profile.weight_decay)
-        step = bench.simclr_step(backbone, head, device)
+        step = bench.views_step(backbone, head, device)
         if name == "course":
             loader = bench.CourseTwoViews(images, aug, profile.batch_size, device)
         else:

@@ -67,7 +67,8 @@ def cache(tmp_path, monkeypatch):
 
 
 def tiny_profile(**changes):
-    """The fast profile shrunk for method tests: a 4-wide backbone, one epoch, no time budget; ``changes`` win."""
+    """The fast profile shrunk for method tests: a 4-wide backbone, batches of 16, one epoch, no time budget;
+    ``changes`` win."""
     from course_lib.config import get_profile
 
-    return get_profile("fast", **{"width": 4, "num_epochs": 1, "time_budget_s": None, **changes})
+    return get_profile("fast", **{"width": 4, "batch_size": 16, "num_epochs": 1, "time_budget_s": None, **changes})

@@ -4,11 +4,10 @@ import copy
 
 import pytest
 import torch
-from conftest import make_image_data
+from conftest import make_image_data, tiny_profile
 
 from course_lib import baselines as B
 from course_lib.checkpoints import weights_digest
-from course_lib.config import get_profile
 from course_lib.evaluate import Evaluation, protocol_key
 from course_lib.models import SmallConvNet
 from course_lib.train import History, Pretrained
@@ -16,38 +15,39 @@ from course_lib.train import History, Pretrained
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def tiny_profile(**changes):
-    """Small enough to run the whole protocol in seconds: 10 images per class kept, 2 labels per class."""
-    fields = {"width": 4, "labels_per_class": (2, None), "supervised_steps": 2, "batch_size": 8, "knn_k": 3,
+def protocol_profile(**changes):
+    """The tests' tiny profile, small enough to run the whole protocol in seconds: 10 images per class
+    kept, 2 labels per class."""
+    fields = {"labels_per_class": (2, None), "finetune_steps": 2, "batch_size": 8, "knn_k": 3,
               "max_images_per_class": 10}
-    return get_profile("fast", **{**fields, **changes})
+    return tiny_profile(**{**fields, **changes})
 
 
 @pytest.mark.parametrize("change", [{"channels_last": False}, {"amp": True}, {"compile": True},
-                                    {"max_images_per_class": 9}, {"supervised_steps": 3}, {"seed": 1}, {"labels_per_class": (3, None)}])
+                                    {"max_images_per_class": 9}, {"finetune_steps": 3}, {"seed": 1}, {"labels_per_class": (3, None)}])
 def test_the_protocol_key_changes_with_anything_that_changes_the_result(change):
     train, test = make_image_data(40), make_image_data(20, seed=1)
-    assert protocol_key(train, test, tiny_profile()) != protocol_key(train, test, tiny_profile(**change))
+    assert protocol_key(train, test, protocol_profile()) != protocol_key(train, test, protocol_profile(**change))
 
 
 def test_the_protocol_key_changes_with_the_training_set():
     test = make_image_data(20, seed=1)
-    assert protocol_key(make_image_data(40), test, tiny_profile()) != \
-        protocol_key(make_image_data(44), test, tiny_profile())
+    assert protocol_key(make_image_data(40), test, protocol_profile()) != \
+        protocol_key(make_image_data(44), test, protocol_profile())
 
 
 def test_compare_with_baselines_adds_the_method_row_with_its_compute(cache):
     # the protocol is protocol_for(profile): max_images_per_class=10 sizes the validation split to 2 per class,
     # but fine-tuning takes 10 labels per class, more than the 8 left: a clear error
     train, test = make_image_data(40), make_image_data(20, seed=1)
-    profile = tiny_profile()
+    profile = protocol_profile()
     torch.manual_seed(0)
     net = SmallConvNet(1, width=4).eval()
     pre = Pretrained(net, History(metrics={"loss": [1.0, 0.5]}, seconds=3.0, images=64), torch.nn.ModuleDict())
     with pytest.raises(ValueError, match="fewer than 10 labels per class"):
         B.compare_with_baselines("toy", pre, train, test, profile, torch.device("cpu"))
     train, test = make_image_data(60, num_classes=3), make_image_data(30, num_classes=3, seed=1)
-    profile = tiny_profile(max_images_per_class=20)  # 4 per class for validation, 16 left
+    profile = protocol_profile(max_images_per_class=20)  # 4 per class for validation, 16 left
     rows = B.compare_with_baselines("toy", pre, train, test, profile, torch.device("cpu"))
     assert [r.method for r in rows] == ["raw pixels", "random init", "toy"]
     assert all(isinstance(r, Evaluation) for r in rows)
@@ -64,7 +64,7 @@ def test_compare_with_baselines_adds_the_method_row_with_its_compute(cache):
 
 def test_the_method_row_is_cached_by_the_encoder_weights(cache, monkeypatch):
     train, test = make_image_data(60, num_classes=3), make_image_data(30, num_classes=3, seed=1)
-    profile = tiny_profile(max_images_per_class=20)
+    profile = protocol_profile(max_images_per_class=20)
     torch.manual_seed(0)
     net = SmallConvNet(1, width=4).eval()
     pre = Pretrained(net, History(metrics={"loss": [1.0]}, seconds=3.0, images=64), torch.nn.ModuleDict())
@@ -118,7 +118,7 @@ def test_evaluate_and_save_compares_saves_the_methods_row_and_shows_the_table(ca
     monkeypatch.setattr(B, "compare_with_baselines", lambda *a, **kw: calls.append(a) or fake_table(a[0]))
     monkeypatch.setattr(IPython.display, "display", shown.append)
     train, test = make_image_data(40), make_image_data(20, seed=1)
-    profile = tiny_profile()
+    profile = protocol_profile()
     plt.close("all")
     table = B.evaluate_and_save("toy", "the encoder", train, test, profile, torch.device("cpu"), source="03_toy")
     assert [r.method for r in table] == ["raw pixels", "random init", "toy"]
@@ -141,7 +141,7 @@ def test_evaluate_and_save_without_a_method_saves_the_baselines(cache, monkeypat
     monkeypatch.setattr(B, "baselines", lambda *a, **kw: fake_table(None))
     monkeypatch.setattr(IPython.display, "display", lambda obj: None)
     train, test = make_image_data(40), make_image_data(20, seed=1)
-    table = B.evaluate_and_save(None, None, train, test, tiny_profile(), source="01_intro", show=False)
+    table = B.evaluate_and_save(None, None, train, test, protocol_profile(), source="01_intro", show=False)
     assert [r.method for r in table] == ["raw pixels", "random init"]
     assert {name: r["source"] for name, r in load_rows("fast").items()} == {"raw pixels": "01_intro",
                                                                             "random init": "01_intro"}
@@ -156,6 +156,6 @@ def test_evaluate_and_save_rejects_what_it_cannot_save(cache, method, encoder, s
     from course_lib.results import results_path
 
     with pytest.raises(ValueError, match=message):
-        B.evaluate_and_save(method, encoder, make_image_data(40), make_image_data(20, seed=1), tiny_profile(),
+        B.evaluate_and_save(method, encoder, make_image_data(40), make_image_data(20, seed=1), protocol_profile(),
                             source=source, show=False)
     assert not results_path("fast").exists()

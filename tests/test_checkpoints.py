@@ -117,13 +117,27 @@ def test_a_change_to_the_method_module_retrains(tmp_path, monkeypatch):
     assert trainer.calls == 2
 
 
-def test_the_default_code_is_the_core_plus_the_course_module_of_the_train_fn():
+def test_the_default_code_is_the_course_module_of_the_train_fn_and_all_it_imports():
     fn = types.FunctionType((lambda: None).__code__, {})
     fn.__module__ = "course_lib.rotation"
-    assert checkpoints.code_of(fn) == (*CORE_MODULES, "course_lib.rotation")
+    code = checkpoints.code_of(fn)
+    assert code == checkpoints.code_of("course_lib.rotation") and "course_lib.rotation" in code
+    assert set(CORE_MODULES) <= set(code)  # through rotation's imports and theirs
+    assert "course_lib.evaluate" not in code  # what rotation does not import is not in its key
+    # a lazy import counts too: comparison imports baselines (and, through it, results) inside its functions only
+    assert {"course_lib.baselines", "course_lib.results"} <= set(checkpoints.code_of("course_lib.comparison"))
     fn.__module__ = "__main__"  # defined in a notebook: only the core
     assert checkpoints.code_of(fn) == CORE_MODULES
     assert "course_lib.train" in CORE_MODULES and "course_lib.models" in CORE_MODULES
+
+
+def test_course_imports_reads_every_import_statement_without_importing(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "probe_method.py").write_text(
+        "import json\nfrom course_lib import models\nfrom course_lib.train import train\n"
+        "def later():\n    from course_lib.checkpoints import load_or_train\n    import course_lib.loader\n")
+    assert checkpoints.course_imports("probe_method") == (
+        "course_lib.checkpoints", "course_lib.loader", "course_lib.models", "course_lib.train")
 
 
 @pytest.mark.parametrize("budget, reused", [(None, False), (10.0, False), (4.0, True), (5.0, True)])

@@ -42,8 +42,9 @@ def test_flops_of_a_linear_step_are_exact():
 
 
 def test_training_flops_per_image_counts_the_methods_own_step(one_thread):
-    """The counter captures the step and loader that rotation.pretrain builds (nothing is trained): its
-    count equals one rotation step built by hand on the first batch, divided by that batch's images."""
+    """The counter takes the step and loader that rotation.pretrain trains with, from the same seam
+    (train.method_setup; nothing is trained): its count equals one rotation step built by hand on the
+    first batch, divided by that batch's images."""
     from course_lib import rotation
     from course_lib.datasets import load_dataset
     from course_lib.loader import DeviceLoader
@@ -56,13 +57,13 @@ def test_training_flops_per_image_counts_the_methods_own_step(one_thread):
     data = profile.limit(load_dataset(profile.dataset, "train"))
     backbone = build_backbone(profile, 1)
     head = rotation.make_head(backbone.feature_dim, cfg)
-    batch = next(iter(DeviceLoader(data.images, None, cfg.images_per_batch, device="cpu", seed=0)))
+    batch = next(iter(DeviceLoader(data.images, None, cfg.batch_size, device="cpu", seed=0)))
     by_hand = comparison.step_flops(rotation.rotation_step(backbone, head, cfg), batch)
-    assert per_image == by_hand / cfg.images_per_batch > 0
+    assert per_image == by_hand / cfg.batch_size > 0
 
 
 def test_training_flops_needs_a_method_that_trains_through_the_course_loop():
-    with pytest.raises(ValueError, match="pretrain_and_cache"):
+    with pytest.raises(ValueError, match="method contract"):
         comparison.training_flops_per_image(Method("x", "course_lib.results", "99_x"), get_profile("grade"), "cpu")
 
 
@@ -117,7 +118,7 @@ def test_registry_entry_matches_its_notebook(method):
     with evaluation_data (through the entry's inputs function, if any), and evaluates and saves the row in one
     call, evaluate_and_save, under the entry's name with the entry's notebook as source."""
     module = method.load()
-    assert callable(module.config_for) and callable(module.pretrain) and hasattr(module, "pretrain_and_cache")
+    assert callable(module.config_for) and callable(module.pretrain) and callable(module.setup)
     code = notebook_code(method.notebook)
     [(row, pre, x, y, source)] = EVALUATE_AND_SAVE.findall(code)
     assert (row, source) == (f'"{method.row}"', method.notebook)

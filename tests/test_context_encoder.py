@@ -4,19 +4,16 @@ import math
 
 import pytest
 import torch
-from conftest import make_image_data
-from conftest import tiny_profile as shared_tiny_profile
+from conftest import make_image_data, tiny_profile
 
 from course_lib import context_encoder as CE
+from course_lib.augment import to_float
 from course_lib.config import get_profile
-from course_lib.loader import Batch
+from course_lib.loader import Batch, DeviceLoader
 from course_lib.models import SmallConvNet, build_backbone
+from course_lib.train import pretrain_and_cache, pretrain_key
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
-
-def tiny_profile(**changes):
-    return shared_tiny_profile(**{"batch_size": 16, **changes})  # tests/conftest.py, batches of 16
 
 
 def tiny_config(**changes):
@@ -231,19 +228,24 @@ def test_step_on_a_tiny_batch_trains_encoder_and_decoder_without_labels():
     assert abs(expected.item() - out["loss"].item()) < 1e-4
 
 
-def test_adversarial_step_updates_the_discriminator_itself_and_leaves_it_out_of_the_joint_loss():
+def test_adversarial_step_updates_the_discriminator_in_the_loop_and_leaves_it_out_of_the_joint_loss():
     torch.manual_seed(0)
     profile, cfg = tiny_profile(), tiny_config(adv_weight=0.3)
     backbone = build_backbone(profile, 1)
     decoder = CE.make_decoder(backbone, (1, 12, 12), cfg)
     disc = CE.Discriminator(1, width=4)
-    d_opt = torch.optim.SGD(disc.parameters(), lr=0.1)
+    adversary = CE.adversary(disc, cfg, lr=0.1)
     before = [p.detach().clone() for p in disc.parameters()]
-    step = CE.context_encoder_step(backbone, decoder, cfg, torch.Generator().manual_seed(0), disc, d_opt)
-    out = step(Batch(make_image_data(n=8, size=12).images, None, torch.arange(8)))
+    step = CE.context_encoder_step(backbone, decoder, cfg, torch.Generator().manual_seed(0), disc)
+    first = step(Batch(make_image_data(n=8, size=12).images, None, torch.arange(8)))
+    assert set(first) == {"adversary_loss", "rec", "fake"}
+    assert all(torch.equal(b, p) for b, p in zip(before, disc.parameters(), strict=True)), "the step moves nothing"
+    first["adversary_loss"].backward()  # what train.train does between the halves
+    adversary.optimizer.step()
+    assert any(not torch.equal(b, p) for b, p in zip(before, disc.parameters(), strict=True)), "D took its step"
+    out = adversary.finish(first)
     assert set(out) == {"loss", "rec", "adv", "d_loss"}
     assert abs(out["loss"].item() - (0.7 * out["rec"].item() + 0.3 * out["adv"].item())) < 1e-5
-    assert any(not torch.equal(b, p) for b, p in zip(before, disc.parameters(), strict=True)), "D took its step"
     disc.zero_grad(set_to_none=True)
     out["loss"].backward()
     assert all(p.grad is None for p in disc.parameters()), "the joint loss must not train D"
@@ -251,6 +253,69 @@ def test_adversarial_step_updates_the_discriminator_itself_and_leaves_it_out_of_
     assert decoder.channel_fc.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="discriminator"):
         CE.context_encoder_step(backbone, decoder, cfg)
+
+
+def reference_adversarial_step(backbone, decoder, cfg, generator, discriminator, d_optimizer):
+    """The adversarial step as it was before the loop saw the discriminator's optimiser: D is updated inside
+    the step, on the current fills, then the joint loss is built against the updated, frozen D."""
+
+    def step(batch):
+        x = to_float(batch.x)
+        mask = CE.make_masks(len(x), tuple(x.shape[-2:]), cfg, generator).to(x.device)
+        pred = CE.inpaint(backbone, decoder, x, mask, cfg.fill_value)
+        rec = CE.masked_l2_loss(pred, x, CE.loss_weights(mask, cfg.overlap, cfg.overlap_weight))
+        fake = CE.composite(x, pred, mask)
+        d_loss, _ = CE.adversarial_losses(discriminator(x), discriminator(fake.detach()))
+        d_optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_optimizer.step()
+        discriminator.requires_grad_(False)
+        try:
+            _, g_loss = CE.adversarial_losses(torch.zeros(1, device=x.device), discriminator(fake))
+        finally:
+            discriminator.requires_grad_(True)
+        loss = (1 - cfg.adv_weight) * rec + cfg.adv_weight * g_loss
+        return {"loss": loss, "rec": rec.detach(), "adv": g_loss.detach(), "d_loss": d_loss.detach()}
+
+    return step
+
+
+def reference_pretrain(data, profile, cfg):
+    """context_encoder.pretrain as it was, with the step above: the same seeds in the same order."""
+    torch.manual_seed(profile.seed)
+    backbone = build_backbone(profile, data.images.shape[1])
+    decoder = CE.make_decoder(backbone, tuple(data.images.shape[1:]), cfg)
+    if profile.channels_last:
+        decoder = decoder.to(memory_format=torch.channels_last)
+    disc = CE.Discriminator(data.images.shape[1])
+    d_optimizer = torch.optim.Adam(disc.parameters(), lr=profile.lr, betas=(0.5, 0.999))
+    loader = DeviceLoader(data.images, None, min(cfg.batch_size, len(data)), device="cpu", seed=profile.seed)
+    generator = torch.Generator().manual_seed(profile.seed)
+
+    def forward(batch):
+        x = to_float(batch.x)
+        return CE.inpaint(backbone, decoder, x, CE.make_masks(len(x), tuple(x.shape[-2:]), cfg, generator), cfg.fill_value)
+
+    step = reference_adversarial_step(backbone, decoder, cfg, generator, disc, d_optimizer)
+    return pretrain_and_cache("reference", pretrain_key("reference", profile, cfg, data), backbone,
+                              {"decoder": decoder, "discriminator": disc}, step, loader, profile.lr,
+                              profile.weight_decay, cfg.num_epochs, cfg.time_budget_s, amp=profile.amp,
+                              recalibrate=forward, recalibration_batches=cfg.recalibration_batches, progress=False)
+
+
+@pytest.mark.parametrize("adv_weight, overlap", [(0.3, 1), (0.001, 2)])  # 0.001, 2: the full profile's
+def test_the_loops_adversary_trains_bit_for_bit_as_the_step_that_updated_d_itself(cache, adv_weight, overlap):
+    data = make_image_data(n=24, size=12)
+    profile = tiny_profile()
+    cfg = tiny_config(adv_weight=adv_weight, overlap=overlap, num_epochs=2)  # 3 steps of 8 images per epoch
+    reference = reference_pretrain(data, profile, cfg)
+    new = CE.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)
+    assert new.history.steps == 6 and set(new.history.metrics) == {"loss", "rec", "adv", "d_loss"}
+    assert new.history.metrics == reference.history.metrics
+    assert set(new.heads) == set(reference.heads) == {"decoder", "discriminator"}
+    for module, ref in [(new.backbone, reference.backbone), *((new.heads[k], reference.heads[k]) for k in new.heads)]:
+        for (name, a), b in zip(module.state_dict().items(), ref.state_dict().values(), strict=True):
+            assert torch.equal(a, b), name
 
 
 def test_gradient_energy_matches_a_loop_and_blur_lowers_it():
@@ -316,40 +381,7 @@ def test_config_for_resolves_every_profile_and_rejects_unknown_settings():
 # ---------------------------------------------------------------- pretrain
 
 
-def test_pretrain_is_deterministic_and_cached(cache):
-    data, profile, cfg = make_image_data(n=32, size=12), tiny_profile(), tiny_config(num_epochs=2)
-    pre = CE.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)
-    assert pre.history.steps == 8 and set(pre.heads) == {"decoder"}
-    assert all(math.isfinite(v) for v in pre.history.losses)
-    for p in list(cache.glob("checkpoints/context_encoder-*.pt")):  # a second run trains again from scratch ...
-        p.unlink()
-    again = CE.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)
-    assert again.history.losses == pre.history.losses  # ... to the same numbers
-    for a, b in zip(pre.backbone.state_dict().values(), again.backbone.state_dict().values(), strict=True):
-        assert torch.equal(a, b)
-    loaded = CE.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)  # from the cache
-    assert loaded.history.losses == pre.history.losses
-    assert loaded.history.seconds == again.history.seconds, "loaded with its stored history, not trained again"
-    torch.testing.assert_close(loaded.heads.state_dict(), pre.heads.state_dict())
-    assert len(list(cache.glob("checkpoints/context_encoder-*.pt"))) == 1
-    CE.pretrain(data, profile, cfg.replace(mask="center"), torch.device("cpu"), progress=False)
-    assert len(list(cache.glob("checkpoints/context_encoder-*.pt"))) == 2, "another config, another checkpoint"
-
-
-def test_pretrain_starts_from_the_random_init_weights_and_moves_them(cache):
-    data, profile = make_image_data(n=16, size=12), tiny_profile()
-    torch.manual_seed(profile.seed)
-    random_init = SmallConvNet(1, width=4)
-    pre = CE.pretrain(data, profile, tiny_config(), torch.device("cpu"), progress=False)
-    moved = (pre.backbone.stages[0][0].weight - random_init.stages[0][0].weight).abs().max().item()
-    assert pre.history.steps == 2 and 0 < moved < 0.1
-
-
-def test_pretrain_rejects_bad_input_before_training(cache):
-    with pytest.raises(TypeError, match="ContextEncoderConfig"):
-        CE.pretrain(make_image_data(), tiny_profile(), {"mask": "center"}, progress=False)
-    with pytest.raises(TypeError, match="uint8"):
-        CE.pretrain(torch.zeros(8, 1, 12, 12), tiny_profile(), tiny_config(), progress=False)
+def test_pretrain_rejects_images_too_small_for_the_encoder_before_training(cache):
     with pytest.raises(ValueError, match="8x8"):
         CE.pretrain(make_image_data(size=6), tiny_profile(), tiny_config(), progress=False)
     assert not list(cache.glob("checkpoints/*"))

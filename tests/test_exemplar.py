@@ -221,21 +221,17 @@ def test_config_for_resolves_every_value_from_the_profile():
         exemplar.config_for(fast, num_images=500)  # not a knob
 
 
-def test_pretrain_trains_once_then_loads_and_checks_its_input(cache):
-    from conftest import make_image_data
+def test_pretrain_trains_on_the_exemplars_and_checks_their_number(cache):
+    from conftest import make_image_data, tiny_profile
 
     from course_lib.train import Pretrained
 
     data = make_image_data(48, num_classes=4, size=16)
-    profile = get_profile("fast", width=4, batch_size=16, num_epochs=1, time_budget_s=None)
+    profile = tiny_profile()
     cfg = exemplar.config_for(profile, num_exemplars=32, num_epochs=2, recalibration_batches=1)
     pre = exemplar.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)
     assert isinstance(pre, Pretrained) and pre.history.steps == 4 and pre.history.images == 64
-    assert pre.heads["head"].fc.out_features == 32 and not pre.backbone.training
-    again = exemplar.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)
-    assert again.history.losses == pre.history.losses
-    assert torch.equal(again.backbone.stages[0][0].weight, pre.backbone.stages[0][0].weight)
-    assert len(list(cache.glob("checkpoints/exemplar-*.pt"))) == 1
+    assert pre.heads["head"].fc.out_features == 32  # the rest of the contract: test_method_contract.py
     with pytest.raises(ValueError, match="num_exemplars=64 but the training set has only 48"):
         exemplar.pretrain(data, profile, cfg.replace(num_exemplars=64), progress=False)
 

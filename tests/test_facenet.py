@@ -1,7 +1,6 @@
 """Behaviour tests for FaceNet (course_lib.facenet, Schroff et al. 2015): distances, the triplet loss and the
 three miners against plain loops written here, the metric-learning protocol, the config and pretrain."""
 
-import math
 
 import pytest
 import torch
@@ -12,7 +11,6 @@ from course_lib import facenet as FN
 from course_lib.config import get_profile
 from course_lib.datasets import ImageData
 from course_lib.loader import Batch
-from course_lib.train import Pretrained
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -313,25 +311,16 @@ def tiny_config(**changes):
     return FN.config_for(tiny_profile(), **values)
 
 
-def test_pretrain_trains_on_the_seen_classes_only_deterministically_and_cached(cache):
+def test_pretrain_trains_on_the_seen_classes_only_to_a_unit_embedding(cache):
     data = make_image_data(40, 4, 12)  # classes 0-3, ten images each; class 3 is unseen
     profile, cfg = tiny_profile(), tiny_config()
-    pre = FN.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)
-    assert isinstance(pre, Pretrained) and set(pre.heads) == {"embedding"}
+    pre = FN.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)  # the rest: test_method_contract.py
+    assert set(pre.heads) == {"embedding"}
     h = pre.history
     assert h.steps == 2 * (30 // 8) and h.images == 2 * 3 * 8  # 30 seen images: 3 batches of 8 per epoch
-    assert all(math.isfinite(v) for v in h.losses) and set(h.metrics) == {"loss", "active", "spread"}
-    f = FN.embedder(pre)
-    z = FN.embed_images(f, data.images)
+    assert set(h.metrics) == {"loss", "active", "spread"}
+    z = FN.embed_images(FN.embedder(pre), data.images)
     assert z.shape == (40, 8) and torch.allclose(z.norm(dim=1), torch.ones(40), atol=1e-5)
-    for p in list(cache.glob("checkpoints/facenet-*.pt")):
-        p.unlink()
-    again = FN.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)
-    assert again.history.losses == h.losses
-    for a, b in zip(pre.backbone.state_dict().values(), again.backbone.state_dict().values(), strict=True):
-        assert torch.equal(a, b)
-    loaded = FN.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)
-    assert loaded.history.losses == h.losses and len(list(cache.glob("checkpoints/facenet-*.pt"))) == 1
     FN.pretrain(data, profile, cfg.replace(miner="batch-hard"), torch.device("cpu"), progress=False)
     assert len(list(cache.glob("checkpoints/facenet-*.pt"))) == 2, "another miner, another checkpoint"
 
@@ -350,25 +339,19 @@ def test_pretrain_never_sees_the_unseen_classes(cache):
     assert torch.equal(a.backbone.stages[0][0].weight, b.backbone.stages[0][0].weight)
 
 
-def test_pretrain_rejects_bad_input_before_training(cache):
+def test_pretrain_rejects_missing_classes_and_too_few_seen_images_before_training(cache):
     data = make_image_data(40, 4, 12)
     with pytest.raises(ValueError, match="batch_size"):
         FN.pretrain(data, tiny_profile(), tiny_config(batch_size=31), progress=False)
     with pytest.raises(ValueError, match="seen_classes"):
         FN.pretrain(data, tiny_profile(), tiny_config(seen_classes=(0, 7)), progress=False)
-    with pytest.raises(TypeError, match="FaceNetConfig"):
-        FN.pretrain(data, tiny_profile(), {"margin": 0.2}, progress=False)
-    with pytest.raises(TypeError, match="uint8"):
-        FN.pretrain(torch.zeros(8, 1, 12, 12), tiny_profile(), tiny_config(), progress=False)
     assert not list(cache.glob("checkpoints/*"))
 
 
-def test_full_profile_runs_a_few_steps_on_cifar_shaped_data(cache):
-    """The full profile's config (ResNet-18, 128-d embedding) on random (40, 3, 32, 32) uint8 images of ten classes."""
+def test_full_profile_embeds_in_128_dimensions(cache):
     full = get_profile("full")
-    cfg = FN.config_for(full, batch_size=8, num_epochs=1)  # everything else as the full profile trains
+    cfg = FN.config_for(full, batch_size=8, num_epochs=1, recalibration_batches=1)
     assert (cfg.embedding_dim, cfg.seen_classes) == (128, (0, 1, 2, 3, 4))
-    pre = FN.pretrain(make_image_data(40, 10, 32, channels=3), full, cfg, torch.device("cpu"), progress=False)
-    assert pre.history.steps == 20 // 8 and all(math.isfinite(v) for v in pre.history.losses)
+    pre = FN.pretrain(make_image_data(24, 10, 32, channels=3), full, cfg, torch.device("cpu"), progress=False)
     z = FN.embed_images(FN.embedder(pre), make_image_data(4, 2, 32, channels=3).images)
-    assert z.shape == (4, 128) and pre.backbone.feature_dim == 512
+    assert z.shape == (4, 128)

@@ -9,7 +9,7 @@ from course_lib.config import get_profile
 from course_lib.models import (
     Backbone,
     LinearHead,
-    ProjectionHead,
+    MLPHead,
     ResNet18,
     SmallConvNet,
     build_backbone,
@@ -143,8 +143,8 @@ def test_unknown_backbone_is_rejected():
 
 def test_heads_shapes():
     h = torch.randn(5, 32)
-    assert ProjectionHead(32).train()(h).shape == (5, 128)
-    assert ProjectionHead(32, hidden_dim=16, out_dim=8).eval()(h).shape == (5, 8)
+    assert MLPHead(32).train()(h).shape == (5, 128)
+    assert MLPHead(32, hidden_dim=16, out_dim=8).eval()(h).shape == (5, 8)
     assert LinearHead(32, 10)(h).shape == (5, 10)
 
 
@@ -173,7 +173,7 @@ def test_freeze_stops_gradients():
 
 
 def test_mlp_head_is_linear_bn_relu_linear_and_checks_its_sizes():
-    from course_lib.models import MLPHead, make_head
+    from course_lib.models import make_head
 
     head = MLPHead(6, hidden_dim=5, out_dim=3).eval()
     assert [type(m).__name__ for m in head.net] == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
@@ -183,7 +183,6 @@ def test_mlp_head_is_linear_bn_relu_linear_and_checks_its_sizes():
     torch.testing.assert_close(head(h), expected)
     assert lin1.bias is None  # batch norm right after it
     assert isinstance(make_head(6, 3, hidden_dim=0), LinearHead) and isinstance(make_head(6, 3, 5), MLPHead)
-    assert ProjectionHead is MLPHead
     for bad in ({"in_dim": 0}, {"hidden_dim": 2.5}, {"out_dim": True}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             MLPHead(**{"in_dim": 6, "hidden_dim": 5, "out_dim": 3, **bad})

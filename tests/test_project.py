@@ -449,10 +449,6 @@ def import_cycles(graph: dict[str, set[str]]) -> list[set[str]]:
     return groups
 
 
-# train.pretrain_and_cache imports checkpoints.load_or_train inside it; checkpoints.py imports History from train.py.
-# train.py's source is part of every checkpoint's key (checkpoints.CORE_MODULES): untying the two edits it, and
-# retrains every cached model; to be done with the next change that edits train.py anyway.
-KNOWN_CYCLES = [{"course_lib.checkpoints", "course_lib.train"}]
 
 
 def test_import_cycle_finder_finds_a_lazy_cycle_and_passes_a_tree():
@@ -462,11 +458,11 @@ def test_import_cycle_finder_finds_a_lazy_cycle_and_passes_a_tree():
 
 def test_no_two_course_lib_modules_import_each_other():
     """Directly or through others, at the top of a module or inside a function: a cycle means neither module can be
-    read, or tested, without the other. The one known cycle is listed above, with why it stays for now."""
+    read, or tested, without the other."""
     graph = course_lib_imports()
     assert "course_lib.files" in graph["course_lib.checkpoints"]  # the finder sees top-level imports,
     assert "course_lib.tools.runner" in graph["course_lib.tools.demo"]  # and imports inside functions
-    assert import_cycles(graph) == KNOWN_CYCLES
+    assert import_cycles(graph) == []
 
 
 def test_the_files_module_imports_nothing_else_of_course_lib():

@@ -12,8 +12,7 @@ from course_lib.config import get_profile
 from course_lib.contrastive import nt_xent
 from course_lib.datasets import ImageData
 from course_lib.loader import Batch
-from course_lib.models import ProjectionHead, SmallConvNet
-from course_lib.train import Pretrained
+from course_lib.models import MLPHead, SmallConvNet
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -104,7 +103,7 @@ def test_positive_accuracy_matches_a_loop():
 def test_step_is_nt_xent_of_the_two_views_projections():
     torch.manual_seed(0)
     backbone, cfg = SmallConvNet(1, width=4), S.SimCLRConfig(view_size=10, hidden_dim=16, proj_dim=8)
-    head = ProjectionHead(backbone.feature_dim, 16, 8)
+    head = MLPHead(backbone.feature_dim, 16, 8)
     backbone.eval(), head.eval()  # batch norm in eval mode: the result does not depend on batch composition
     x = image_data(n=6).images
     batch = Batch(x=x, y=torch.full((6,), -1), index=torch.arange(6))
@@ -136,62 +135,3 @@ def test_warmup_cosine_schedule_rises_then_decays_to_zero():
     assert all(a < b for a, b in zip(lrs[:peak], lrs[1:peak + 1], strict=True)), "warm-up rises"
     assert all(a > b for a, b in zip(lrs[peak:-1], lrs[peak + 1:], strict=True)), "then decays"
     assert lrs[-1] < 0.01 * cfg.lr
-
-
-def test_pretrain_is_deterministic_and_cached(cache):
-    data, profile, cfg = image_data(n=32), tiny_profile(), tiny_config()
-    pre = S.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)
-    assert isinstance(pre, Pretrained) and set(pre.heads) == {"projection"}
-    assert isinstance(pre.heads["projection"], ProjectionHead)
-    b1, h1 = pre.backbone, pre.history
-    assert h1.steps == 2 * 4 and all(math.isfinite(v) for v in h1.losses)  # 2 epochs of 32 // 8 steps
-    assert h1.compute() == {"images": 2 * 32, "steps": 8, "seconds": round(h1.seconds, 1)}
-    assert not b1.training and not pre.heads["projection"].training, "returned in eval mode"
-    for p in list(cache.glob("checkpoints/simclr-*.pt")):  # a second run trains again from scratch ...
-        p.unlink()
-    pre2 = S.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)
-    b2, h2 = pre2.backbone, pre2.history
-    assert h1.losses == h2.losses  # ... and gives the same losses and weights (head included)
-    for p1, p2 in zip(pre.heads.state_dict().values(), pre2.heads.state_dict().values(), strict=True):
-        assert torch.equal(p1, p2)
-    for p1, p2 in zip(b1.state_dict().values(), b2.state_dict().values(), strict=True):
-        assert torch.equal(p1, p2)
-    pre3 = S.pretrain(data, profile, cfg, torch.device("cpu"), progress=False)  # loaded, not trained
-    b3, h3 = pre3.backbone, pre3.history
-    assert h3.losses == h1.losses and torch.equal(b3.stages[0][0].weight, b1.stages[0][0].weight)
-    torch.testing.assert_close(pre3.heads.state_dict(), pre.heads.state_dict())
-    assert len(list(cache.glob("checkpoints/simclr-*.pt"))) == 1
-    S.pretrain(data, profile, cfg.replace(temperature=0.3), torch.device("cpu"), progress=False)
-    assert len(list(cache.glob("checkpoints/simclr-*.pt"))) == 2, "another config, another checkpoint"
-
-
-def test_pretrain_starts_from_the_random_init_weights_and_moves_them(cache):
-    data, profile = image_data(n=32), tiny_profile()
-    torch.manual_seed(profile.seed)
-    random_init = SmallConvNet(1, width=4)
-    pre = S.pretrain(data, profile, tiny_config(num_epochs=1), torch.device("cpu"), progress=False)
-    backbone, history = pre.backbone, pre.history
-    assert history.steps == 4
-    moved = (backbone.stages[0][0].weight - random_init.stages[0][0].weight).abs().max().item()
-    assert 0 < moved < 0.1, "trained from the seeded random init, a few small steps"
-
-
-def test_pretrain_rejects_bad_input_before_training(cache):
-    with pytest.raises(ValueError, match="batch_size"):
-        S.pretrain(image_data(n=6), tiny_profile(), tiny_config(), progress=False)
-    with pytest.raises(TypeError, match="SimCLRConfig"):
-        S.pretrain(image_data(), tiny_profile(), {"temperature": 0.5}, progress=False)
-    with pytest.raises(TypeError, match="uint8"):
-        S.pretrain(torch.zeros(8, 1, 12, 12), tiny_profile(), tiny_config(), progress=False)
-    assert not list(cache.glob("checkpoints/*"))
-
-
-def test_full_profile_runs_a_few_steps_on_cifar_shaped_data(cache):
-    """The full profile's config (ResNet-18, channels-last, bf16 on CUDA only) on random (16, 3, 32, 32) uint8."""
-    full = get_profile("full")
-    cfg = S.config_for(full, batch_size=8, num_epochs=1)  # everything else as the full profile trains
-    assert (cfg.view_size, cfg.crop_scale, cfg.blur_p) == (32, (0.08, 1.0), 0.0)
-    pre = S.pretrain(image_data(n=16, c=3, size=32, num_classes=10), full, cfg, torch.device("cpu"), progress=False)
-    backbone, history = pre.backbone, pre.history
-    assert history.steps == 2 and all(math.isfinite(v) for v in history.losses)
-    assert backbone.feature_dim == 512 and backbone.channels_last

@@ -40,7 +40,7 @@ from course_lib.augment import AugmentConfig, augment, simclr_config
 from course_lib.config import check_int, get_profile
 from course_lib.contrastive import nt_xent
 from course_lib.loader import DeviceLoader
-from course_lib.models import Backbone, ProjectionHead, build_backbone
+from course_lib.models import Backbone, MLPHead, build_backbone
 from course_lib.peak import machine_peak
 
 Views = tuple[Tensor, Tensor]  # two float batches (B, C, H, W) in [0, 1]: two views of the same images
@@ -148,9 +148,10 @@ def dataloader_two_views(images: Tensor, cfg: AugmentConfig, batch_size: int = 2
 # --------------------------------------------------------------------------- the training step
 
 
-def simclr_step(backbone: Backbone, head: nn.Module, device: torch.device | str,
-                temperature: float = 0.5) -> Callable[[Views], Tensor]:
-    """A step function for ``train.train``: two views -> NT-Xent of their projections."""
+def views_step(backbone: Backbone, head: nn.Module, device: torch.device | str,
+               temperature: float = 0.5) -> Callable[[Views], Tensor]:
+    """The benchmark's step function for ``train.train`` on the views a data pipeline made: two views -> NT-Xent
+    of their projections (SimCLR's own step, ``simclr.simclr_step``, makes its views from a batch)."""
 
     def step(views: Views) -> Tensor:
         x = torch.cat([v.to(device, non_blocking=True) for v in views])  # (2B, C, H, W)
@@ -314,7 +315,7 @@ class BenchTable:
                       f"DataLoader workers run 1 torch thread each."]
         if train:
             lines[-1] += (f" Training step: the fast profile's SmallConvNet(3, width={c.width}), channels-last, + "
-                          f"ProjectionHead + NT-Xent + AdamW on both views, every row with {self.train_threads} torch thread(s) in the main "
+                          f"MLPHead + NT-Xent + AdamW on both views, every row with {self.train_threads} torch thread(s) in the main "
                           f"process (the count that was fastest for the course pipeline alone).")
         lines += ["", f"Machine: {self.machine}"]
         return "\n".join(lines) + "\n"
@@ -344,9 +345,9 @@ def _train_consumer(cfg: BenchConfig, device: torch.device) -> Callable[[Views],
     profile's backbone (small CNN, channels-last) at ``cfg.width``."""
     torch.manual_seed(cfg.seed)
     backbone = build_backbone(get_profile("fast", width=cfg.width), 3).to(device)
-    head = ProjectionHead(backbone.feature_dim).to(device)
+    head = MLPHead(backbone.feature_dim).to(device)
     optimizer = torch.optim.AdamW([*backbone.parameters(), *head.parameters()], lr=1e-3)
-    step = simclr_step(backbone, head, device)
+    step = views_step(backbone, head, device)
     backbone.train()
     head.train()
 
