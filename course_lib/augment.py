@@ -34,30 +34,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from course_lib.colour import _hsv_to_rgb, _rgb_to_hsv  # unchecked: the jitter has checked its batch
-from course_lib.config import check_number
+from course_lib.config import check_images, check_number
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma (PIL's "L"; torchvision uses 0.2989 for red)
 
 
 # --------------------------------------------------------------------------- validation
-
-
-def _check_images(x: Tensor, name: str = "x", check_range: bool = True) -> None:
-    """A float batch (B, C, H, W) with values in [0, 1], else a clear error."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"{name} must be 4-D (B, C, H, W), got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(
-            f"{name} must be a float tensor with values in [0, 1], got dtype {x.dtype} (use to_float for uint8)"
-        )
-    if check_range and x.numel() > 0:
-        lo, hi = torch.aminmax(x)
-        if not (lo >= 0 and hi <= 1):  # also catches NaN
-            raise ValueError(
-                f"{name} must have values in [0, 1], got min {lo.item():.4g}, max {hi.item():.4g}"
-            )
 
 
 def _check_channels(x: Tensor, name: str = "x") -> None:
@@ -224,7 +206,7 @@ def crop_and_resize(x: Tensor, boxes: Tensor, size: int | tuple[int, int]) -> Te
     the box centre. Upsampling matches torchvision's bilinear resize; downsampling is
     without antialiasing.
     """
-    _check_images(x)
+    check_images(x)
     if not isinstance(boxes, Tensor) or boxes.shape != (x.shape[0], 4):
         got = tuple(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__
         raise ValueError(f"boxes must be a tensor of shape (B, 4) = ({x.shape[0]}, 4), got {got}")
@@ -265,7 +247,7 @@ def random_resized_crop(
     uniform in ``scale`` and aspect ratio log-uniform in ``ratio``, resized to ``size``.
     (B, C, H, W) -> (B, C, *size).
     """
-    _check_images(x)
+    check_images(x)
     _check_generator(generator, x)
     return _random_resized_crop(x, _pair_size(size), scale, ratio, generator)
 
@@ -281,7 +263,7 @@ def _random_resized_crop(x, size, scale, ratio, generator) -> Tensor:
 
 def random_flip(x: Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> Tensor:
     """Horizontal flip of each sample with probability ``p`` (RandomHorizontalFlip)."""
-    _check_images(x)
+    check_images(x)
     check_number(p, "p", 0, 1)
     _check_generator(generator, x)
     return _random_flip(x, p, generator)
@@ -378,7 +360,7 @@ def random_rotation(x: Tensor, max_degrees: float, generator: torch.Generator | 
 
 def rgb_to_grayscale(x: Tensor) -> Tensor:
     """Luma (B, 1, H, W) = 0.299 R + 0.587 G + 0.114 B (ITU-R 601-2); 1-channel input unchanged."""
-    _check_images(x, check_range=False)
+    check_images(x, check_range=False)
     _check_channels(x)
     return _gray(x)
 
@@ -441,7 +423,7 @@ def color_jitter(
     four steps per image; here one random order is drawn per *batch* (from
     ``generator``), so that each step stays a single batched op.
     """
-    _check_images(x)
+    check_images(x)
     _check_channels(x)
     for value, name in ((brightness, "brightness"), (contrast, "contrast"), (saturation, "saturation")):
         check_number(value, name, 0, math.inf)
@@ -473,7 +455,7 @@ def _color_jitter(x, brightness, contrast, saturation, hue, p, generator) -> Ten
 def random_grayscale(x: Tensor, p: float = 0.2, generator: torch.Generator | None = None) -> Tensor:
     """torchvision's RandomGrayscale: with probability ``p`` per sample, replace every
     channel by the luma 0.299 R + 0.587 G + 0.114 B. Keeps C channels; 1-channel input unchanged."""
-    _check_images(x)
+    check_images(x)
     _check_channels(x)
     check_number(p, "p", 0, 1)
     _check_generator(generator, x)
@@ -512,7 +494,7 @@ def gaussian_blur(
     ``kernel_size`` shifted copies of the batch along the rows, then the columns, each
     sample with its own weights (the same sums as a grouped ``F.conv2d``).
     """
-    _check_images(x)
+    check_images(x)
     sigma = (sigma, sigma) if isinstance(sigma, (int, float)) and not isinstance(sigma, bool) else sigma
     sigma = _check_range_pair(sigma, "sigma")
     if (
@@ -612,9 +594,9 @@ def augment(x: Tensor, cfg: AugmentConfig, generator: torch.Generator | None = N
         raise TypeError(f"cfg must be an AugmentConfig, got {type(cfg).__name__}")
     if isinstance(x, Tensor) and x.dtype == torch.uint8:
         x = to_float(x)
-        _check_images(x, check_range=False)  # uint8 / 255 is always in [0, 1]
+        check_images(x, check_range=False)  # uint8 / 255 is always in [0, 1]
     else:
-        _check_images(x)
+        check_images(x)
     _check_generator(generator, x)
     size = _pair_size(cfg.size)
     B, _, H, W = x.shape

@@ -11,25 +11,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
-def _check_images(x: Tensor, name: str) -> None:
-    """A float batch (B, C, H, W), else a clear error."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"{name} must be 4-D (B, C, H, W), got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(
-            f"{name} must be a float tensor with values in [0, 1], got dtype {x.dtype} (use augment.to_float for uint8)"
-        )
+from course_lib.config import check_images
 
 
 def _check_rgb(x: Tensor, name: str, check_range: bool = False) -> None:
-    _check_images(x, name)
+    check_images(x, name, check_range)
     if x.shape[1] != 3:
         raise ValueError(f"{name} must have 3 channels, got shape {tuple(x.shape)}")
-    if check_range and x.numel() and not (0 <= x.min() and x.max() <= 1):  # also catches NaN
-        raise ValueError(f"{name} must have values in [0, 1], got min {x.min().item():.4g}, max {x.max().item():.4g}")
 
 
 def rgb_to_hsv(x: Tensor) -> Tensor:
@@ -104,7 +92,7 @@ def lab_to_rgb(lab: Tensor) -> Tensor:
     Not every (L, a, b) is a colour a screen can show: out-of-gamut values are clipped to [0, 1]
     (and a negative Z to 0), as scikit-image does, without its warning.
     """
-    _check_images(lab, "lab")
+    check_images(lab, "lab", check_range=False)
     if lab.shape[1] != 3:
         raise ValueError(f"lab must have 3 channels (L, a, b), got shape {tuple(lab.shape)}")
     L, a, b = lab.unbind(dim=1)  # each (B, H, W)

@@ -54,6 +54,22 @@ def check_number(value, name: str, low: float, high: float) -> None:
         raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
 
 
+def check_images(x, name: str = "x", check_range: bool = True) -> None:
+    """Raise unless ``x`` is a float batch of images (B, C, H, W), with values in [0, 1] when ``check_range``:
+    a ``TypeError`` for what is not a float tensor, a ``ValueError`` for a wrong shape or range (NaN included)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"{name} must be 4-D (B, C, H, W), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a float tensor with values in [0, 1], got dtype {x.dtype} "
+                        "(augment.to_float turns uint8 images into one)")
+    if check_range and x.numel() > 0:
+        lo, hi = torch.aminmax(x)
+        if not (lo >= 0 and hi <= 1):  # also catches NaN
+            raise ValueError(f"{name} must have values in [0, 1], got min {lo.item():.4g}, max {hi.item():.4g}")
+
+
 @dataclass(frozen=True)
 class Profile(Settings):
     """Hyperparameters shared by every notebook of one profile."""

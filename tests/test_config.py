@@ -207,3 +207,25 @@ def test_time_budgets_switch(monkeypatch, value, enabled):
     monkeypatch.setenv(BUDGETS_ENV, "sometimes")
     with pytest.raises(ValueError, match="must be 'on' or 'off'"):
         time_budgets_enabled()
+
+
+@pytest.mark.parametrize("x, error, match", [
+    ([[0.5]], TypeError, "must be a torch.Tensor of shape"),
+    (torch.zeros(3, 8, 8), ValueError, r"must be 4-D \(B, C, H, W\), got shape \(3, 8, 8\)"),
+    (torch.zeros(1, 1, 2, 2, dtype=torch.uint8), TypeError, "augment.to_float"),
+    (torch.full((1, 1, 2, 2), 1.5), ValueError, "values in \\[0, 1\\], got min 1.5, max 1.5"),
+    (torch.full((1, 1, 2, 2), float("nan")), ValueError, "values in \\[0, 1\\]"),
+])
+def test_check_images_names_what_it_expected(x, error, match):
+    from course_lib.config import check_images
+
+    with pytest.raises(error, match=match):
+        check_images(x)
+
+
+def test_check_images_passes_a_float_batch_and_skips_the_range_when_asked():
+    from course_lib.config import check_images
+
+    check_images(torch.rand(2, 3, 4, 4))
+    check_images(torch.empty(0, 3, 4, 4))
+    check_images(torch.full((1, 1, 2, 2), -3.0), check_range=False)
