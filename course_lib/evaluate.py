@@ -1,34 +1,47 @@
-"""The course's evaluation protocol (v2): frozen features, tuned linear probes, kNN, and fine-tuning.
+"""The course's evaluation protocol (v3): frozen features, tuned linear probes, kNN, and fine-tuning.
 
 Every method is judged the same way, every feature type (raw pixels included) by the
 same procedure:
 
 1. Carve a **validation split** (``validation_per_class`` images of every class) out of
-   the training set; the labelled subsets are drawn from the rest.
-2. Compute the features h of every training and test image **once** (frozen encoder).
-3. **Linear probe** (logistic regression on standardised h) with 10, 100 and all labels
+   the training set; the labelled subsets are drawn from the rest (:func:`label_draws`).
+2. **One rule for batch-norm statistics** (:func:`evaluation_encoder`): every backbone, random
+   init included, is evaluated as a copy whose batch-norm running means and variances are
+   re-estimated without labels on the evaluation's training images (``bn_batches`` batches of
+   ``bn_batch_size``, a cumulative average: ``train.recalibrate_batchnorm``). Whatever a method's
+   training left there (statistics of its own pretext inputs: 8x8 patches, photo crops, masked
+   images; or never estimated at all, at random init) does not decide its row. The caller's
+   backbone is not changed.
+3. Compute the features h of every training and test image **once** (frozen encoder).
+4. **Linear probe** (logistic regression on standardised h) with 10, 100 and all labels
    per class. For each budget the L2 penalty is chosen from a small grid by accuracy on
    the validation split; then the probe is fitted on ``draws`` different random
    labelled subsets and the test accuracies are reported as mean ± std.
-4. **kNN** (cosine, k votes) with all labels (nothing is tuned, so the validation images vote too).
-5. **Fine-tuning**: the whole encoder plus a linear head trained with 10 labels per class,
-   one recipe for every starting point (:func:`finetune_accuracy`: LP-FT, the head started
-   from the tuned probe, then a fixed number of small AdamW steps on the labelled images,
-   batch-norm statistics kept), once per label draw. From random init
-   this *is* the supervised baseline with 10 labels per class. Raw pixels have no
-   encoder: their fine-tune figure is their 10-label probe.
+5. **kNN** (cosine, k votes) with all labels (nothing is tuned, so the validation images vote too).
+6. **Fine-tuning** with 10 labels per class, one recipe for every starting point
+   (:func:`finetune_accuracy`: LP-FT, the head started from the tuned probe, then a fixed number of
+   small AdamW steps on the labelled images, the batch-norm statistics of step 2 kept), once per
+   label draw. It is a short fine-tune, named for what it is ("LP-FT"); from random init it is
+   *not* the supervised baseline. Raw pixels have no encoder: their fine-tune figure is their
+   10-label probe.
+
+The **supervised baseline** -- the same backbone trained from scratch on the labelled images alone,
+its length and rate chosen on the validation split -- is ``supervised.py``; ``baselines.py`` puts it
+beside raw pixels and random init. Rows carry a ``kind`` ("baseline", "self-supervised", or
+"supervised": trained with labels), so that tables and plots show the rows trained with labels apart.
 
 The spread over label draws is not the spread over training seeds: the notebooks give
 the gains over random init for training seeds 0-2 as well.
 
 Every notebook evaluates on the same images, loaded by :func:`evaluation_data`. Beyond the
 protocol's table, :func:`probe_by_depth` probes every stage of a backbone (which depth gives
-the best features: notebooks 03 and 07).
+the best features: notebooks 03 and 07), under the same batch-norm rule.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import math
 import statistics
 from collections.abc import Callable
@@ -43,6 +56,7 @@ from course_lib.config import Profile, Settings, check_int, check_number
 from course_lib.datasets import ImageData, load_dataset
 from course_lib.loader import DeviceLoader
 from course_lib.models import LinearHead
+from course_lib.train import recalibrate_batchnorm
 from course_lib.train import train as train_loop
 
 Encoder = nn.Module | Callable[[torch.Tensor], torch.Tensor]
@@ -69,9 +83,19 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-@dataclass
+KINDS = ("baseline", "self-supervised", "supervised")  # what a row is: see Evaluation.kind
+
+
+@dataclass(eq=False)
 class Evaluation:
-    """One row of the comparison table: accuracies per label draw, so that mean and spread are both kept."""
+    """One row of the comparison table: accuracies per label draw, so that mean and spread are both kept.
+
+    ``kind`` says what the row is: ``"baseline"`` (raw pixels, random init: nothing trained),
+    ``"self-supervised"`` (pre-trained without labels: the rows a ranking compares) or ``"supervised"``
+    (trained with labels: the supervised baseline, FaceNet), shown apart from the self-supervised rows.
+    For the supervised baseline, ``probe[budget]`` holds the test accuracy of the network trained on that
+    many labels per class (one per label draw) and ``knn`` is NaN (not measured).
+    """
 
     method: str
     probe: dict[str, list[float]] = field(default_factory=dict)  # label budget -> test accuracy of each draw
@@ -79,11 +103,28 @@ class Evaluation:
     finetune: list[float] = field(default_factory=list)  # 10 labels/class, one per draw ([] = not measured)
     weight_decay: dict[str, float] = field(default_factory=dict)  # the probe's L2 penalty chosen per budget
     compute: dict = field(default_factory=dict)  # pre-training cost: images, steps, seconds
+    kind: str = "self-supervised"  # "baseline", "self-supervised" or "supervised" (trained with labels)
 
     def __post_init__(self) -> None:
         self.probe = {str(k): [float(x) for x in (v if isinstance(v, (list, tuple)) else [v])]
                       for k, v in self.probe.items()}
         self.finetune = [float(x) for x in self.finetune]
+        self.knn = float(self.knn)
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when their stored forms are (so that a row with an unmeasured, NaN, kNN equals its copy)."""
+        if not isinstance(other, Evaluation):
+            return NotImplemented
+        return json.dumps(self.as_dict(), sort_keys=True) == json.dumps(other.as_dict(), sort_keys=True)
+
+    __hash__ = None  # mutable
+
+    @property
+    def with_labels(self) -> bool:
+        """True for a row trained with labels (never ranked with the self-supervised rows)."""
+        return self.kind == "supervised"
 
     def mean(self, budget: str) -> float:
         return mean_std(self.probe.get(budget, []))[0]
@@ -94,14 +135,15 @@ class Evaluation:
     def as_dict(self) -> dict:
         return {"method": self.method, "probe": {k: list(v) for k, v in self.probe.items()}, "knn": self.knn,
                 "finetune": list(self.finetune), "weight_decay": dict(self.weight_decay),
-                "compute": dict(self.compute)}
+                "compute": dict(self.compute), "kind": self.kind}
 
     @classmethod
     def from_dict(cls, d: dict) -> Evaluation:
+        """The row of ``as_dict``; rows saved before ``kind`` existed are read as self-supervised."""
         return cls(method=d["method"], probe=dict(d["probe"]), knn=float(d["knn"]),
                    finetune=list(d.get("finetune", [])),
                    weight_decay={k: float(v) for k, v in d.get("weight_decay", {}).items()},
-                   compute=dict(d.get("compute", {})))
+                   compute=dict(d.get("compute", {})), kind=d.get("kind", "self-supervised"))
 
 
 @dataclass(frozen=True)
@@ -119,7 +161,9 @@ class Protocol(Settings):
     finetune_lr: float = 1e-4  # small: the head starts as the probe, the encoder should move little
     finetune_weight_decay: float = 5e-4
     finetune_batch_size: int = 128  # at most; 10 labels x 10 classes = one batch of 100
-    seed: int = 0  # label draw d uses seed 100 * seed + d
+    bn_batches: int = 20  # batches of training images that re-estimate every encoder's batch norm (0: keep its own)
+    bn_batch_size: int = 256  # images per batch of that estimate (at most the training set)
+    seed: int = 0  # label draw d uses seed 100 * seed + d; the batch-norm estimate draws its batches with seed
 
     def __post_init__(self) -> None:
         if not self.labels_per_class:
@@ -139,6 +183,8 @@ class Protocol(Settings):
         check_number(self.finetune_lr, "finetune_lr", 1e-8, 10)
         check_number(self.finetune_weight_decay, "finetune_weight_decay", 0, 10)
         check_int(self.finetune_batch_size, "finetune_batch_size")
+        check_int(self.bn_batches, "bn_batches", minimum=0)  # 0: the encoder's own statistics (protocol v2)
+        check_int(self.bn_batch_size, "bn_batch_size")
         check_int(self.seed, "seed", minimum=0)
 
     def draw_seeds(self) -> list[int]:
@@ -162,7 +208,8 @@ def protocol_for(profile: Profile, **overrides) -> Protocol:
     return protocol.replace(**overrides) if overrides else protocol
 
 
-PROTOCOL_VERSION = 2  # part of every evaluation's cache key: a changed protocol recomputes the baselines
+PROTOCOL_VERSION = 3  # part of every evaluation's cache key: a changed protocol recomputes the baselines
+# v3: one batch-norm rule for every encoder (evaluation_encoder); the supervised baseline (supervised.py)
 
 
 def protocol_key(train_data: ImageData, test_data: ImageData, profile: Profile) -> dict:
@@ -345,7 +392,7 @@ def knn_accuracy(h_train: torch.Tensor, y_train: torch.Tensor, h_test: torch.Ten
     return accuracy(knn_predict(h_train, y_train, h_test, k), y_test)
 
 
-# --------------------------------------------------------------------------- protocol v2
+# --------------------------------------------------------------------------- the protocol
 
 
 def split_validation(labels: torch.Tensor, per_class: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -363,6 +410,16 @@ def split_validation(labels: torch.Tensor, per_class: int, seed: int = 0) -> tup
     return pool, validation
 
 
+def label_draws(labels: torch.Tensor, protocol: Protocol, n: int | None) -> list[torch.Tensor]:
+    """The labelled subsets of budget ``n`` (labels per class; None = all): ``n`` random images of every
+    class of the pool left by the validation split, one subset per draw of ``protocol.draw_seeds()``
+    (one only when ``n`` is None: every draw would be the same set). Sorted indices into ``labels``.
+    The probes, the fine-tune column and the supervised baseline all use these."""
+    pool, _ = split_validation(labels, protocol.validation_per_class, protocol.seed)
+    draws = [pool[sample_per_class(labels[pool], n, s)] for s in protocol.draw_seeds()]
+    return draws[:1] if n is None else draws
+
+
 def choose_weight_decay(h: torch.Tensor, y: torch.Tensor, h_val: torch.Tensor, y_val: torch.Tensor,
                         grid: tuple[float, ...], num_classes: int, max_iter: int = 200) -> tuple[float, dict[float, float]]:
     """The penalty of ``grid`` whose probe, fitted on (h, y), is most accurate on the validation split
@@ -375,7 +432,7 @@ def choose_weight_decay(h: torch.Tensor, y: torch.Tensor, h_val: torch.Tensor, y
 
 def evaluate_features(method: str, h_train: torch.Tensor, y_train: torch.Tensor, h_test: torch.Tensor,
                       y_test: torch.Tensor, protocol: Protocol) -> Evaluation:
-    """Steps 1, 3 and 4 of the protocol on precomputed features: tuned probes over label draws, and kNN.
+    """Steps 1, 4 and 5 of the protocol on precomputed features: tuned probes over label draws, and kNN.
 
     The validation split and the labelled draws depend only on the labels and
     ``protocol.seed``, so every method gets the same ones.
@@ -384,12 +441,10 @@ def evaluate_features(method: str, h_train: torch.Tensor, y_train: torch.Tensor,
     if not isinstance(protocol, Protocol):
         raise TypeError(f"protocol must be a Protocol (evaluate.protocol_for(profile)), got {type(protocol).__name__}")
     num_classes = int(max(y_train.max(), y_test.max())) + 1
-    pool, val = split_validation(y_train, protocol.validation_per_class, protocol.seed)
+    _, val = split_validation(y_train, protocol.validation_per_class, protocol.seed)
     result = Evaluation(method)
     for n in protocol.labels_per_class:
-        draws = [pool[sample_per_class(y_train[pool], n, s)] for s in protocol.draw_seeds()]
-        if n is None:
-            draws = draws[:1]  # all labels: every draw is the same set
+        draws = label_draws(y_train, protocol, n)  # all labels: one set
         wd, _ = choose_weight_decay(h_train[draws[0]], y_train[draws[0]], h_train[val], y_train[val],
                                     protocol.weight_decays, num_classes, protocol.probe_max_iter)
         result.weight_decay[budget_name(n)] = wd
@@ -402,8 +457,7 @@ def evaluate_features(method: str, h_train: torch.Tensor, y_train: torch.Tensor,
 def finetune_draws(labels: torch.Tensor, protocol: Protocol) -> list[torch.Tensor]:
     """The labelled subsets of the fine-tune column: ``protocol.finetune_labels`` per class, one per
     draw (the same images as the probes with that many labels)."""
-    pool, _ = split_validation(labels, protocol.validation_per_class, protocol.seed)
-    return [pool[sample_per_class(labels[pool], protocol.finetune_labels, s)] for s in protocol.draw_seeds()]
+    return label_draws(labels, protocol, protocol.finetune_labels)
 
 
 def finetune_accuracy(backbone: nn.Module, train, index: torch.Tensor, test, protocol: Protocol, seed: int = 0,
@@ -420,9 +474,11 @@ def finetune_accuracy(backbone: nn.Module, train, index: torch.Tensor, test, pro
        at the small rate ``protocol.finetune_lr`` on the labelled images as they are (no crops: on
        centred, aligned images a crop moves the network away from the test images, and cost 1 to 4
        points in our measurements), batches of up to ``finetune_batch_size``; batch-norm statistics
-       stay those of the encoder (100 images are too few to re-estimate them), its scales and shifts train.
+       stay those of the encoder (100 images are too few to re-estimate them; :func:`evaluate` passes
+       the copy whose statistics the protocol's rule re-estimated), its scales and shifts train.
 
-    The same recipe for every starting point: from random init it is the supervised baseline.
+    The same recipe for every starting point. It is a short fine-tune from the probe, not supervised
+    training: from random init it is *not* the supervised baseline (``supervised.py``).
     With ``finetune_steps`` = 0 it is the linear probe. ``backbone`` itself is not changed.
     """
     if not isinstance(backbone, nn.Module) or not hasattr(backbone, "forward_features"):
@@ -457,7 +513,7 @@ def finetune_accuracy(backbone: nn.Module, train, index: torch.Tensor, test, pro
     if protocol.finetune_steps:
         opt = torch.optim.AdamW([*net.parameters(), *head.parameters()], lr=protocol.finetune_lr,
                                 weight_decay=protocol.finetune_weight_decay)
-        train_loop([net, head], step, _Steps(loader, protocol.finetune_steps), opt, 1, desc="fine-tune",
+        train_loop([net, head], step, Steps(loader, protocol.finetune_steps), opt, 1, desc="fine-tune",
                    progress=progress)
     net.eval()
     head.eval()
@@ -467,8 +523,10 @@ def finetune_accuracy(backbone: nn.Module, train, index: torch.Tensor, test, pro
     return accuracy(logits, test.labels)
 
 
-class _Steps:
-    """Exactly ``steps`` batches from a loader, epoch after epoch."""
+class Steps:
+    """Exactly ``steps`` batches from a loader, epoch after epoch: a run measured in optimiser steps rather than
+    epochs (``train(modules, step, Steps(loader, 300), optimizer, 1)``; the fine-tune recipe, the supervised
+    baseline)."""
 
     def __init__(self, loader, steps: int):
         self.loader, self.steps = loader, steps
@@ -486,18 +544,47 @@ class _Steps:
                     return
 
 
+def evaluation_encoder(encoder: Encoder, train, protocol: Protocol) -> Encoder:
+    """The protocol's one batch-norm rule: a copy of ``encoder`` whose batch-norm running statistics are
+    re-estimated without labels on ``train.images`` (the evaluation's training images), by
+    ``train.recalibrate_batchnorm``: ``protocol.bn_batches`` batches of ``protocol.bn_batch_size``
+    images (at most all of them) drawn with ``protocol.seed``, a cumulative average over the batches
+    (Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm": population statistics of the data the
+    encoder is evaluated on). Every backbone gets it, random init included (whose statistics were never
+    estimated: mean 0, variance 1). ``encoder`` itself is not changed. An encoder without batch norm
+    (raw pixels, a plain function) or ``bn_batches == 0`` (the v2 rule: each encoder's own statistics):
+    returned as it is."""
+    if not isinstance(protocol, Protocol):
+        raise TypeError(f"protocol must be a Protocol (evaluate.protocol_for(profile)), got {type(protocol).__name__}")
+    if not isinstance(encoder, nn.Module) or protocol.bn_batches == 0 or not any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in encoder.modules()):
+        return encoder
+    images = getattr(train, "images", None)
+    if not torch.is_tensor(images) or images.dtype != torch.uint8 or images.dim() != 4 or len(images) == 0:
+        raise TypeError(f"train must be an ImageData with uint8 images (N, C, H, W), got images "
+                        f"{getattr(images, 'dtype', type(images).__name__)} of shape {tuple(getattr(images, 'shape', ()))}")
+    net = copy.deepcopy(encoder)
+    device = next(net.parameters()).device
+    loader = DeviceLoader(images, None, min(protocol.bn_batch_size, len(images)), device=device, seed=protocol.seed)
+    forward = getattr(net, "forward_features", net)
+    recalibrate_batchnorm(net, lambda b: forward(to_float(b.x)), loader, protocol.bn_batches)
+    return net.eval()
+
+
 def evaluate(method: str, encoder: Encoder, train, test, profile: Profile, finetune: bool = True,
              compute: dict | None = None, progress: bool = False, protocol: Protocol | None = None) -> Evaluation:
-    """The whole protocol for one frozen encoder on ``train``/``test`` (ImageData): features once, tuned
-    probes over label draws, kNN, and (``finetune``, backbones only) the fine-tune column.
+    """The whole protocol for one frozen encoder on ``train``/``test`` (ImageData): the batch-norm rule
+    (:func:`evaluation_encoder`), features once, tuned probes over label draws, kNN, and (``finetune``,
+    backbones only) the LP-FT fine-tune column, from the same re-estimated copy.
 
     ``compute``: what pre-training the encoder cost (``History.compute()``), shown beside its row.
     The raw-pixel encoder (:func:`pixels`) gets its 10-label probe as its fine-tune figure.
-    ``protocol``: ``protocol_for(profile)`` unless given.
+    ``protocol``: ``protocol_for(profile)`` unless given. ``encoder`` itself is not changed.
     """
     protocol = protocol or protocol_for(profile)
     tune = finetune and encoder is not pixels
     draws = finetune_draws(train.labels, protocol) if tune else []  # fails now, not after the probes, if too few
+    encoder = evaluation_encoder(encoder, train, protocol)  # one batch-norm rule for every encoder
     h_train = extract_features(encoder, train.images)
     h_test = extract_features(encoder, test.images)
     result = evaluate_features(method, h_train, train.labels, h_test, test.labels, protocol)
@@ -565,8 +652,9 @@ def probe_by_depth(backbone: nn.Module, train_data: ImageData, test_data: ImageD
 def _probe_by_depth(backbone: nn.Module, train_data: ImageData, test_data: ImageData, profile: Profile,
                     labels_per_class: int, grid: int) -> list[list[float]]:
     protocol = protocol_for(profile)
-    pool, val = split_validation(train_data.labels, protocol.validation_per_class, protocol.seed)
-    draws = [pool[sample_per_class(train_data.labels[pool], labels_per_class, s)] for s in protocol.draw_seeds()]
+    _, val = split_validation(train_data.labels, protocol.validation_per_class, protocol.seed)
+    draws = label_draws(train_data.labels, protocol, labels_per_class)
+    backbone = evaluation_encoder(backbone, train_data, protocol)  # the protocol's batch-norm rule
     needed = torch.cat([val, *draws]).unique()  # features of these training images only
     position = torch.full((len(train_data),), -1, dtype=torch.long)
     position[needed] = torch.arange(len(needed))

@@ -1,4 +1,6 @@
-"""Behaviour tests for the evaluation protocol (course_lib.evaluate): probe, kNN, label budgets."""
+"""Behaviour tests for the evaluation protocol (course_lib.evaluate): probe, kNN, label budgets, the batch-norm rule."""
+
+import math
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from course_lib import evaluate as E
+from course_lib.augment import to_float
 from course_lib.config import get_profile
 from course_lib.datasets import ImageData
 from course_lib.evaluate import (
@@ -429,3 +432,93 @@ def test_evaluation_data_is_the_profiles_dataset_cut_by_the_profile():
     assert len(train) <= profile.max_images_per_class * train.num_classes < len(load_dataset(profile.dataset, "train"))
     with pytest.raises(TypeError, match="Profile"):
         evaluation_data("fast")
+
+
+# ---------------------------------------------------------------- one rule for batch-norm statistics
+
+
+BN_PROTOCOL = TINY_PROTOCOL.replace(bn_batches=3)
+
+
+def test_the_batchnorm_rule_re_estimates_the_statistics_on_the_training_images():
+    """The copy's first batch norm holds the mean and (unbiased) variance of its input over the training
+    images, computed here by hand: 48 images are fewer than a batch, so every batch is all of them."""
+    net = SmallConvNet(1, width=4).eval()
+    train = tiny_images(48)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    copy = E.evaluation_encoder(net, train, BN_PROTOCOL)
+    assert copy is not net and not copy.training
+    with torch.no_grad():
+        h = net.stages[0][0](to_float(train.images))  # (48, 4, 12, 12): the first convolution, before its BN
+    bn = copy.stages[0][1]
+    assert torch.allclose(bn.running_mean, h.mean(dim=(0, 2, 3)), atol=1e-6)
+    assert torch.allclose(bn.running_var, h.var(dim=(0, 2, 3), unbiased=True), rtol=1e-5)
+    norms = [m for m in copy.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(norms) == 4 and all(int(m.num_batches_tracked) == 3 for m in norms)
+    assert all(m.momentum == 0.1 for m in norms)  # the estimate's cumulative average is not left behind
+    for k, v in net.state_dict().items():  # the caller's backbone: untouched
+        assert torch.equal(v, before[k]), k
+    other = E.evaluation_encoder(net, tiny_images(48, seed=5), BN_PROTOCOL)  # other images, other statistics
+    assert not torch.allclose(other.stages[0][1].running_mean, bn.running_mean)
+
+
+def test_the_rule_holds_for_random_init_and_reaches_the_probes_and_the_fine_tune(monkeypatch):
+    """A random-init backbone (batch-norm statistics never estimated: mean 0, variance 1) is evaluated through
+    the re-estimated copy: the probes see its features, LP-FT starts from it; the encoder itself is unchanged.
+    bn_batches=0 keeps the encoder's own statistics (the rule of protocol v2)."""
+    torch.manual_seed(0)
+    net = SmallConvNet(1, width=4).eval()
+    assert all(torch.equal(m.running_mean, torch.zeros_like(m.running_mean)) for m in net.modules()
+               if isinstance(m, nn.BatchNorm2d))
+    train, test = tiny_images(48, seed=0), tiny_images(24, seed=1)
+    seen, tuned = {}, []
+    real_features, real_finetune = E.evaluate_features, E.finetune_accuracy
+    monkeypatch.setattr(E, "evaluate_features", lambda m, h, *a: seen.update(h=h) or real_features(m, h, *a))
+    monkeypatch.setattr(E, "finetune_accuracy", lambda backbone, *a, **k: tuned.append(backbone) or real_finetune(backbone, *a, **k))
+    evaluate("random init", net, train, test, get_profile("fast"), protocol=BN_PROTOCOL)
+    rule = E.evaluation_encoder(net, train, BN_PROTOCOL)
+    assert torch.equal(seen["h"], extract_features(rule, train.images))
+    assert not torch.allclose(seen["h"], extract_features(net, train.images))  # the rule changed the features
+    assert len(tuned) == 3 and all(t is not net for t in tuned)
+    for t in tuned:
+        assert torch.equal(t.stages[0][1].running_mean, rule.stages[0][1].running_mean)
+    assert torch.equal(net.stages[0][1].running_mean, torch.zeros(4))
+    assert E.evaluation_encoder(net, train, BN_PROTOCOL.replace(bn_batches=0)) is net
+    assert E.evaluation_encoder(pixels, train, BN_PROTOCOL) is pixels
+    no_norm = nn.Sequential(nn.Flatten())
+    assert E.evaluation_encoder(no_norm, train, BN_PROTOCOL) is no_norm
+    with pytest.raises(TypeError, match="uint8 images"):
+        E.evaluation_encoder(net, to_float(train.images), BN_PROTOCOL)
+    with pytest.raises(ValueError, match="bn_batches"):
+        Protocol(bn_batches=-1)
+
+
+def test_the_protocol_key_changes_with_the_version(monkeypatch):
+    train, test = tiny_images(48), tiny_images(24, seed=1)
+    profile = get_profile("fast")
+    key = E.protocol_key(train, test, profile)
+    assert E.PROTOCOL_VERSION == 3 and key["version"] == 3
+    assert key["protocol"]["bn_batches"] == 20 and key["protocol"]["bn_batch_size"] == 256
+    monkeypatch.setattr(E, "PROTOCOL_VERSION", 2)
+    assert E.protocol_key(train, test, profile) != key
+
+
+def test_label_draws_are_the_probes_and_the_fine_tunes():
+    y = torch.arange(90) % 3
+    protocol = Protocol(labels_per_class=(5, None), validation_per_class=4, finetune_labels=5)
+    pool, val = split_validation(y, 4, protocol.seed)
+    draws = E.label_draws(y, protocol, 5)
+    assert len(draws) == 3 and all(torch.bincount(y[d]).tolist() == [5, 5, 5] for d in draws)
+    assert all(not set(d.tolist()) & set(val.tolist()) for d in draws)
+    assert all(torch.equal(a, b) for a, b in zip(draws, finetune_draws(y, protocol), strict=True))
+    [everything] = E.label_draws(y, protocol, None)
+    assert torch.equal(everything, pool)
+
+
+def test_old_rows_read_as_self_supervised_and_a_kind_is_checked():
+    old = {"method": "x", "probe": {"10": [0.5]}, "knn": 0.4, "finetune": [], "weight_decay": {}, "compute": {}}
+    assert Evaluation.from_dict(old).kind == "self-supervised"
+    row = Evaluation("s", {"10": [0.7]}, kind="supervised")
+    assert row.with_labels and math.isnan(row.knn) and Evaluation.from_dict(row.as_dict()) == row
+    with pytest.raises(ValueError, match="kind must be one of"):
+        Evaluation("x", kind="semi")
