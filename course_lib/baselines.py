@@ -2,9 +2,13 @@
 
 * raw pixels: the probe on the flattened image (no encoder, so no fine-tuning: its
   10-label figure is its probe);
-* random init: the same backbone, untrained (a surprisingly strong baseline). Its
-  fine-tune column -- the random-init backbone trained end to end on 10 labels per
-  class by the protocol's one recipe -- *is* the supervised baseline at that budget.
+* random init: the same backbone, untrained (a surprisingly strong baseline), under the
+  protocol's batch-norm rule like every encoder; its fine-tune column is the protocol's
+  LP-FT recipe from random weights (a short fine-tune, not supervised training);
+* supervised (labels only): the same backbone trained from scratch on the labelled images
+  alone, for 10, 100 and all labels per class (``supervised.py``: its length and rate chosen
+  on the validation split). Its row has ``kind="supervised"``: trained with labels, it is shown
+  apart from the self-supervised rows and never ranked with them.
 
 :func:`compare_with_baselines` gives the baseline rows (computed once per profile and cached) and
 the method's own row, all by the protocol of ``evaluate.py``, cached too: keyed by the encoder's
@@ -22,31 +26,44 @@ from course_lib.checkpoints import load_or_compute, weights_digest
 from course_lib.config import Profile, get_device
 from course_lib.datasets import ImageData
 from course_lib.evaluate import Evaluation, evaluate, pixels, protocol_key
-from course_lib.models import build_backbone
 from course_lib.plots import plot_label_efficiency
 from course_lib.results import save_results, show_table
-from course_lib.train import Pretrained
+from course_lib.supervised import ROW as SUPERVISED
+from course_lib.supervised import config_for as supervised_config
+from course_lib.supervised import supervised_baseline
+from course_lib.train import Pretrained, seeded_backbone
+
+BASELINES = ("raw pixels", "random init", SUPERVISED)  # the rows of baselines(), in this order
 
 
 def random_init_backbone(profile: Profile, in_channels: int, device: torch.device | None = None):
     """The backbone every method starts from (seeded with ``profile.seed``), untrained, in eval mode."""
-    torch.manual_seed(profile.seed)
-    return build_backbone(profile, in_channels).to(device or get_device()).eval()
+    return seeded_backbone(profile, in_channels, device or get_device()).eval()
 
 
 def baselines(train_data: ImageData, test_data: ImageData, profile: Profile, device: torch.device | None = None,
               progress: bool = False) -> list[Evaluation]:
-    """Evaluations of raw pixels and the random-init backbone (with its fine-tune = supervised baseline), cached."""
+    """The baseline rows: raw pixels, the random-init backbone (kind "baseline") and the supervised baseline
+    (kind "supervised"), each cached once per profile and protocol (the supervised row also by its recipes)."""
     device = device or get_device()
+    key = protocol_key(train_data, test_data, profile)
 
     def compute() -> dict:
         rows = [evaluate("raw pixels", pixels, train_data, test_data, profile)]
         random_backbone = random_init_backbone(profile, train_data.images.shape[1], device)
         rows.append(evaluate("random init", random_backbone, train_data, test_data, profile, progress=progress))
+        for r in rows:
+            r.kind = "baseline"
         return {"rows": [r.as_dict() for r in rows]}
 
-    result = load_or_compute("baselines", protocol_key(train_data, test_data, profile), compute)
-    return [Evaluation.from_dict(r) for r in result["rows"]]
+    def supervised() -> dict:
+        return supervised_baseline(train_data, test_data, profile, device, progress).as_dict()
+
+    recipes = {str(n): supervised_config(profile, n).as_dict() for n in profile.labels_per_class}
+    rows = [Evaluation.from_dict(r) for r in load_or_compute("baselines", key, compute)["rows"]]
+    rows.append(Evaluation.from_dict(load_or_compute("supervised", {**key, "task": "supervised", "recipes": recipes},
+                                                     supervised)))
+    return rows
 
 
 def compare_with_baselines(method: str, encoder: Pretrained | torch.nn.Module, train_data: ImageData,

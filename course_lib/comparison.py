@@ -30,8 +30,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from course_lib.config import Profile, get_device
 from course_lib.evaluate import Evaluation, budget_name
+from course_lib.supervised import ROW as SUPERVISED
 
-BASELINES = ("raw pixels", "random init")  # the rows of baselines.py, computed once per profile
+# the rows of baselines.py, computed once per profile: two without training, and the supervised baseline
+# (kind "supervised": trained with labels, shown apart from the self-supervised ranking)
+BASELINES = ("raw pixels", "random init", SUPERVISED)
 
 
 @dataclass(frozen=True)
@@ -129,8 +132,9 @@ class Collected:
 
 def check_row(name: str, row: Evaluation, budgets: Sequence[str] = ("10", "100", "all")) -> None:
     """Raise ``ValueError`` naming the row and the field unless ``row`` can stand in the table: a probe
-    accuracy in [0, 1] for every budget, a kNN accuracy in [0, 1], and a compute of images, steps and
-    seconds >= 0."""
+    accuracy in [0, 1] for every budget, a kNN accuracy in [0, 1] (NaN, not measured, for a row of kind
+    "supervised": the supervised baseline has no frozen features to vote with), and a compute of images,
+    steps and seconds >= 0."""
     if row.method != name:
         raise ValueError(f"results row {name!r} holds the evaluation of {row.method!r}")
     for b in budgets:
@@ -140,7 +144,7 @@ def check_row(name: str, row: Evaluation, budgets: Sequence[str] = ("10", "100",
                              f"(budgets stored: {sorted(row.probe)})")
         if not all(0 <= v <= 1 for v in values):
             raise ValueError(f"results row {name!r}: probe accuracies with {b} labels must lie in [0, 1], got {values}")
-    if not 0 <= row.knn <= 1:
+    if not (0 <= row.knn <= 1 or (row.kind == "supervised" and math.isnan(row.knn))):
         raise ValueError(f"results row {name!r}: kNN accuracy must lie in [0, 1], got {row.knn}")
     if not all(0 <= v <= 1 for v in row.finetune):
         raise ValueError(f"results row {name!r}: fine-tune accuracies must lie in [0, 1], got {row.finetune}")
@@ -196,6 +200,9 @@ def collect(profile: Profile, device: torch.device | None = None, methods: Seque
                              f"{stored[name].get('source') or 'unknown'}, or delete the file)") from None
     sources = {name: r.get("source", "") for name, r in stored.items()}
     trained, missing = [], []
+    for method in methods:  # a method trained with labels is marked so, whatever its notebook saved
+        if method.labels and method.row in rows:
+            rows[method.row].kind = "supervised"
 
     def add(new: list[Evaluation]) -> None:
         for r in new:
@@ -218,6 +225,8 @@ def collect(profile: Profile, device: torch.device | None = None, methods: Seque
             row = train(method, profile, device)
             if not isinstance(row, Evaluation) or row.method != method.row:
                 raise ValueError(f"training {method.row!r} must give its Evaluation row, got {row!r}")
+            if method.labels:
+                row.kind = "supervised"
             add([row])
     missing = [n for n in (*BASELINES, *(m.row for m in methods)) if n not in rows]
     order = [*BASELINES, *(m.row for m in methods)]

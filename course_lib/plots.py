@@ -68,7 +68,8 @@ def plot_losses(curves: dict[str, Sequence[float]], smooth: int = 20, chance: fl
 
 def plot_label_efficiency(evaluations: Sequence[Evaluation], all_labels: int | None = None) -> plt.Figure:
     """Probe accuracy against labels per class, one line per method, error bars = std over label draws;
-    the y axis zooms to the plotted range, the legend sits outside the axes."""
+    the y axis zooms to the plotted range, the legend sits outside the axes. Rows trained with labels (the
+    supervised baseline: its points are the networks trained on that many labels) are drawn dashed."""
     fig, ax = plt.subplots(figsize=(7, 4))
     for e in evaluations:
         budgets = list(e.probe)
@@ -76,7 +77,8 @@ def plot_label_efficiency(evaluations: Sequence[Evaluation], all_labels: int | N
         if None in x:
             raise ValueError("pass all_labels (labels per class in the full set) to place the 'all' budget")
         ax.errorbar(x, [100 * e.mean(b) for b in budgets], yerr=[100 * e.std(b) for b in budgets], marker="o",
-                    capsize=3, label=e.method)
+                    capsize=3, linestyle="--" if e.with_labels else "-",
+                    label=e.method + (" (trained with labels)" if e.with_labels else ""))
     ax.set_xscale("log")
     ax.set_xlabel("labels per class (log scale)")
     ax.set_ylabel("linear-probe test accuracy (%)\nmean ± std over label draws")

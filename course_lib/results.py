@@ -96,9 +96,10 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
 
 def format_table(evaluations: list[Evaluation], percent: bool = True,
                  extra: dict[str, dict[str, str]] | None = None) -> str:
-    """A Markdown table: one row per method; probe accuracy per label budget and the fine-tune column
-    as mean ± std over the label draws; kNN; and what pre-training cost (images, steps, seconds).
-    ``extra``: more columns, as {method: {column: text}} ('–' where a method has none)."""
+    """A Markdown table: one row per method; probe accuracy per label budget and the LP-FT fine-tune
+    column as mean ± std over the label draws; kNN; and what pre-training cost (images, steps, seconds).
+    ``extra``: more columns, as {method: {column: text}} ('–' where a method has none). Rows trained with
+    labels (``kind == "supervised"``) are marked † and explained below the table."""
     if not evaluations:
         return "(no results)"
     extra = extra or {}
@@ -119,11 +120,16 @@ def format_table(evaluations: list[Evaluation], percent: bool = True,
             return ["–", "–", "–"]
         return [f"{int(c.get('images', 0)):,}", f"{int(c['steps']):,}", f"{float(c.get('seconds', 0)):.0f}"]
 
-    header = ["method", *(f"probe {b}/class" for b in budgets), "kNN", f"fine-tune {FINETUNE_LABELS}/class",
+    header = ["method", *(f"probe {b}/class" for b in budgets), "kNN", f"LP-FT, {FINETUNE_LABELS} labels/class",
               "images seen", "steps", "seconds", *columns]
-    rows = [[e.method, *(fmt(e.probe.get(b, [])) for b in budgets), fmt([e.knn]), fmt(e.finetune), *cost(e),
-             *(extra.get(e.method, {}).get(c, "–") for c in columns)] for e in evaluations]
-    return markdown_table(header, rows)
+    rows = [[e.method + (" †" if e.with_labels else ""), *(fmt(e.probe.get(b, [])) for b in budgets), fmt([e.knn]),
+             fmt(e.finetune), *cost(e), *(extra.get(e.method, {}).get(c, "–") for c in columns)] for e in evaluations]
+    table = markdown_table(header, rows)
+    if any(e.with_labels for e in evaluations):
+        table += ("\n\n† trained with labels: not a self-supervised result, shown for reference and not ranked. "
+                  "For the supervised baseline each probe column is the test accuracy of the network trained "
+                  "from scratch on that many labels per class (no probe, no kNN).")
+    return table
 
 
 def show_table(evaluations: list[Evaluation], extra: dict[str, dict[str, str]] | None = None) -> None:

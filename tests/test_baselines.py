@@ -1,4 +1,5 @@
-"""Behaviour tests for course_lib.baselines: what the cache key holds, and compare_with_baselines."""
+"""Behaviour tests for course_lib.baselines: what the cache key holds, the baseline rows (raw pixels, random init,
+the supervised baseline), and compare_with_baselines."""
 
 import copy
 
@@ -7,12 +8,20 @@ import torch
 from conftest import make_image_data, tiny_profile
 
 from course_lib import baselines as B
+from course_lib import supervised
 from course_lib.checkpoints import weights_digest
 from course_lib.evaluate import Evaluation, protocol_key
 from course_lib.models import SmallConvNet
 from course_lib.train import History, Pretrained
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(autouse=True)
+def short_supervised(monkeypatch):
+    """The supervised baseline's recipes cut to a few steps: these tests check the rows, not the recipe."""
+    monkeypatch.setitem(supervised.RECIPES, "fast", {b: {"steps": 3, "lr": 3e-3, "batch_size": 8}
+                                                     for b in ("10", "100", "all")})
 
 
 def protocol_profile(**changes):
@@ -49,13 +58,16 @@ def test_compare_with_baselines_adds_the_method_row_with_its_compute(cache):
     train, test = make_image_data(60, num_classes=3), make_image_data(30, num_classes=3, seed=1)
     profile = protocol_profile(max_images_per_class=20)  # 4 per class for validation, 16 left
     rows = B.compare_with_baselines("toy", pre, train, test, profile, torch.device("cpu"))
-    assert [r.method for r in rows] == ["raw pixels", "random init", "toy"]
+    assert [r.method for r in rows] == ["raw pixels", "random init", "supervised (labels only)", "toy"]
+    assert [r.kind for r in rows] == ["baseline", "baseline", "supervised", "self-supervised"]
     assert all(isinstance(r, Evaluation) for r in rows)
     assert rows[-1].compute == {"images": 64, "steps": 2, "seconds": 3.0}
     assert rows[0].finetune == []  # raw pixels: their fine-tune figure is their 10-label probe, not measured here
-    assert len(rows[1].finetune) == 3 and len(rows[2].finetune) == 3
+    assert len(rows[1].finetune) == 3 and len(rows[3].finetune) == 3
+    assert rows[2].finetune == [] and [len(rows[2].probe[b]) for b in ("2", "all")] == [3, 1]  # trained, per draw
     assert len(list(cache.glob("checkpoints/baselines-*.json"))) == 1  # cached for the next notebook
-    assert B.baselines(train, test, profile, torch.device("cpu")) == rows[:2]
+    assert len(list(cache.glob("checkpoints/supervised-*.json"))) == 1
+    assert B.baselines(train, test, profile, torch.device("cpu")) == rows[:3]
     with pytest.raises(ValueError, match="baseline row"):
         B.compare_with_baselines("random init", pre, train, test, profile, torch.device("cpu"))
     with pytest.raises(TypeError, match="Pretrained"):
@@ -104,7 +116,8 @@ def test_weights_digest_follows_the_values_not_the_layout_or_the_object():
 
 
 def fake_table(method, *args, **kwargs):
-    rows = [Evaluation("raw pixels", {"10": [0.6]}, 0.6), Evaluation("random init", {"10": [0.5]}, 0.5)]
+    rows = [Evaluation("raw pixels", {"10": [0.6]}, 0.6, kind="baseline"),
+            Evaluation("random init", {"10": [0.5]}, 0.5, kind="baseline")]
     return rows + ([Evaluation(method, {"10": [0.7, 0.72]}, 0.7)] if method else [])
 
 
@@ -159,3 +172,21 @@ def test_evaluate_and_save_rejects_what_it_cannot_save(cache, method, encoder, s
         B.evaluate_and_save(method, encoder, make_image_data(40), make_image_data(20, seed=1), protocol_profile(),
                             source=source, show=False)
     assert not results_path("fast").exists()
+
+
+def test_the_supervised_row_is_cached_apart_and_by_its_recipes(cache, monkeypatch):
+    """A changed supervised recipe trains the supervised row again, and only it: raw pixels and random init
+    come from their own cache entry."""
+    train, test = make_image_data(60, num_classes=3), make_image_data(30, num_classes=3, seed=1)
+    profile = protocol_profile(max_images_per_class=20)
+    first = B.baselines(train, test, profile, torch.device("cpu"))
+    evaluated, trained = [], []
+    real_evaluate, real_supervised = B.evaluate, B.supervised_baseline
+    monkeypatch.setattr(B, "evaluate", lambda *a, **k: evaluated.append(a[0]) or real_evaluate(*a, **k))
+    monkeypatch.setattr(B, "supervised_baseline", lambda *a, **k: trained.append(1) or real_supervised(*a, **k))
+    assert B.baselines(train, test, profile, torch.device("cpu")) == first and evaluated == trained == []
+    monkeypatch.setitem(supervised.RECIPES, "fast", {b: {"steps": 4, "lr": 3e-3, "batch_size": 8}
+                                                     for b in ("10", "100", "all")})
+    again = B.baselines(train, test, profile, torch.device("cpu"))
+    assert evaluated == [] and trained == [1]
+    assert again[:2] == first[:2] and again[2].compute["steps"] == 4 * 4

@@ -178,13 +178,15 @@ METHODS_ABC = (Method("b method", "course_lib.rotation", "05_b"), Method("a meth
 
 
 def fake_baselines(profile, device):
-    return [row("raw pixels", 0.69, 0, 0.0), row("random init", 0.68, 0, 0.0)]
+    supervised = Evaluation("supervised (labels only)", {"10": [0.7] * 3, "100": [0.84] * 3, "all": [0.9]},
+                            compute={"images": 1000, "steps": 10, "seconds": 1.0}, kind="supervised")
+    return [row("raw pixels", 0.69, 0, 0.0), row("random init", 0.68, 0, 0.0), supervised]
 
 
 def test_empty_store_lists_every_row_missing(tmp_path):
     got = comparison.collect(get_profile(), methods=METHODS_ABC, folder=tmp_path, train_missing=False)
     assert got.rows == [] and got.trained == []
-    assert got.missing == ["raw pixels", "random init", "a method", "b method"]
+    assert got.missing == ["raw pixels", "random init", "supervised (labels only)", "a method", "b method"]
     assert not results_path("fast", tmp_path).exists()
 
 
@@ -199,10 +201,14 @@ def test_missing_rows_are_trained_once_saved_and_said(tmp_path):
     save_results(row("extra", 0.5), "fast", tmp_path, source="09_extra")  # a notebook not registered yet
     got = comparison.collect(get_profile(), methods=METHODS_ABC, folder=tmp_path, train=fake_train,
                              compute_baselines=fake_baselines, say=said.append)
-    assert trained == ["b method"] and got.trained == ["raw pixels", "random init", "b method"]
-    assert [r.method for r in got.rows] == ["raw pixels", "random init", "a method", "b method", "extra"]
-    assert got.sources == {"raw pixels": "10_comparison", "random init": "10_comparison", "a method": "03_a",
+    assert trained == ["b method"] and got.trained == ["raw pixels", "random init", "supervised (labels only)",
+                                                       "b method"]
+    assert [r.method for r in got.rows] == ["raw pixels", "random init", "supervised (labels only)", "a method",
+                                            "b method", "extra"]
+    assert got.sources == {"raw pixels": "10_comparison", "random init": "10_comparison",
+                           "supervised (labels only)": "10_comparison", "a method": "03_a",
                            "b method": "10_comparison", "extra": "09_extra"}
+    assert got.row("supervised (labels only)").kind == "supervised" and math.isnan(got.row("supervised (labels only)").knn)
     assert got.row("a method").mean("100") == pytest.approx(0.72) and got.missing == []
     assert any("b method: missing from the results store" in line for line in said)
     stored = load_rows("fast", tmp_path)
@@ -213,7 +219,19 @@ def test_missing_rows_are_trained_once_saved_and_said(tmp_path):
 
     again = comparison.collect(get_profile(), methods=METHODS_ABC, folder=tmp_path, train=no_training,
                                compute_baselines=no_training, say=None)
-    assert again.trained == [] and [r.as_dict() for r in again.rows] == [r.as_dict() for r in got.rows]
+    assert again.trained == [] and again.rows == got.rows
+
+
+def test_a_method_trained_with_labels_is_marked_so(tmp_path):
+    """FaceNet's entry says it trains with labels: its row is of kind "supervised" whatever its notebook saved,
+    and only such a row may leave kNN unmeasured."""
+    labelled = Method("c method", "course_lib.rotation", "09_c", labels=True)
+    save_results(row("c method"), "fast", tmp_path, source="09_c")
+    got = comparison.collect(get_profile(), methods=[labelled], folder=tmp_path, train_missing=False)
+    assert got.row("c method").kind == "supervised"
+    comparison.check_row("s", Evaluation("s", {"10": [0.7]}, compute=row("x").compute, kind="supervised"), ["10"])
+    with pytest.raises(ValueError, match="kNN accuracy must lie in"):
+        comparison.check_row("s", Evaluation("s", {"10": [0.7]}, compute=row("x").compute), ["10"])
 
 
 def test_a_trainer_must_return_the_methods_row(tmp_path):

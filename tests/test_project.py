@@ -21,7 +21,8 @@ from course_lib.tools import runner
 from course_lib.tools.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ["test", "course", "lab", "demo", "build-data", "bench", "release", "grade", "grade-manual", "drift"]
+COMMANDS = ["test", "course", "lab", "demo", "build-data", "bench", "release", "grade", "grade-manual", "drift",
+            "tune-supervised"]
 PROJECT = "ssl-course"
 INSTRUCTOR_ONLY = {"nbgrader"}  # the grading tools: never in a student's install
 TEST_ONLY = {"pytest", "pytest-xdist", "nbval", "ruff", "pyyaml", "playwright"}

@@ -81,7 +81,7 @@ def test_a_file_of_the_wrong_shape_is_a_clear_value_error(tmp_path, content):
 def test_format_table_has_one_row_per_method_with_percentages():
     rows = [row("rotation", 0.5, 0.6049, 0.7, 0.65), row("simclr", 0.61, 0.72, 0.8123, 0.7999)]
     lines = format_table(rows).splitlines()
-    assert lines[0] == ("| method | probe 10/class | probe 100/class | probe all/class | kNN | fine-tune 10/class "
+    assert lines[0] == ("| method | probe 10/class | probe 100/class | probe all/class | kNN | LP-FT, 10 labels/class "
                         "| images seen | steps | seconds |")
     assert lines[1] == "|---" * 9 + "|"
     assert len(lines) == 2 + 2
@@ -196,9 +196,21 @@ def test_format_table_is_a_markdown_table_with_the_cost_in_three_columns():
     text = format_table([Evaluation("a", {"10": [0.5, 0.6]}, 0.7, compute={"images": 1200, "steps": 3, "seconds": 4.4}),
                          Evaluation("b", {"10": [0.5]}, 0.7)])
     lines = text.splitlines()
-    assert lines[0] == ("| method | probe 10/class | kNN | fine-tune 10/class | images seen | steps | seconds |")
+    assert lines[0] == ("| method | probe 10/class | kNN | LP-FT, 10 labels/class | images seen | steps | seconds |")
     assert lines[2] == "| a | 55.0 ± 7.1 | 70.0 | – | 1,200 | 3 | 4 |"
     assert lines[3] == "| b | 50.0 | 70.0 | – | – | – | – |"
+
+
+def test_rows_trained_with_labels_are_marked_and_explained():
+    """The supervised baseline (kind "supervised": its columns are networks trained on that many labels, no kNN)
+    is marked with a dagger that a note under the table explains; a table without such a row has no note."""
+    rows = [row("random init", 0.5, 0.6, 0.7, 0.65),
+            Evaluation("supervised (labels only)", {"10": [0.6, 0.7], "100": [0.8], "all": [0.9]}, kind="supervised")]
+    text = format_table(rows)
+    lines = text.splitlines()
+    assert lines[3] == "| supervised (labels only) † | 65.0 ± 7.1 | 80.0 | 90.0 | – | – | – | – | – |"
+    assert lines[4] == "" and lines[5].startswith("† trained with labels") and len(lines) == 6
+    assert "†" not in format_table(rows[:1])
 
 
 def test_show_table_displays_the_table_as_markdown(monkeypatch):

@@ -13,6 +13,7 @@ The Makefile's targets call these, so everything also works without make:
     python -m course_lib bench         # time the input pipeline (--notebooks: the course table too)
     python -m course_lib demo          # prepare a live lecture: warm every notebook's cache, time a warm run
     python -m course_lib drift         # the tests on the newest versions pyproject.toml allows (--lowest: the oldest)
+    python -m course_lib tune-supervised  # choose the supervised baseline's length and rate on the validation split
 
 release, grade, grade-manual and nbgrader-course need the instructor extra (nbgrader), test the dev extra; without it they
 say which extra to install.
@@ -93,6 +94,35 @@ def _build_data(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from course_lib.tools.bench import main
     return main(args)
+
+
+def _tune_supervised(args: argparse.Namespace) -> int:
+    """The supervised baseline's grid (``supervised.GRID`` unless values are given) for each label budget, on the
+    validation split of the training images (the test split is not loaded): a table per budget and the choice."""
+    from course_lib import supervised
+    from course_lib.config import seed_everything
+    from course_lib.datasets import load_dataset
+    from course_lib.results import markdown_table
+
+    profile = get_profile(args.profile)
+    seed_everything(profile.seed, threads=args.threads or profile.num_threads)
+    train = profile.limit(load_dataset(profile.dataset, "train"))  # training images only: never the test set
+    given = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("crop_padding", args.crop_padding),
+                               ("flip_p", args.flip_p)) if v}
+    for budget in args.labels:
+        n = None if budget == "all" else int(budget)
+        grid = supervised.grid_of(**{**supervised.GRID[supervised.recipe_budget(n)], **given})
+        print(f"# {budget} labels per class, profile {profile.name!r}: {len(grid)} recipes, validation accuracy "
+              f"(first label draw)", flush=True)
+        results = supervised.tune(train, profile, n, grid)
+        names = list(grid[0])
+        rows = [[*(r["overrides"][k] for k in names), f"{100 * r['validation']:.1f}", f"{r['seconds']:.0f}"]
+                for r in results]
+        print(markdown_table([*names, "validation %", "seconds"], rows))
+        chosen = supervised.best(results)
+        print(f"chosen for {budget}: {chosen['overrides']} ({100 * chosen['validation']:.1f} % on validation)\n",
+              flush=True)
+    return 0
 
 
 def _release(args: argparse.Namespace) -> int:
@@ -345,6 +375,17 @@ def _main(argv: list[str] | None, prog: str) -> int:
     p.add_argument("--out", default=str(REPO_ROOT / "build" / "drift"), help="where the environments go")
     p.add_argument("--reuse", action="store_true", help="install into the existing environment instead of a fresh one")
     p.set_defaults(fn=_drift)
+
+    p = sub.add_parser("tune-supervised", help="choose the supervised baseline's length and peak rate per label budget "
+                                               "on the validation split (the grid of supervised.GRID)")
+    p.add_argument("--profile", default=None, help=f"profile name (default: ${PROFILE_ENV} or 'fast')")
+    p.add_argument("--labels", nargs="+", default=["10", "100", "all"], help="label budgets (default: 10 100 all)")
+    p.add_argument("--steps", nargs="+", type=int, help="steps to try (default: the budget's grid)")
+    p.add_argument("--lr", nargs="+", type=float, help="peak learning rates to try")
+    p.add_argument("--crop-padding", nargs="+", type=int, help="crop paddings to try (0: no crop)")
+    p.add_argument("--flip-p", nargs="+", type=float, help="flip probabilities to try (0: no flip)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: the profile's)")
+    p.set_defaults(fn=_tune_supervised)
 
     args = parser.parse_args(argv)
     if args.command == "course" and args.profile:
