@@ -183,8 +183,10 @@ def test_the_command_reads_the_training_split_only(monkeypatch, capsys):
     assert main(["tune-supervised", "--labels", "10", "all", "--steps", "5", "7", "--lr", "0.01"]) == 0
     out = capsys.readouterr().out
     assert loaded == ["train"]
-    assert "| steps | lr | validation % | seconds |" in out and "| 7 | 0.01 | 50.1 | 1 |" in out
-    assert "chosen for 10: {'steps': 7, 'lr': 0.01}" in out and "chosen for all: {'steps': 7, 'lr': 0.01}" in out
+    assert "| steps | lr | crop_padding | flip_p | validation % | seconds |" in out  # the rest of the grid: GRID's
+    assert "| 7 | 0.01 | 0 | 0.0 | 50.1 | 1 |" in out and "| 7 | 0.01 | 2 | 0.0 | 50.1 | 1 |" in out
+    assert "chosen for 10: {'steps': 7, 'lr': 0.01, 'crop_padding': 0, 'flip_p': 0.0}" in out
+    assert "chosen for all: {'steps': 7, 'lr': 0.01, 'crop_padding': 2, 'flip_p': 0.0}" in out
 
 
 # ---------------------------------------------------------------- the pieces: schedule, views, checks
