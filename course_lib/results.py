@@ -126,7 +126,7 @@ def format_table(evaluations: list[Evaluation], percent: bool = True,
              fmt(e.finetune), *cost(e), *(extra.get(e.method, {}).get(c, "–") for c in columns)] for e in evaluations]
     table = markdown_table(header, rows)
     if any(e.with_labels for e in evaluations):
-        table += ("\n\n† trained with labels: not a self-supervised result, shown for reference and not ranked. "
+        table += ("\n\n† trained with labels: not a self-supervised result. "
                   "For the supervised baseline each probe column is the test accuracy of the network trained "
                   "from scratch on that many labels per class (no probe, no kNN).")
     return table
