@@ -28,12 +28,9 @@ from course_lib.datasets import ImageData
 from course_lib.evaluate import Evaluation, evaluate, pixels, protocol_key
 from course_lib.plots import plot_label_efficiency
 from course_lib.results import save_results, show_table
-from course_lib.supervised import ROW as SUPERVISED
 from course_lib.supervised import config_for as supervised_config
 from course_lib.supervised import supervised_baseline
 from course_lib.train import Pretrained, seeded_backbone
-
-BASELINES = ("raw pixels", "random init", SUPERVISED)  # the rows of baselines(), in this order
 
 
 def random_init_backbone(profile: Profile, in_channels: int, device: torch.device | None = None):
@@ -80,7 +77,7 @@ def compare_with_baselines(method: str, encoder: Pretrained | torch.nn.Module, t
         backbone, compute = encoder, None
     else:
         raise TypeError(f"encoder must be a Pretrained (a method's pretrain) or a backbone, got {type(encoder).__name__}")
-    if any(r.method == method for r in rows):
+    if any(r.method == method for r in rows):  # raw pixels, random init, supervised (labels only)
         raise ValueError(f"{method!r} is the name of a baseline row; give the method another name")
     key = {**protocol_key(train_data, test_data, profile), "task": "evaluation", "method": method,
            "weights": weights_digest(backbone), "finetune": finetune}

@@ -201,7 +201,7 @@ def test_one_cycle_warms_up_linearly_then_decays_to_zero():
         opt.step()
         schedule.step()
     assert rates[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
-    assert all(a >= b for a, b in zip(rates[3:], rates[4:])) and 0 < rates[-1] < 0.01
+    assert all(a >= b for a, b in zip(rates[3:], rates[4:], strict=False)) and 0 < rates[-1] < 0.01
     assert S.one_cycle(opt, steps=1, warmup=0.5).get_last_lr() == [1.0]  # one step: at the peak
 
 
