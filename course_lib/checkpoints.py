@@ -43,10 +43,12 @@ def config_key(config: dict) -> str:
 
 
 def weights_digest(module: nn.Module) -> str:
-    """A digest of every parameter and buffer of ``module`` (names, dtypes, shapes, values, whatever the
-    device or memory layout): equal weights give equal digests, and any changed value another one. Part of
-    the key of what is computed from trained weights (an evaluation, a probe by depth, an ablation)."""
-    digest = hashlib.sha256()
+    """A digest of ``module``: its structure and settings as printed (``repr``: the layers and what their
+    ``extra_repr`` says, e.g. a patch encoder's patch size and stride, which are no weights) and every
+    parameter and buffer (names, dtypes, shapes, values, whatever the device or memory layout): equal
+    modules give equal digests, and any changed value or setting another one. Part of the key of what is
+    computed from trained weights (an evaluation, a probe by depth, an ablation)."""
+    digest = hashlib.sha256(repr(module).encode())
     for name, tensor in sorted(module.state_dict().items()):
         t = tensor.detach().to("cpu").contiguous().reshape(-1)
         digest.update(f"{name}|{t.dtype}|{tuple(tensor.shape)}|".encode())

@@ -85,7 +85,7 @@ class Profile(Settings):
     time_budget_s: float | None = None  # stop pre-training after this many seconds
     labels_per_class: tuple[int | None, ...] = (10, 100, None)  # None = all labels
     knn_k: int = 20  # neighbours voted by the kNN classifier
-    finetune_steps: int = 100  # steps of the protocol's fine-tuning per label budget (evaluate.protocol_for)
+    finetune_steps: int = 50  # AdamW steps of the protocol's LP-FT column, once per label draw (evaluate.protocol_for)
     amp: bool = False  # bf16 autocast (GPU only)
     channels_last: bool = True  # NHWC memory layout: faster convolutions on x86 CPUs (oneDNN) and tensor cores
     compile: bool = False  # torch.compile the backbone

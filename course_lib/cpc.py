@@ -188,6 +188,9 @@ class PatchPooledEncoder(Backbone):
         self.in_channels = backbone.in_channels
         self.patch_size, self.stride = patch_size, stride
 
+    def extra_repr(self) -> str:  # part of weights_digest, so cached probes of another geometry are not reused
+        return f"patch_size={self.patch_size}, stride={self.stride}"
+
     @property
     def stage_dims(self) -> list[int]:
         return [self.backbone.feature_dim]

@@ -191,20 +191,17 @@ class Protocol(Settings):
         return [100 * self.seed + d for d in range(self.draws)]
 
 
-FAST_FINETUNE_STEPS = 50  # fine-tune steps on a laptop CPU: 3 draws x 50 steps of 100 images per encoder
-
-
 def protocol_for(profile: Profile, **overrides) -> Protocol:
     """The protocol for ``profile``: its budgets, k, seed and weight decay; a validation split of 100
     images per class (a fifth of the images when ``max_images_per_class`` keeps fewer than 500);
-    fine-tuning for the profile's ``finetune_steps``, at most ``FAST_FINETUNE_STEPS`` on the CPU
-    profiles (every encoder is fine-tuned three times, and a notebook must stay within 3 minutes)."""
+    fine-tuning for the profile's ``finetune_steps`` (50 on the fast profile, which a laptop's CPU runs:
+    every encoder is fine-tuned three times, and a notebook must stay within 3 minutes)."""
     per_class = profile.max_images_per_class
     validation = 100 if per_class is None else max(1, min(100, per_class // 5))
-    steps = profile.finetune_steps if profile.name == "full" else min(FAST_FINETUNE_STEPS, profile.finetune_steps)
     protocol = Protocol(labels_per_class=tuple(profile.labels_per_class), validation_per_class=validation,
-                        knn_k=profile.knn_k, finetune_steps=steps, finetune_weight_decay=profile.weight_decay,
-                        finetune_batch_size=profile.batch_size, seed=profile.seed)
+                        knn_k=profile.knn_k, finetune_steps=profile.finetune_steps,
+                        finetune_weight_decay=profile.weight_decay, finetune_batch_size=profile.batch_size,
+                        seed=profile.seed)
     return protocol.replace(**overrides) if overrides else protocol
 
 

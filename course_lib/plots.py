@@ -116,25 +116,37 @@ def plot_accuracy_vs_compute(evaluations: Sequence[Evaluation], compute: dict[st
 
 
 def plot_embedding(h: torch.Tensor, labels: torch.Tensor, classes: Sequence[str] | None = None,
-                   method: str = "pca", title: str = "", seed: int = 0) -> plt.Figure:
-    """2-D picture of features h (N, D): PCA (fast) or t-SNE (slower, shows clusters)."""
+                   method: str = "pca", title: str = "", seed: int = 0, ax: plt.Axes | None = None,
+                   legend: bool = True) -> plt.Figure:
+    """2-D picture of features h (N, D), one colour per class: PCA (fast; a linear view, its axes say the
+    share of the variance each direction holds) or t-SNE (slower; keeps neighbourhoods, not distances).
+    Draws on ``ax`` when given (e.g. two representations side by side), else on a new figure; the legend
+    sits outside the points."""
+    if method not in ("pca", "tsne"):
+        raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}")
     h = h.detach().float().cpu().numpy()
     if method == "pca":
         h = h - h.mean(0)
-        _, _, vt = np.linalg.svd(h, full_matrices=False)
+        _, s, vt = np.linalg.svd(h, full_matrices=False)
         xy = h @ vt[:2].T
-    elif method == "tsne":
+        share = s**2 / max(float((s**2).sum()), 1e-12)
+        xlabel, ylabel = (f"direction {i + 1} ({100 * share[i]:.0f} % of the variance)" for i in range(2))
+    else:
         from sklearn.manifold import TSNE
         xy = TSNE(2, init="pca", random_state=seed, perplexity=30).fit_transform(h)
-    else:
-        raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}")
+        xlabel, ylabel = "t-SNE 1", "t-SNE 2"
     labels = labels.cpu().numpy()
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.5, 5))
+    fig = ax.figure
     for c in np.unique(labels):
         m = labels == c
         ax.scatter(xy[m, 0], xy[m, 1], s=4, label=classes[c] if classes else str(c))
-    ax.legend(markerscale=3, fontsize=7, loc="best")
+    if legend:
+        ax.legend(markerscale=3, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_title(title or f"features ({method.upper()})")
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
     fig.tight_layout()

@@ -112,6 +112,17 @@ def test_weights_digest_follows_the_values_not_the_layout_or_the_object():
     assert weights_digest(twin) != digest
 
 
+def test_weights_digest_follows_settings_that_are_not_weights():
+    from course_lib.cpc import PatchPooledEncoder
+
+    torch.manual_seed(0)
+    net = SmallConvNet(1, width=4)
+    same = weights_digest(PatchPooledEncoder(net, 8, 4))
+    assert weights_digest(PatchPooledEncoder(net, 8, 4)) == same
+    assert weights_digest(PatchPooledEncoder(net, 8, 8)) != same  # another stride: another encoder
+    assert weights_digest(PatchPooledEncoder(net, 12, 4)) != same
+
+
 # ---------------------------------------------------------------- the one call every notebook makes
 
 

@@ -73,6 +73,19 @@ def test_secret_lines_cover_hidden_tests_and_solutions_but_not_library_answers(t
     assert not any("import" in line.split()[:1] for line in secrets)
 
 
+def test_the_lines_of_every_training_step_are_idioms_not_answers(tmp_path):
+    nb = tiny_notebook()
+    nb.cells.append(new_code_cell("def fit(model, batches):\n    ### BEGIN SOLUTION\n    for x, y in batches:\n"
+                                  "        loss = my_special_loss(model(x), y)\n        optimizer.zero_grad()\n"
+                                  "        loss.backward()\n        optimizer.step()\n    ### END SOLUTION",
+                                  metadata=_meta("fit")))
+    (tmp_path / "source").mkdir()
+    nbformat.write(nb, tmp_path / "source" / f"{NAME}.ipynb")
+    secrets = secret_lines([tmp_path / "source" / f"{NAME}.ipynb"], fake_course_root(tmp_path / "root"))
+    assert "loss = my_special_loss(model(x), y)" in secrets  # the answer's own line is a secret
+    assert not {"optimizer.zero_grad()", "loss.backward()", "optimizer.step()"} & set(secrets)
+
+
 def test_a_clean_bundle_passes_and_holds_what_a_student_needs(tmp_path):
     course_with_exercises(tmp_path)
     [student] = release(tmp_path / "source", tmp_path / "release")

@@ -108,7 +108,9 @@ def notebook_code(name: str) -> str:
     return "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
 
 
-EVALUATE_AND_SAVE = re.compile(r'evaluate_and_save\(\s*("[^"]*"|None), (\w+), (\w+), (\w+), profile, device,\s*source="([^"]+)"\)')
+EVALUATE_AND_SAVE = re.compile(r'evaluate_and_save\(\s*(?:method=)?("[^"]*"|None), (?:encoder=)?(\w+), (?:train_data=)?(\w+), '
+                               r'(?:test_data=)?(\w+),\s*(?:profile=)?profile,\s*(?:device=)?device,\s*'
+                               r'source="([^"]+)"(?:, show=(?:True|False))?\)')
 
 
 @pytest.mark.parametrize("method", METHODS, ids=[m.row for m in METHODS])

@@ -322,7 +322,7 @@ def test_protocol_for_sizes_the_validation_split_and_checks_values():
     assert protocol_for(get_profile("fast")).validation_per_class == 100
     assert protocol_for(get_profile("grade")).validation_per_class == 10  # 50 images per class kept
     assert protocol_for(get_profile("fast")).labels_per_class == (10, 100, None)
-    assert protocol_for(get_profile("fast")).finetune_steps == 50  # capped on the CPU profiles
+    assert protocol_for(get_profile("fast")).finetune_steps == 50 == get_profile("fast").finetune_steps  # as printed
     assert protocol_for(get_profile("full")).finetune_steps == get_profile("full").finetune_steps
     with pytest.raises(ValueError, match="draws"):
         Protocol(draws=0)

@@ -150,6 +150,18 @@ def test_plot_embedding_pca_uses_the_top_two_directions():
     xy = fig.axes[0].collections[0].get_offsets()
     np.testing.assert_allclose(np.abs(xy[:, 0]), np.abs(h[:, 0].numpy()), atol=1e-4)
     np.testing.assert_allclose(np.abs(xy[:, 1]), np.abs(h[:, 1].numpy()), atol=1e-4)
+    var0, var1 = float((h[:, 0] ** 2).sum()), float((h[:, 1] ** 2).sum())  # the axes give each direction's share
+    assert fig.axes[0].get_xlabel() == f"direction 1 ({100 * var0 / (var0 + var1):.0f} % of the variance)"
+    assert fig.axes[0].get_ylabel() == f"direction 2 ({100 * var1 / (var0 + var1):.0f} % of the variance)"
+
+
+def test_plot_embedding_draws_side_by_side_on_given_axes():
+    fig, axes = plt.subplots(1, 2)
+    for ax, legend in zip(axes, (False, True), strict=True):
+        assert plot_embedding(torch.randn(9, 3), torch.arange(9) % 3, ax=ax, legend=legend) is fig
+    assert axes[0].get_legend() is None and len(axes[1].get_legend().get_texts()) == 3
+    assert all(len(ax.collections) == 3 for ax in axes)
+    plt.close(fig)
 
 
 def test_plot_embedding_rejects_an_unknown_method():

@@ -40,6 +40,8 @@ _IMPORT = re.compile(r"(from\s+[\w.]+\s+)?import\s+[\w., ()]+(\s+as\s+\w+)?")
 _COMMENT = re.compile(r"\s+#[^\"']*$")  # a trailing comment (no quote after the #): not part of the line's code
 _PLAIN = set(keyword.kwlist) | set(dir(builtins))  # a line of these words only (``except ValueError:``) is Python
 IDIOM_FILES = 3  # a line that course_lib's own code has in this many files is an idiom, not an answer
+# The lines of every PyTorch training step: no exercise's answer, though course_lib (one loop) has them in few files.
+TORCH_IDIOMS = frozenset({"optimizer.zero_grad()", "loss.backward()", "optimizer.step()"})
 
 STUDENT_README = """\
 # Self-supervised learning for images: the course notebooks (student version)
@@ -123,7 +125,8 @@ def secret_lines(notebooks: list[Path], library_root: Path = REPO_ROOT) -> dict[
     comments; minus trivial lines (shorter than ``MIN_CHARS``, comments, bare imports, plain Python such as
     ``except ValueError:``), lines the student sees anyway (in a visible cell or outside the regions, in any of
     the notebooks, also as part of a longer line) and idioms (lines that ``library_root/course_lib`` has in
-    ``IDIOM_FILES`` files or more, e.g. a seeded ``torch.Generator``)."""
+    ``IDIOM_FILES`` files or more, e.g. a seeded ``torch.Generator``, and the lines of every training step,
+    ``TORCH_IDIOMS``)."""
     found: dict[str, str] = {}
     visible: list[str] = []
     for path in notebooks:
@@ -145,7 +148,8 @@ def secret_lines(notebooks: list[Path], library_root: Path = REPO_ROOT) -> dict[
     shown = "\n".join(visible)
     return {line: where for line, where in found.items()
             if len(line) >= MIN_CHARS and not line.startswith("#") and not _IMPORT.fullmatch(line)
-            and not _plain_python(line) and line not in shown and sum(line in text for text in library) < IDIOM_FILES}
+            and not _plain_python(line) and line not in shown and line not in TORCH_IDIOMS
+            and sum(line in text for text in library) < IDIOM_FILES}
 
 
 def _strings(value) -> list[str]:
