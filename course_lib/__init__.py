@@ -13,6 +13,7 @@ Lecture topic -> file (read it beside the notebook):
 * SimCLR (notebook 08) ................................... simclr.py
 * metric learning with the triplet loss, FaceNet (notebook 09) ... facenet.py
 * every method on one protocol, the comparison (notebook 10) ... comparison.py
+* the comparison over training seeds, recorded ........... sweep.py
 * the evaluation protocol (probes, kNN, fine-tuning) .... evaluate.py, baselines.py, results.py
 * the supervised baseline (trained on the labels alone) .. supervised.py
 * ablations: a method run with a knob changed ........... ablation.py

@@ -26,11 +26,15 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
+import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from course_lib.augment import to_float
 from course_lib.config import Profile, get_device
 from course_lib.evaluate import Evaluation, budget_name
+from course_lib.models import LinearHead
 from course_lib.supervised import ROW as SUPERVISED
+from course_lib.supervised import config_for as supervised_config
 
 # the rows of baselines.py, computed once per profile: two without training, and the supervised baseline
 # (kind "supervised": trained with labels, shown apart from the self-supervised ranking)
@@ -305,6 +309,23 @@ def flops_per_image(methods: Sequence[Method], profile: Profile, device: torch.d
                                  code=tuple(sorted({*code_of(m.module), *code_of(__name__)})))
         out[m.row] = float(result["flops_per_image"])
     return out
+
+
+def supervised_flops_per_image(profile: Profile, device: torch.device | None = None) -> float:
+    """FLOPs of one training step of the supervised baseline (``supervised.train_supervised``: the backbone and
+    a linear head, forward and the cross-entropy's backward) divided by its images: times the images a run of
+    that row drew, its training FLOPs, in the same unit as :func:`training_flops_per_image`."""
+    from course_lib.train import seeded_backbone
+
+    device = device or get_device()
+    train, _ = evaluation_data(profile)
+    batch = min(supervised_config(profile, 100).batch_size, len(train))
+    with torch.random.fork_rng(devices=[]):
+        net = seeded_backbone(profile.replace(compile=False), train.images.shape[1], device).train()
+        head = LinearHead(net.feature_dim, train.num_classes).to(device)
+        x, y = train.images[:batch].to(device), train.labels[:batch].to(device)
+        flops = count_flops(lambda: F.cross_entropy(head(net.forward_features(to_float(x))), y).backward())
+    return flops / batch
 
 
 def achieved_gflops(flops_per_image: float, compute: dict) -> float:

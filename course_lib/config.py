@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 PROFILE_ENV = "COURSE_PROFILE"
+SEED_ENV = "COURSE_SEED"  # the training seed of every notebook (default: the profile's, 0)
 BUDGETS_ENV = "COURSE_TIME_BUDGETS"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,7 +177,8 @@ PROFILES: dict[str, Profile] = {
 
 
 def get_profile(name: str | None = None, **overrides) -> Profile:
-    """The profile called ``name``, else ``$COURSE_PROFILE``, else ``fast``.
+    """The profile called ``name``, else ``$COURSE_PROFILE``, else ``fast``; its seed is ``$COURSE_SEED``
+    when that is set (``python -m course_lib course --seed N``: the course at another training seed).
 
     Keyword arguments override single fields: ``get_profile(num_epochs=2)``.
     """
@@ -187,6 +189,11 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
             f"(set {PROFILE_ENV} or pass name=...)"
         )
     profile = PROFILES[name]
+    seed = os.environ.get(SEED_ENV, "").strip()
+    if seed and "seed" not in overrides:
+        if not seed.isdigit():
+            raise ValueError(f"{SEED_ENV} must be a non-negative integer (a training seed), got {seed!r}")
+        overrides = {**overrides, "seed": int(seed)}
     known = {f.name for f in dataclasses.fields(Profile)}
     unknown = set(overrides) - known
     if unknown:
@@ -245,6 +252,14 @@ def cache_dir() -> Path:
     path = Path(os.environ.get("COURSE_CACHE", REPO_ROOT / "build" / "cache"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def seed_cache_dir(seed: int) -> Path:
+    """The cache of one training seed: :func:`cache_dir` for seed 0 (what ``make course`` fills), its
+    subfolder ``seed-N`` for another seed, so that two seeds' rows never share a results store
+    (``python -m course_lib course --seed N`` and ``compare --seeds`` use it)."""
+    check_int(seed, "seed", minimum=0)
+    return cache_dir() if seed == 0 else cache_dir() / f"seed-{seed}"
 
 
 def data_dir() -> Path:

@@ -568,6 +568,14 @@ def evaluation_encoder(encoder: Encoder, train, protocol: Protocol) -> Encoder:
     return net.eval()
 
 
+def protocol_features(encoder: Encoder, train, test, protocol: Protocol) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features h of ``train`` and ``test`` (ImageData) as the protocol reads them: under its one batch-norm
+    rule (:func:`evaluation_encoder`, re-estimated on ``train.images``), then :func:`extract_features`.
+    Every probe of an encoder in the course -- a table row, an ablation, a projection head's input -- starts here."""
+    encoder = evaluation_encoder(encoder, train, protocol)
+    return extract_features(encoder, train.images), extract_features(encoder, test.images)
+
+
 def evaluate(method: str, encoder: Encoder, train, test, profile: Profile, finetune: bool = True,
              compute: dict | None = None, progress: bool = False, protocol: Protocol | None = None) -> Evaluation:
     """The whole protocol for one frozen encoder on ``train``/``test`` (ImageData): the batch-norm rule
@@ -582,7 +590,7 @@ def evaluate(method: str, encoder: Encoder, train, test, profile: Profile, finet
     tune = finetune and encoder is not pixels
     draws = finetune_draws(train.labels, protocol) if tune else []  # fails now, not after the probes, if too few
     encoder = evaluation_encoder(encoder, train, protocol)  # one batch-norm rule for every encoder
-    h_train = extract_features(encoder, train.images)
+    h_train = extract_features(encoder, train.images)  # as protocol_features, keeping the copy for the fine-tune
     h_test = extract_features(encoder, test.images)
     result = evaluate_features(method, h_train, train.labels, h_test, test.labels, protocol)
     result.compute = dict(compute or {"images": 0, "steps": 0, "seconds": 0.0})

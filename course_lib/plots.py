@@ -91,15 +91,17 @@ def plot_label_efficiency(evaluations: Sequence[Evaluation], all_labels: int | N
 def plot_accuracy_vs_compute(evaluations: Sequence[Evaluation], compute: dict[str, float], budget: str = "100",
                              xlabel: str = "pre-training compute") -> plt.Figure:
     """Probe accuracy with ``budget`` labels per class (error bars = std over label draws) against each
-    method's pre-training compute ``compute[method]`` (log scale); methods without a compute entry (the
-    baselines, which are not pre-trained) are drawn as horizontal lines."""
+    method's training compute ``compute[method]`` (log scale); rows trained with labels (``with_labels``: the
+    supervised baseline at its ``budget``-label training, FaceNet) as open diamonds; rows without a compute
+    entry (raw pixels, random init: nothing is trained) as horizontal lines."""
     points = [e for e in evaluations if e.method in compute]
     if any(not compute[e.method] > 0 for e in points):
         raise ValueError(f"compute must be > 0 for every plotted method, got {compute}")
     fig, ax = plt.subplots(figsize=(7, 4))
-    for e in points:
-        ax.errorbar([compute[e.method]], [100 * e.mean(budget)], yerr=[100 * e.std(budget)], marker="o", capsize=3,
-                    label=e.method)
+    for e in points:  # a row trained with labels: an open diamond, apart from the self-supervised dots
+        ax.errorbar([compute[e.method]], [100 * e.mean(budget)], yerr=[100 * e.std(budget)], capsize=3,
+                    marker="D" if e.with_labels else "o", markerfacecolor="none" if e.with_labels else None,
+                    label=e.method + (" (trained with labels)" if e.with_labels else ""))
     for e, style in zip([e for e in evaluations if e.method not in compute], ("--", ":", "-.", (0, (1, 4))),
                         strict=False):
         ax.axhline(100 * e.mean(budget), color="grey", linestyle=style, label=f"{e.method} (no pre-training)")

@@ -4,13 +4,14 @@ shell or an earlier test set; `make test` exports all three for the notebooks it
 import pytest
 import torch
 
-from course_lib.config import BUDGETS_ENV, PROFILE_ENV
+from course_lib.config import BUDGETS_ENV, PROFILE_ENV, SEED_ENV
 from course_lib.widgets import HEADLESS_ENV
 
 
 @pytest.fixture(autouse=True)
 def _default_profile(monkeypatch):
     monkeypatch.delenv(PROFILE_ENV, raising=False)
+    monkeypatch.delenv(SEED_ENV, raising=False)
     monkeypatch.delenv(HEADLESS_ENV, raising=False)
     monkeypatch.delenv(BUDGETS_ENV, raising=False)
 

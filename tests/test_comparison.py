@@ -62,6 +62,22 @@ def test_training_flops_per_image_counts_the_methods_own_step(one_thread):
     assert per_image == by_hand / cfg.batch_size > 0
 
 
+def test_the_supervised_baselines_flops_are_a_training_step_of_backbone_and_head(one_thread):
+    """Its step: the backbone and a linear head forward, the cross-entropy's backward. Each convolution and
+    the head cost their forward once more for the weights' gradient and once more for the inputs' -- except
+    the first convolution, whose input (the images) needs none: 3x the forward less the first layer's share."""
+    from course_lib.models import LinearHead, build_backbone
+
+    profile = get_profile("grade")
+    per_image = comparison.supervised_flops_per_image(profile, torch.device("cpu"))
+    net = build_backbone(profile, 1)
+    head = LinearHead(net.feature_dim, 10)
+    x = torch.rand(4, 1, 28, 28)
+    forward = comparison.count_flops(lambda: head(net.forward_features(x))) / 4
+    first = comparison.count_flops(lambda: net.stages[0][0](x)) / 4  # the first convolution
+    assert per_image == pytest.approx(3 * forward - first, rel=1e-9)
+
+
 def test_training_flops_needs_a_method_that_trains_through_the_course_loop():
     with pytest.raises(ValueError, match="method contract"):
         comparison.training_flops_per_image(Method("x", "course_lib.results", "99_x"), get_profile("grade"), "cpu")
@@ -281,6 +297,11 @@ def test_plot_accuracy_against_compute():
                                                                          "random init (no pre-training)"]
     with pytest.raises(ValueError, match="compute must be > 0"):
         plot_accuracy_vs_compute(rows, {"a method": 0.0})
+    labelled = row("supervised", 0.9)
+    labelled.kind = "supervised"
+    fig = plot_accuracy_vs_compute([*rows, labelled], {"a method": 1e12, "supervised": 2e11})
+    legend = {t.get_text() for t in fig.axes[0].get_legend().get_texts()}
+    assert "supervised (trained with labels)" in legend and "a method" in legend
 
 
 def test_make_bench_prints_the_achieved_gflops_against_the_peak(cache, monkeypatch, capsys, one_thread):

@@ -6,7 +6,15 @@ import re
 import pytest
 import torch
 
-from course_lib.config import PROFILE_ENV, PROFILES, Profile, get_device, get_profile, seed_everything
+from course_lib.config import (
+    PROFILE_ENV,
+    PROFILES,
+    SEED_ENV,
+    Profile,
+    get_device,
+    get_profile,
+    seed_everything,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -41,6 +49,19 @@ def test_environment_variable_picks_the_full_profile(monkeypatch):
 def test_explicit_name_wins_over_the_environment(monkeypatch):
     monkeypatch.setenv(PROFILE_ENV, "full")
     assert get_profile("fast").name == "fast"
+
+
+def test_the_seed_variable_sets_the_training_seed_and_refuses_what_is_not_one(monkeypatch):
+    monkeypatch.setenv(SEED_ENV, "4")
+    assert get_profile().seed == 4
+    assert get_profile("grade").seed == 4
+    assert get_profile(seed=2).seed == 2, "an explicit override wins"
+    for bad in ("-1", "one", "1.5"):
+        monkeypatch.setenv(SEED_ENV, bad)
+        with pytest.raises(ValueError, match=f"{SEED_ENV} must be a non-negative integer.*{bad!r}"):
+            get_profile()
+    monkeypatch.setenv(SEED_ENV, "")
+    assert get_profile().seed == 0
 
 
 def test_unknown_profile_names_the_valid_ones(monkeypatch):

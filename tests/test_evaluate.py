@@ -493,6 +493,25 @@ def test_the_rule_holds_for_random_init_and_reaches_the_probes_and_the_fine_tune
         Protocol(bn_batches=-1)
 
 
+def test_protocol_features_are_the_features_of_the_re_estimated_copy():
+    """What a notebook probes outside the table (an ablation, SimCLR's h before its head) is read under the
+    table's rule: the features of evaluation_encoder's copy, train and test; the encoder is unchanged."""
+    torch.manual_seed(0)
+    net = SmallConvNet(1, width=4).eval()
+    train, test = tiny_images(48, seed=0), tiny_images(24, seed=1)
+    before = net.stages[0][1].running_mean.clone()
+    h_train, h_test = E.protocol_features(net, train, test, BN_PROTOCOL)
+    rule = E.evaluation_encoder(net, train, BN_PROTOCOL)
+    assert torch.equal(h_train, extract_features(rule, train.images))
+    assert torch.equal(h_test, extract_features(rule, test.images))
+    assert not torch.allclose(h_test, extract_features(net, test.images))
+    assert torch.equal(net.stages[0][1].running_mean, before)
+    p_train, _ = E.protocol_features(pixels, train, test, BN_PROTOCOL)
+    assert torch.equal(p_train, extract_features(pixels, train.images))
+    with pytest.raises(TypeError, match="Protocol"):
+        E.protocol_features(net, train, test, {"bn_batches": 3})
+
+
 def test_the_protocol_key_changes_with_the_version(monkeypatch):
     train, test = tiny_images(48), tiny_images(24, seed=1)
     profile = get_profile("fast")

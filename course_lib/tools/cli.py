@@ -27,7 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from course_lib.config import BUDGETS_ENV, PROFILE_ENV, REPO_ROOT, get_profile
+from course_lib.config import BUDGETS_ENV, PROFILE_ENV, REPO_ROOT, SEED_ENV, get_profile, seed_cache_dir
 from course_lib.tools.extras import MissingExtra, require
 from course_lib.tools.limits import MODES as LIMIT_MODES
 from course_lib.tools.limits import Limits
@@ -48,7 +48,10 @@ def _test(args: argparse.Namespace) -> int:
     if shell_profile and shell_profile != "fast":
         print(f"note: ${PROFILE_ENV}={shell_profile} in your shell is ignored: the tests run the 'fast' profile, "
               "whose notebooks check their claims", flush=True)
-    env = {**os.environ, PROFILE_ENV: "fast", HEADLESS_ENV: "1", BUDGETS_ENV: "off"}
+    if os.environ.get(SEED_ENV):
+        print(f"note: ${SEED_ENV} in your shell is ignored: the notebooks assert their claims on seed 0", flush=True)
+    env = {k: v for k, v in os.environ.items() if k != SEED_ENV}
+    env = {**env, PROFILE_ENV: "fast", HEADLESS_ENV: "1", BUDGETS_ENV: "off"}
     timeout = get_profile("fast").cell_timeout_s
     cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", f"--nbval-cell-timeout={timeout:.0f}",
            "-p", "no:cacheprovider", "-p", "course_lib.tools.nbval_watchdog",
@@ -74,6 +77,18 @@ def test_workers_args(workers: int | None) -> list[str]:
 
 def _lab(args: argparse.Namespace) -> int:
     return subprocess.call([sys.executable, "-m", "jupyter", "lab", str(REPO_ROOT / "notebooks")])
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from course_lib.sweep import load_sweep, run_sweep, seed_summary
+
+    name = args.profile or os.environ.get(PROFILE_ENV) or "fast"
+    path = run_sweep(name, args.seeds, Path(args.out) if args.out else None)
+    sweep = load_sweep(path, name)
+    print(sweep.describe())
+    for budget in ("10", "100"):
+        print(seed_summary(sweep, budget))
+    return 0
 
 
 def _course(args: argparse.Namespace) -> int:
@@ -264,7 +279,17 @@ def _main(argv: list[str] | None, prog: str) -> int:
     p.add_argument("--profile", default=None, help=f"profile name (default: ${PROFILE_ENV} or 'fast')")
     p.add_argument("--out", default=str(REPO_ROOT / "build" / "course"), help="output folder")
     p.add_argument("--no-html", action="store_true", help="skip the HTML copies")
+    p.add_argument("--seed", type=int, default=None,
+                   help="training seed of every notebook (default: $COURSE_SEED or the profile's, 0); a seed other "
+                        "than 0 keeps its own cache, seed-N inside the cache ($COURSE_CACHE or build/cache)")
     p.set_defaults(fn=_course)
+
+    p = sub.add_parser("compare", help="the comparison over training seeds, recorded in results/seeds-<profile>.json "
+                                       "(resumable: every row is saved as it is computed)")
+    p.add_argument("--seeds", nargs="+", type=int, required=True, help="training seeds, e.g. 0 1 2")
+    p.add_argument("--profile", default=None, help=f"profile name (default: ${PROFILE_ENV} or 'fast')")
+    p.add_argument("--out", default=None, help="the recorded file (default: results/seeds-<profile>.json)")
+    p.set_defaults(fn=_compare)
 
     p = sub.add_parser("demo", help="prepare a live lecture: warm every notebook's cache so each runs in seconds")
     p.add_argument("notebooks", nargs="*", help="notebook files (default: notebooks/*.ipynb)")
@@ -390,6 +415,11 @@ def _main(argv: list[str] | None, prog: str) -> int:
     args = parser.parse_args(argv)
     if args.command == "course" and args.profile:
         os.environ[PROFILE_ENV] = args.profile  # the notebooks' kernels inherit it
+    if args.command == "course" and args.seed is not None:
+        if args.seed < 0:
+            parser.error(f"--seed must be a non-negative integer, got {args.seed}")
+        os.environ[SEED_ENV] = str(args.seed)
+        os.environ["COURSE_CACHE"] = str(seed_cache_dir(args.seed))  # never two seeds' rows in one results store
     return args.fn(args)
 
 

@@ -1,0 +1,224 @@
+"""The comparison over training seeds, recorded: ``python -m course_lib compare --seeds 0 1 2``.
+
+A notebook shows one training seed; whether a gain is a result or the luck of one run needs several.
+:func:`run_sweep` builds, for each seed, every row of the comparison (``comparison.collect``: each
+method's cached ``pretrain`` at that seed, complete runs -- time budgets off --, then the protocol) in
+that seed's own cache, :func:`course_lib.config.seed_cache_dir`: the same folder that
+``python -m course_lib course --seed N`` fills, so rows a notebook run saved are read, not computed
+again. Each row is saved the moment it is computed and every pre-training is checkpointed, so a sweep
+that is interrupted resumes where it stopped and loses at most the row in progress.
+
+At the end it writes the rows of every seed to one **recorded file** (``results/seeds-<profile>.json``,
+committed), with the command, the git revision and the protocol version that made it. Notebook 10 and
+the README read that file, labelled as recorded; :func:`seed_summary` turns it into each method's gain
+over a reference row per seed, its mean and its spread over seeds (the standard deviation of the per-seed
+gains) beside the spread over label draws.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from course_lib.config import BUDGETS_ENV, REPO_ROOT, check_int, get_profile, seed_cache_dir
+from course_lib.evaluate import PROTOCOL_VERSION, Evaluation, mean_std
+from course_lib.files import atomic_write
+
+FORMAT = 1  # of the recorded file
+
+
+def recorded_path(profile_name: str) -> Path:
+    """Where the recorded sweep of a profile lives in the repository."""
+    return REPO_ROOT / "results" / f"seeds-{profile_name}.json"
+
+
+def git_revision() -> str:
+    """The commit the code was run at, with ``+changes`` when the work tree differed from it ('unknown'
+    outside a git checkout)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=30, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
+
+
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def check_seeds(seeds: Sequence[int]) -> list[int]:
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds: give at least one training seed, e.g. 0 1 2")
+    for s in seeds:
+        check_int(s, "seed", minimum=0)
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be different, got {seeds}")
+    return seeds
+
+
+def run_sweep(profile_name: str, seeds: Sequence[int], out: Path | None = None, device: torch.device | None = None,
+              collect: Callable | None = None, say: Callable[[str], None] = print) -> Path:
+    """Every row of the comparison for each of ``seeds`` (computed where missing, see the module's text),
+    then the recorded file ``out`` (default :func:`recorded_path`), written atomically; returns its path.
+    ``collect``: ``comparison.collect`` unless given (tests pass a stand-in)."""
+    from course_lib import comparison
+
+    seeds = check_seeds(seeds)
+    get_profile(profile_name)  # an unknown profile fails here, naming the valid ones, before any work
+    collect = collect or comparison.collect
+    out = Path(out) if out is not None else recorded_path(profile_name)
+    rows: dict[str, dict[str, dict]] = {}
+    with _environment(**{BUDGETS_ENV: "off"}):  # complete runs: a time budget would cut a run short
+        for seed in seeds:
+            folder = seed_cache_dir(seed)
+            say(f"seed {seed}: rows in {folder}")
+            with _environment(COURSE_CACHE=str(folder)):
+                profile = get_profile(profile_name, seed=seed)
+                collected = collect(profile, device, folder=folder, say=say)
+            if collected.missing:
+                raise RuntimeError(f"seed {seed}: rows still missing after the sweep: {collected.missing}")
+            rows[str(seed)] = {r.method: r.as_dict() for r in collected.rows}
+    record = {"format": FORMAT, "profile": profile_name, "protocol_version": PROTOCOL_VERSION,
+              "command": "python -m course_lib compare --seeds " + " ".join(map(str, seeds))
+                         + (f" --profile {profile_name}" if profile_name != "fast" else ""),
+              "revision": git_revision(), "python": sys.version.split()[0], "torch": torch.__version__,
+              "seeds": rows}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
+    say(f"recorded {len(seeds)} seed(s) in {out}")
+    return out
+
+
+@dataclass
+class Sweep:
+    """A recorded sweep: its rows per seed and what made it."""
+
+    profile: str
+    command: str
+    revision: str
+    protocol_version: int
+    rows: dict[int, dict[str, Evaluation]]  # seed -> row name -> row
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(self.rows)
+
+    def describe(self) -> str:
+        return (f"recorded by `{self.command}` at revision {self.revision[:12]} "
+                f"(profile {self.profile}, protocol v{self.protocol_version}, seeds {', '.join(map(str, self.seeds))})")
+
+
+def load_sweep(path: Path | str, profile_name: str | None = None) -> Sweep | None:
+    """The recorded sweep in ``path``; None when there is none. A file of another format, of another profile
+    than ``profile_name``, or made under another protocol version than today's raises ``ValueError``,
+    naming the file and the command that remakes it."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    remake = "remake it with `python -m course_lib compare --seeds 0 1 2`"
+    try:
+        record = json.loads(path.read_text())
+        rows = {int(seed): {name: Evaluation.from_dict(row) for name, row in by_name.items()}
+                for seed, by_name in record["seeds"].items()}
+        sweep = Sweep(record["profile"], record["command"], record["revision"], int(record["protocol_version"]), rows)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"{path} is not a recorded sweep ({type(e).__name__}: {e}); {remake}") from None
+    if record.get("format") != FORMAT:
+        raise ValueError(f"{path}: format {record.get('format')!r}, expected {FORMAT}; {remake}")
+    if profile_name is not None and sweep.profile != profile_name:
+        raise ValueError(f"{path} holds the {sweep.profile!r} profile's sweep, not {profile_name!r}")
+    if sweep.protocol_version != PROTOCOL_VERSION:
+        raise ValueError(f"{path} was made under protocol v{sweep.protocol_version}, today's is v{PROTOCOL_VERSION}; "
+                         f"{remake}")
+    if not rows:
+        raise ValueError(f"{path} holds no seed; {remake}")
+    return sweep
+
+
+@dataclass
+class SeedGain:
+    """One row's gain over a reference row, per training seed, at one label budget (fractions, not %)."""
+
+    method: str
+    per_seed: dict[int, float]  # seed -> mean over label draws of the row minus the reference's
+    label_std: float  # the row's std over label draws, averaged over the seeds
+
+    @property
+    def mean(self) -> float:
+        return mean_std(list(self.per_seed.values()))[0]
+
+    @property
+    def seed_std(self) -> float:
+        """The standard deviation of the per-seed gains (sample std; 0 for one seed)."""
+        return mean_std(list(self.per_seed.values()))[1]
+
+    @property
+    def lowest(self) -> float:
+        return min(self.per_seed.values())
+
+
+def seed_gains(sweep: Sweep, budget: str = "100", over: str = "random init",
+               column: str = "probe") -> dict[str, SeedGain]:
+    """Every row's gain over ``over`` per seed at ``budget`` labels per class (``column`` "probe"; or
+    "fine-tune": the LP-FT column against ``over``'s row at ``budget`` -- its fine-tune when ``over`` has
+    one, else its own accuracy at that budget, as for the supervised baseline); rows missing from a
+    seed are left out of that seed."""
+    if column not in ("probe", "fine-tune"):
+        raise ValueError(f"column must be 'probe' or 'fine-tune', got {column!r}")
+    out: dict[str, SeedGain] = {}
+    for seed, rows in sorted(sweep.rows.items()):
+        if over not in rows:
+            raise KeyError(f"seed {seed}: no row {over!r} among {sorted(rows)}")
+        ref = rows[over]
+        ref_value = (mean_std(ref.finetune)[0] if column == "fine-tune" and ref.finetune else ref.mean(budget))
+        for name, r in rows.items():
+            if name == over:
+                continue
+            value = mean_std(r.finetune)[0] if column == "fine-tune" else r.mean(budget)
+            if math.isnan(value) or math.isnan(ref_value):
+                continue
+            g = out.setdefault(name, SeedGain(name, {}, 0.0))
+            g.per_seed[seed] = value - ref_value
+    for name, g in out.items():
+        spreads = [mean_std(sweep.rows[s][name].finetune if column == "fine-tune" else
+                            sweep.rows[s][name].probe.get(budget, []))[1] for s in g.per_seed]
+        g.label_std = sum(spreads) / len(spreads)
+    return out
+
+
+def seed_summary(sweep: Sweep, budget: str = "100", over: str = "random init", column: str = "probe") -> str:
+    """A Markdown table: each row's gain over ``over`` (points) per seed, mean ± std over seeds, and the
+    mean spread over label draws."""
+    from course_lib.results import markdown_table
+
+    gains = seed_gains(sweep, budget, over, column)
+    seeds = sweep.seeds
+    lines = [[name, *(f"{100 * g.per_seed[s]:+.1f}" if s in g.per_seed else "–" for s in seeds),
+              f"{100 * g.mean:+.1f} ± {100 * g.seed_std:.1f}", f"{100 * g.label_std:.1f}"]
+             for name, g in gains.items()]
+    what = "probe" if column == "probe" else "LP-FT fine-tune"
+    return markdown_table([f"row ({what}, {budget}/class) minus {over}", *(f"seed {s}" for s in seeds),
+                           "mean ± std over seeds", "label-draw std"], lines)

@@ -1,0 +1,135 @@
+"""The recorded comparison over training seeds (course_lib.sweep, `python -m course_lib compare --seeds`):
+one cache per seed, complete runs, resumable after an interruption, a recorded file that says what made it,
+and each row's gain per seed with its spread over seeds, checked against numbers worked by hand."""
+
+import functools
+import json
+import os
+
+import pytest
+
+from course_lib import comparison, sweep
+from course_lib.config import BUDGETS_ENV, cache_dir, get_profile, seed_cache_dir
+from course_lib.evaluate import PROTOCOL_VERSION, Evaluation
+from course_lib.tools import cli
+from tests.test_comparison import METHODS_ABC, fake_baselines, row
+
+
+def seeded_train(calls):
+    """A stand-in for a method's pre-training and protocol: its accuracy depends on the seed; records the
+    call and the environment it ran in (cache, time budgets)."""
+
+    def train(method, profile, device):
+        calls.append((method.row, profile.seed, os.environ["COURSE_CACHE"], os.environ.get(BUDGETS_ENV)))
+        base = {"a method": 0.72, "b method": 0.75}[method.row]
+        return row(method.row, base + 0.01 * profile.seed)
+
+    return train
+
+
+def test_seed_caches_keep_two_seeds_apart(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "c"))
+    assert seed_cache_dir(0) == cache_dir() == tmp_path / "c"
+    assert seed_cache_dir(3) == tmp_path / "c" / "seed-3"
+    with pytest.raises(ValueError, match="seed"):
+        seed_cache_dir(-1)
+
+
+def test_a_sweep_records_every_seeds_rows_and_resumes_after_an_interruption(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(BUDGETS_ENV, raising=False)
+    calls = []
+    train = seeded_train(calls)
+    interrupted = {"left": 3}
+
+    def stops_after_three(method, profile, device):
+        if not interrupted["left"]:
+            raise KeyboardInterrupt
+        interrupted["left"] -= 1
+        return train(method, profile, device)
+
+    collect = functools.partial(comparison.collect, methods=METHODS_ABC, compute_baselines=fake_baselines)
+    out = tmp_path / "results" / "seeds-fast.json"
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep("fast", [0, 1], out, collect=functools.partial(collect, train=stops_after_three),
+                        say=lambda _: None)
+    assert not out.exists(), "no recorded file from an interrupted sweep"
+    assert [c[:2] for c in calls] == [("a method", 0), ("b method", 0), ("a method", 1)]  # lecture order
+    assert all(c[3] == "off" for c in calls), "complete runs: time budgets off while sweeping"
+    assert calls[0][2] == str(tmp_path / "cache") and calls[2][2] == str(tmp_path / "cache" / "seed-1")
+    assert os.environ["COURSE_CACHE"] == str(tmp_path / "cache") and BUDGETS_ENV not in os.environ, "restored"
+
+    calls.clear()
+    sweep.run_sweep("fast", [0, 1], out, collect=functools.partial(collect, train=train), say=lambda _: None)
+    assert [c[:2] for c in calls] == [("b method", 1)], "only the row the interruption lost is computed again"
+    record = json.loads(out.read_text())
+    assert record["command"] == "python -m course_lib compare --seeds 0 1"
+    assert record["protocol_version"] == PROTOCOL_VERSION and record["revision"]
+    assert sorted(record["seeds"]) == ["0", "1"]
+    assert record["seeds"]["1"]["a method"]["probe"]["100"] == pytest.approx([0.73, 0.74, 0.72])
+
+    recorded = sweep.load_sweep(out, "fast")
+    assert recorded.seeds == [0, 1] and "compare --seeds 0 1" in recorded.describe()
+    assert isinstance(recorded.rows[0]["random init"], Evaluation)
+
+
+def test_seed_gains_against_numbers_worked_by_hand():
+    """Probe means at 100 labels/class: random init 0.68 (all seeds); 'a method' 0.72, 0.75, 0.70 -> gains
+    +4, +7, +2 points: mean 4.333, sample std sqrt(((-1/3)^2 + (8/3)^2 + (-7/3)^2) / 2) = 2.517."""
+    rows = {s: {"random init": row("random init", 0.68), "a method": row("a method", acc)}
+            for s, acc in ((0, 0.72), (1, 0.75), (2, 0.70))}
+    recorded = sweep.Sweep("fast", "cmd", "abc", PROTOCOL_VERSION, rows)
+    g = sweep.seed_gains(recorded, "100")["a method"]
+    assert g.per_seed == pytest.approx({0: 0.04, 1: 0.07, 2: 0.02})
+    assert g.mean == pytest.approx(0.043333, abs=1e-6) and g.seed_std == pytest.approx(0.025166, abs=1e-6)
+    assert g.lowest == pytest.approx(0.02)
+    assert g.label_std == pytest.approx(0.01)  # each row's draws are acc, acc + 0.01, acc - 0.01
+    ft = sweep.seed_gains(recorded, "10", column="fine-tune")["a method"]  # fine-tune: acc - 0.1 vs 0.58
+    assert ft.per_seed == pytest.approx({0: 0.04, 1: 0.07, 2: 0.02})
+    labels_only = Evaluation("supervised", {"10": [0.60] * 3}, kind="supervised")
+    for s in rows:
+        rows[s]["supervised"] = labels_only
+    vs = sweep.seed_gains(recorded, "10", over="supervised", column="fine-tune")["a method"]
+    assert vs.per_seed == pytest.approx({0: 0.02, 1: 0.05, 2: 0.0})  # 0.62, 0.65, 0.60 against its 0.60
+    table = sweep.seed_summary(recorded, "100")
+    assert "| a method | +4.0 | +7.0 | +2.0 | +4.3 ± 2.5 | 1.0 |" in table
+    with pytest.raises(ValueError, match="column"):
+        sweep.seed_gains(recorded, column="knn")
+    with pytest.raises(KeyError, match="no row 'raw pixels'"):
+        sweep.seed_gains(recorded, over="raw pixels")
+
+
+def test_bad_seeds_and_bad_files_are_refused_before_any_work(tmp_path):
+    never = functools.partial(pytest.fail, "no work for bad input")
+    for seeds, match in (([], "at least one"), ([0, 0], "different"), ([-1], "seed"), (["1"], "seed")):
+        with pytest.raises((ValueError, TypeError), match=match):
+            sweep.run_sweep("fast", seeds, tmp_path / "x.json", collect=never)
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        sweep.run_sweep("huge", [0], tmp_path / "x.json", collect=never)
+    assert sweep.load_sweep(tmp_path / "none.json") is None
+    bad = tmp_path / "bad.json"
+    bad.write_text("not json")
+    with pytest.raises(ValueError, match="not a recorded sweep.*compare --seeds"):
+        sweep.load_sweep(bad)
+    old = {"format": 1, "profile": "fast", "command": "c", "revision": "r", "protocol_version": PROTOCOL_VERSION - 1,
+           "seeds": {"0": {"random init": row("random init").as_dict()}}}
+    bad.write_text(json.dumps(old))
+    with pytest.raises(ValueError, match=f"protocol v{PROTOCOL_VERSION - 1}"):
+        sweep.load_sweep(bad)
+    bad.write_text(json.dumps({**old, "protocol_version": PROTOCOL_VERSION}))
+    with pytest.raises(ValueError, match="'fast' profile's sweep, not 'full'"):
+        sweep.load_sweep(bad, "full")
+
+
+def test_the_course_command_runs_another_seed_in_its_own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("COURSE_SEED", "0")  # the command sets both: restored after the test
+    seen = {}
+    monkeypatch.setattr(cli, "_course", lambda args: seen.update(seed=os.environ["COURSE_SEED"],
+                                                                 cache=os.environ["COURSE_CACHE"]) or 0)
+    monkeypatch.setattr(cli, "_compare", lambda args: 0)
+    assert cli.main(["course", "--seed", "2", "--no-html"]) == 0
+    assert seen == {"seed": "2", "cache": str(tmp_path / "cache" / "seed-2")}
+    assert get_profile().seed == 2  # the kernels inherit the variable
+    with pytest.raises(SystemExit):
+        cli.main(["course", "--seed", "-1"])
