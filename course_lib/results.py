@@ -139,6 +139,17 @@ def show_table(evaluations: list[Evaluation], extra: dict[str, dict[str, str]] |
     display(Markdown(format_table(evaluations, extra=extra)))
 
 
+def row_line(row: Evaluation, budget: str, knn: bool = False) -> str:
+    """One row at one label budget, as the notebooks print it: "SimCLR       probe 100/class: 82.7 ± 0.5 %"
+    (mean ± std over label draws; ``knn``: and its kNN). A row trained with labels (the supervised baseline)
+    has no probe and no kNN: its figure is the trained network's own accuracy, and the line says so."""
+    what = "trained" if row.with_labels and math.isnan(row.knn) else "probe"
+    line = f"{row.method:12s} {what} {budget}/class: {100 * row.mean(budget):.1f} ± {100 * row.std(budget):.1f} %"
+    if what == "trained":
+        return line + " (trained on those labels alone)"
+    return line + (f"   kNN {100 * row.knn:.1f} %" if knn else "")
+
+
 def gains(evaluations: list[Evaluation], method: str, over: str = "random init") -> dict[str, float]:
     """Mean accuracy of ``method`` minus that of ``over`` for every probe budget and the fine-tune column
     (key "fine-tune"), over the label draws of one training run."""

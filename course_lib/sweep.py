@@ -179,6 +179,19 @@ class SeedGain:
     def lowest(self) -> float:
         return min(self.per_seed.values())
 
+    @property
+    def verdict(self) -> str:
+        """"above" / "below" when every seed agrees and the mean gain is more than twice the spread over
+        seeds; else "tie" (a difference within the seed spread); "one seed" when there is nothing to spread."""
+        if len(self.per_seed) < 2:
+            return "one seed"
+        values = list(self.per_seed.values())
+        if all(v > 0 for v in values) and self.mean > 2 * self.seed_std:
+            return "above"
+        if all(v < 0 for v in values) and -self.mean > 2 * self.seed_std:
+            return "below"
+        return "tie"
+
 
 def seed_gains(sweep: Sweep, budget: str = "100", over: str = "random init",
                column: str = "probe") -> dict[str, SeedGain]:
@@ -209,16 +222,17 @@ def seed_gains(sweep: Sweep, budget: str = "100", over: str = "random init",
     return out
 
 
-def seed_summary(sweep: Sweep, budget: str = "100", over: str = "random init", column: str = "probe") -> str:
-    """A Markdown table: each row's gain over ``over`` (points) per seed, mean ± std over seeds, and the
-    mean spread over label draws."""
+def seed_summary(sweep: Sweep, budget: str = "100", over: str = "random init", column: str = "probe",
+                 names: Sequence[str] | None = None) -> str:
+    """A Markdown table: each row's gain over ``over`` (points) per seed, mean ± std over seeds, the mean
+    spread over label draws and the verdict (:attr:`SeedGain.verdict`); ``names``: only these rows."""
     from course_lib.results import markdown_table
 
     gains = seed_gains(sweep, budget, over, column)
     seeds = sweep.seeds
     lines = [[name, *(f"{100 * g.per_seed[s]:+.1f}" if s in g.per_seed else "–" for s in seeds),
-              f"{100 * g.mean:+.1f} ± {100 * g.seed_std:.1f}", f"{100 * g.label_std:.1f}"]
-             for name, g in gains.items()]
+              f"{100 * g.mean:+.1f} ± {100 * g.seed_std:.1f}", f"{100 * g.label_std:.1f}", g.verdict]
+             for name, g in gains.items() if names is None or name in names]
     what = "probe" if column == "probe" else "LP-FT fine-tune"
     return markdown_table([f"row ({what}, {budget}/class) minus {over}", *(f"seed {s}" for s in seeds),
-                           "mean ± std over seeds", "label-draw std"], lines)
+                           "mean ± std over seeds", "label-draw std", "verdict"], lines)

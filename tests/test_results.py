@@ -5,7 +5,7 @@ import json
 import pytest
 
 from course_lib.evaluate import Evaluation
-from course_lib.results import format_table, gains, load_results, results_path, save_results
+from course_lib.results import format_table, gains, load_results, results_path, row_line, save_results
 
 
 def row(method: str, p10: float, p100: float, pall: float, knn: float) -> Evaluation:
@@ -242,3 +242,14 @@ def test_headline_prints_the_line_the_course_runner_reads(capsys):
         headline("two\nlines")
     with pytest.raises(TypeError, match="line of text"):
         headline(3)
+
+
+def test_a_row_line_says_probe_or_trained():
+    probed = Evaluation("SimCLR", {"100": [0.82, 0.83, 0.84]}, knn=0.8)
+    assert row_line(probed, "100") == "SimCLR       probe 100/class: 83.0 ± 1.0 %"
+    assert row_line(probed, "100", knn=True).endswith("   kNN 80.0 %")
+    labelled = Evaluation("supervised (labels only)", {"100": [0.85, 0.85, 0.85]}, kind="supervised")
+    assert row_line(labelled, "100", knn=True) == ("supervised (labels only) trained 100/class: 85.0 ± 0.0 % "
+                                                   "(trained on those labels alone)")
+    facenet = Evaluation("FaceNet", {"100": [0.84]}, knn=0.82, kind="supervised")  # labels, but frozen features
+    assert row_line(facenet, "100").startswith("FaceNet      probe 100/class: 84.0")

@@ -92,7 +92,13 @@ def test_seed_gains_against_numbers_worked_by_hand():
     vs = sweep.seed_gains(recorded, "10", over="supervised", column="fine-tune")["a method"]
     assert vs.per_seed == pytest.approx({0: 0.02, 1: 0.05, 2: 0.0})  # 0.62, 0.65, 0.60 against its 0.60
     table = sweep.seed_summary(recorded, "100")
-    assert "| a method | +4.0 | +7.0 | +2.0 | +4.3 ± 2.5 | 1.0 |" in table
+    assert "| a method | +4.0 | +7.0 | +2.0 | +4.3 ± 2.5 | 1.0 | tie |" in table  # 4.3 < 2 x 2.5: a tie
+    assert "supervised" not in sweep.seed_summary(recorded, "100", names=["a method"])
+    steady = sweep.SeedGain("m", {0: 0.03, 1: 0.04, 2: 0.035}, 0.01)  # mean 3.5, std 0.5: above
+    assert steady.verdict == "above"
+    assert sweep.SeedGain("m", {0: -0.03, 1: -0.04, 2: -0.035}, 0.01).verdict == "below"
+    assert sweep.SeedGain("m", {0: 0.05, 1: -0.001, 2: 0.05}, 0.01).verdict == "tie"  # one seed disagrees
+    assert sweep.SeedGain("m", {0: 0.05}, 0.01).verdict == "one seed"
     with pytest.raises(ValueError, match="column"):
         sweep.seed_gains(recorded, column="knn")
     with pytest.raises(KeyError, match="no row 'raw pixels'"):

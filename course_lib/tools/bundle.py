@@ -74,6 +74,7 @@ PyPI's PyTorch for macOS and Windows is a CPU build (macOS: with Apple's GPU, MP
   Hand in the notebook file under its own name (e.g. `01_learning_paradigms.ipynb`).
 * `course_lib/`: the library behind the notebooks, one file per method. Read it next to the papers.
 * `data/`: the images the notebooks use (a Fashion-MNIST subset).
+* `results/`: the comparison over training seeds, recorded (`python -m course_lib compare --seeds 0 1 2`); notebook 10 reads it.
 
 The notebooks run on a laptop CPU in a few minutes each. Checkpoints are cached in `build/cache/`.
 """
@@ -222,6 +223,8 @@ def write_bundle(student_notebooks: list[Path], out: Path, root: Path = REPO_ROO
         shutil.copy(nb, folder / "notebooks" / Path(nb).name)
     shutil.copytree(root / "course_lib", folder / "course_lib", ignore=_ignore)
     shutil.copytree(root / "data", folder / "data", ignore=lambda d, names: [n for n in names if n == "cache"])
+    if (root / "results").is_dir():  # the recorded sweeps over training seeds that notebook 10 reads
+        shutil.copytree(root / "results", folder / "results")
     for file in INSTALL_FILES:
         shutil.copy(root / file, folder / file)
     (folder / "README.md").write_text(STUDENT_README, encoding="utf-8")
