@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from course_lib.config import BUDGETS_ENV, REPO_ROOT, check_int, get_profile, seed_cache_dir
+from course_lib.config import BUDGETS_ENV, REPO_ROOT, check_int, get_profile, seed_cache_dir, seed_everything
 from course_lib.evaluate import PROTOCOL_VERSION, Evaluation, mean_std
 from course_lib.files import atomic_write
 
@@ -97,6 +97,7 @@ def run_sweep(profile_name: str, seeds: Sequence[int], out: Path | None = None, 
             say(f"seed {seed}: rows in {folder}")
             with _environment(COURSE_CACHE=str(folder)):
                 profile = get_profile(profile_name, seed=seed)
+                seed_everything(seed, threads=profile.num_threads)  # as a notebook's first cell: the same numbers
                 collected = collect(profile, device, folder=folder, say=say)
             if collected.missing:
                 raise RuntimeError(f"seed {seed}: rows still missing after the sweep: {collected.missing}")
