@@ -8,9 +8,11 @@ environment variable ``COURSE_PROFILE``; notebooks print the profile they use.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -245,6 +247,22 @@ def time_budgets_enabled() -> bool:
     if value not in ("on", "off", ""):
         raise ValueError(f"${BUDGETS_ENV} must be 'on' or 'off', got {value!r}")
     return value != "off"
+
+
+@contextlib.contextmanager
+def environ(**values: str) -> Iterator[None]:
+    """Environment variables set for the duration of a ``with`` block (kernels and runs started inside
+    inherit them), then restored -- removed again where they were not set before."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def cache_dir() -> Path:

@@ -19,17 +19,23 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from course_lib.config import BUDGETS_ENV, REPO_ROOT, check_int, get_profile, seed_cache_dir, seed_everything
+from course_lib.config import (
+    BUDGETS_ENV,
+    REPO_ROOT,
+    check_int,
+    environ,
+    get_profile,
+    seed_cache_dir,
+    seed_everything,
+)
 from course_lib.evaluate import PROTOCOL_VERSION, Evaluation, mean_std
 from course_lib.files import atomic_write
 
@@ -52,20 +58,6 @@ def git_revision() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return head + ("+changes" if dirty else "")
-
-
-@contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    before = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def check_seeds(seeds: Sequence[int]) -> list[int]:
@@ -91,11 +83,11 @@ def run_sweep(profile_name: str, seeds: Sequence[int], out: Path | None = None, 
     collect = collect or comparison.collect
     out = Path(out) if out is not None else recorded_path(profile_name)
     rows: dict[str, dict[str, dict]] = {}
-    with _environment(**{BUDGETS_ENV: "off"}):  # complete runs: a time budget would cut a run short
+    with environ(**{BUDGETS_ENV: "off"}):  # complete runs: a time budget would cut a run short
         for seed in seeds:
             folder = seed_cache_dir(seed)
             say(f"seed {seed}: rows in {folder}")
-            with _environment(COURSE_CACHE=str(folder)):
+            with environ(COURSE_CACHE=str(folder)):
                 profile = get_profile(profile_name, seed=seed)
                 seed_everything(seed, threads=profile.num_threads)  # as a notebook's first cell: the same numbers
                 collected = collect(profile, device, folder=folder, say=say)

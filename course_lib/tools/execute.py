@@ -34,10 +34,10 @@ from jupyter_core.paths import jupyter_path
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
-from course_lib.config import PROFILE_ENV
+from course_lib.config import PROFILE_ENV, environ
 from course_lib.tools import sandbox
 from course_lib.tools.limits import CpuWatch, KernelCgroup, Limits, launcher, reasons
-from course_lib.tools.nbgrader_setup import Gradebook, cell_errors, environ, nbgrader_api
+from course_lib.tools.nbgrader_setup import Gradebook, cell_errors, nbgrader_api
 from course_lib.tools.submissions import NOT_GRADED, Submission, read_submission
 from course_lib.tools.watchdog import ClientWatch
 from course_lib.widgets import HEADLESS_ENV

@@ -18,7 +18,6 @@ nbgrader is in the instructor extra: without it, importing this module raises
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPrep
 from traitlets import Float, Integer
 from traitlets.config import Config
 
+from course_lib.config import environ
 from course_lib.tools import sandbox
 from course_lib.tools.extras import MissingExtra
 from course_lib.tools.submissions import GradingError
@@ -224,21 +224,6 @@ def nbgrader_api(root: Path, db: Path, cell_timeout: float = 120, kernel: dict |
 def check_success(result: dict, what: str) -> None:
     if not result.get("success"):
         raise GradingError(f"{what} failed:\n{result.get('log', '')}\n{result.get('error', '')}".strip())
-
-
-@contextlib.contextmanager
-def environ(**values: str):
-    """Environment variables for the kernels started inside (they inherit ours)."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def tools_on_path():
