@@ -3,6 +3,7 @@
 import ast
 import contextlib
 import io
+import json
 import os
 import re
 import subprocess
@@ -17,6 +18,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from course_lib.config import get_device
 from course_lib.tools import runner
 from course_lib.tools.cli import main
 
@@ -326,6 +328,10 @@ def test_course_run_times_each_notebook_and_reports_a_failure(tmp_path, capfd):
     assert summary[2].startswith("| 01_ok.ipynb |") and summary[2].endswith("| probe 12.5% |")
     assert "AssertionError: x should be 2" in summary[3]
     assert (out / "01_ok.ipynb").exists() and (out / "01_ok.log").exists()
+    record = json.loads((out / "01_ok.json").read_text())  # what produced its numbers, for the course site's pages
+    assert record["profile"] == "fast" and record["device"] == str(get_device()) and record["torch"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", record["started"])
+    assert re.fullmatch(r"[0-9a-f]{4,40}(\+changes)?", record["commit"]), record["commit"]
 
 
 def test_course_run_of_a_missing_notebook_is_an_error(tmp_path, capsys):
