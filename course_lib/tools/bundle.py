@@ -13,12 +13,14 @@ and every hidden test, its ``docs/`` and ``tests/`` quote some of them.
 Before the bundle is handed out, :func:`find_leaks` searches every file of it (and of the zip) for
 every non-trivial line of every hidden-test region and of every solution, except the solutions of
 exercises whose answer is in ``course_lib`` by design (:func:`is_library_answer`), and the release
-stops if one is found.
+stops if one is found. The course site (``tools/site.py``) is searched the same way: in an HTML page also its
+text as a reader sees it (:func:`html_text`: highlighted code splits a line into many tags).
 """
 
 from __future__ import annotations
 
 import builtins
+import html
 import json
 import keyword
 import re
@@ -162,8 +164,21 @@ def _strings(value) -> list[str]:
     return []
 
 
+_TAG = re.compile(r"<!--.*?-->|<[^>]*>", re.S)  # a comment or a tag (its attributes' values escape < and >)
+_ATTRIBUTE = re.compile(r"""=\s*(?:"([^"]*)"|'([^']*)')""")
+
+
+def html_text(page: str) -> str:
+    """What a reader of the HTML ``page`` sees as text: tags dropped without a space in their place (highlighted
+    code is one tag per token), entities unescaped; then, one a line, the values of its tags' attributes (alt
+    texts, titles), unescaped."""
+    values = [a or b for tag in _TAG.findall(page) for a, b in _ATTRIBUTE.findall(tag)]
+    return html.unescape(_TAG.sub("", page)) + "\n" + "\n".join(html.unescape(v) for v in values if v)
+
+
 def _texts(name: str, data: bytes) -> list[str]:
-    """What a file says, for the search: its text, and for a notebook every string in it (cell sources as one text)."""
+    """What a file says, for the search: its text; for a notebook also every string in it (cell sources as one
+    text), for an HTML page also its text as a reader sees it (:func:`html_text`)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -174,6 +189,8 @@ def _texts(name: str, data: bytes) -> list[str]:
             texts.append("\n".join(_strings(json.loads(text))))
         except ValueError:
             pass
+    if name.endswith((".html", ".htm")):
+        texts.append(html_text(text))
     return texts
 
 
