@@ -1,5 +1,12 @@
 """Every test starts from the default profile, a live (not headless) session and time budgets on, whatever the
-shell or an earlier test set; `make test` exports all three for the notebooks it executes."""
+shell or an earlier test set; `make test` exports all three for the notebooks it executes. The tests' shared
+fixtures: the image factory, a fresh cache, and a real browser (Debian's Chromium through Playwright) for the
+browser tests (tests/test_browser.py, tests/test_site.py)."""
+
+import os
+import shutil
+import sys
+import warnings
 
 import pytest
 import torch
@@ -72,3 +79,47 @@ def tiny_profile(**changes):
     from course_lib.config import get_profile
 
     return get_profile("fast", **{"width": 4, "batch_size": 16, "num_epochs": 1, "time_budget_s": None, **changes})
+
+
+# ---------------------------------------------------------------- a real browser
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def find_chromium() -> str | None:
+    for candidate in (os.environ.get("COURSE_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                      shutil.which("chromium-browser")):
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def no_browser(reason: str) -> None:
+    """Fail in CI; elsewhere skip, loudly."""
+    message = (f"browser test not run: {reason}. Install Debian's chromium (apt-get install chromium) and the "
+               "dev extra (pip install -e '.[dev]'), or point $COURSE_CHROMIUM at a Chromium binary")
+    if in_ci():
+        pytest.fail(message + " (CI=true: a browser test that cannot run is a failure)", pytrace=False)
+    warnings.warn(message, stacklevel=2)
+    print(f"\nWARNING: {message}", file=sys.stderr, flush=True)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def browser():
+    """Playwright's Chromium (Debian's, headless), closed after the test whatever happens."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        no_browser("the playwright package is not installed")
+    executable = find_chromium()
+    if executable is None:
+        no_browser("no Chromium found ($COURSE_CHROMIUM, /usr/bin/chromium, chromium on the PATH)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, headless=True, timeout=60_000)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
