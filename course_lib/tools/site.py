@@ -1,0 +1,430 @@
+"""The course site: the executed notebooks as a static website that students read before installing anything.
+
+``make site`` (``python -m course_lib site``) builds ``build/site/`` from what ``make course`` executed
+(``build/course/``: every notebook executed, each with its run record), and executes nothing again:
+
+* the landing page: what the course is and its notebooks (the README's opening and notebook table), the comparison
+  (the outputs of the cells tagged ``landing``: notebook 10's table and its figure), how to install, and the student
+  bundle to download;
+* one page per notebook, in lecture order: its student version (``release.py``: no solution, no hidden test, no
+  instructors' cell) with the executed outputs that give nothing away (``release.student_outputs``), saying which
+  run produced its numbers (the run record: profile, device, torch, date, commit);
+* the library map (the README's) with every file linked to a page of its source.
+
+Sphinx with MyST-NB renders it (notebooks as they are: ``nb_execution_mode = "off"``), in the furo theme (one
+layout for laptops and phones), with Sphinx's own search (its index is a file of the site: it works offline) and
+a copy of MathJax in the site (formulas offline too). Before the site is written to its folder, the student
+bundle's leak check (``bundle.find_leaks``) searches every file of it, each page's text as a reader sees it
+included, for every line of every solution and hidden test; a site with one is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import importlib.util
+import io
+import json
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from course_lib.config import REPO_ROOT
+from course_lib.tools.extras import require
+
+COURSE_DIR = REPO_ROOT / "build" / "course"
+SITE_DIR = REPO_ROOT / "build" / "site"
+LANDING_TAG = "landing"  # a notebook cell whose outputs the landing page shows too (notebook 10's table and figure)
+RUN_FIELDS = ("profile", "device", "torch", "started", "commit")  # what a run record says about the run
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"  # a live widget (a progress bar): nothing on a static page
+IMAGE_TYPES = ("image/png", "image/jpeg")
+WITHHELD = "*Output not shown on this site: this cell uses the answer to an exercise. Run the notebook to see yours.*"
+FAVICON = """\
+<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#2a5db0"/>\
+<circle cx="8" cy="8" r="4" fill="#fff"/></svg>
+"""  # the site's own icon: without one, a browser asks every host for /favicon.ico (a 404 in its console)
+CSS = """\
+/* figures fit the column at any width, a phone's too: scaled down, never cut */
+.cell_output img { max-width: 100%; height: auto; }
+/* wide text and tables scroll inside their own box, not the page */
+.cell_output pre, .cell_output .output { overflow-x: auto; }
+.cell_output table { display: block; max-width: 100%; overflow-x: auto; }
+div.math, mjx-container[display="true"] { overflow-x: auto; overflow-y: hidden; }
+"""
+
+
+# ------------------------------------------------------------------ what the site is built from
+
+
+def executed_course(course_dir: Path, root: Path = REPO_ROOT) -> dict[str, tuple[Path, dict]]:
+    """Every course notebook (``root/notebooks``) in lecture order -> (its executed copy in ``course_dir``, its run
+    record). ``ValueError`` saying to run ``make course`` when one is missing, did not finish or has a record
+    without the run's facts (``RUN_FIELDS``)."""
+    course_dir = Path(course_dir)
+    names = [p.stem for p in sorted((Path(root) / "notebooks").glob("[0-9]*.ipynb"))]
+    if not names:
+        raise ValueError(f"no course notebooks ([0-9]*.ipynb) in {Path(root) / 'notebooks'}")
+    if not course_dir.is_dir() or not any(course_dir.glob("[0-9]*.ipynb")):
+        raise ValueError(f"no executed notebooks in {course_dir}: run `make course` first (it executes every notebook "
+                         "and writes them there; the site shows their outputs and executes nothing)")
+    found, problems = {}, []
+    for name in names:
+        notebook, record_path = course_dir / f"{name}.ipynb", course_dir / f"{name}.json"
+        if not notebook.exists() or not record_path.exists():
+            problems.append(f"{name}: not executed")
+            continue
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        missing = [field for field in RUN_FIELDS if not isinstance(record.get(field), str)]
+        if record.get("error"):
+            problems.append(f"{name}: did not finish ({record['error']})")
+        elif missing:
+            problems.append(f"{name}: its run record has no {', '.join(missing)} (written by an older make course)")
+        else:
+            found[name] = (notebook, record)
+    if problems:
+        raise ValueError(f"{course_dir} does not hold a complete run of the course: run `make course` again\n"
+                         + "\n".join(f"  {p}" for p in problems))
+    return found
+
+
+def stale_notebooks(executed: dict[str, tuple[Path, dict]], root: Path = REPO_ROOT) -> list[str]:
+    """The notebooks whose executed copy was made from another version of ``root/notebooks`` (its cells differ)."""
+    def cells(path):
+        return [(c.cell_type, c.source) for c in nbformat.read(path, as_version=4).cells]
+    return [name for name, (path, _) in executed.items() if cells(path) != cells(Path(root) / "notebooks" / path.name)]
+
+
+def readme_parts(readme: str) -> tuple[str, str]:
+    """(the README's title, its opening: the text before the first section)."""
+    match = re.match(r"\s*#\s+(.+?)\n(.*?)(?=^##\s)", readme, flags=re.S | re.M)
+    if not match:
+        raise ValueError("README.md should open with a '# title' and a few lines before its first '## ' section")
+    return match.group(1).strip(), match.group(2).strip()
+
+
+def readme_section(readme: str, heading: str) -> str:
+    """The body of the README's ``## heading...`` section (up to the next ``## `` heading)."""
+    match = re.search(rf"^##\s+{re.escape(heading)}[^\n]*\n(.*?)(?=^##\s|\Z)", readme, flags=re.S | re.M)
+    if not match:
+        raise ValueError(f"README.md has no '## {heading}' section, which the course site shows")
+    return match.group(1).strip()
+
+
+def run_note(record: dict) -> str:
+    """The sentence that says which run produced a page's numbers."""
+    when = record["started"].replace("T", " ").replace("+00:00", " UTC")
+    commit = f", course commit `{record['commit']}`" if record["commit"] else ""
+    return (f"Executed by `make course` on {when} with the `{record['profile']}` profile ({record['device']}, torch "
+            f"{record['torch']}{commit}), in {record['seconds']:.0f} s: every number and figure on this page comes "
+            "from that run.")
+
+
+# ------------------------------------------------------------------ the pages
+
+
+def _opening_comment(source: str) -> str:
+    """What a code cell says it does: the comment on its own first line (magics aside), "" if none."""
+    lines = [line.strip() for line in source.splitlines() if line.strip() and not line.lstrip().startswith("%")]
+    return lines[0].lstrip("#").strip() if lines and lines[0].startswith("#") else ""
+
+
+def _plain(markdown: str) -> str:
+    """A Markdown heading as plain text (no emphasis, code or link marks)."""
+    return re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", markdown).replace("*", "").replace("`", "").strip()
+
+
+def _image_bytes(output) -> list[bytes]:
+    return [base64.b64decode(output["data"][mime]) for mime in IMAGE_TYPES if mime in output.get("data", {})]
+
+
+def _width(image: bytes) -> int | None:
+    """A PNG's width in pixels (its IHDR chunk), None for another format."""
+    return int.from_bytes(image[16:20], "big") if image[:8] == b"\x89PNG\r\n\x1a\n" else None
+
+
+def figures(nb) -> dict[str, dict]:
+    """Every image output of ``nb`` by the SHA-256 of its bytes (the name MyST-NB gives its file): its ``alt`` text
+    and its ``width`` in pixels. The alt text is the author's (code cell metadata ``"course": {"alt": "..."}``, or a
+    list with one per image), else where the figure is (its section and notebook) and what its cell says it does
+    (the comment that opens it)."""
+    title = section = ""
+    found = {}
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                heading = re.match(r"(#{1,6})\s+(.+)", line)
+                if heading:
+                    section = _plain(heading.group(2))
+                    title = title or (section if heading.group(1) == "#" else "")
+            continue
+        images = [data for output in cell.get("outputs", []) for data in _image_bytes(output)]
+        given = cell.metadata.get("course", {}).get("alt")
+        comment = _opening_comment(cell.source)
+        for k, data in enumerate(images):
+            if isinstance(given, list) and k < len(given) or isinstance(given, str):
+                alt = given[k] if isinstance(given, list) else given
+            else:
+                which = f" {k + 1} of {len(images)}" if len(images) > 1 else ""
+                where = f"“{section}”" + (f" in {title}" if title and title != section else "")
+                alt = f"Figure{which} of {where}" + (f": {comment}" if comment else "")
+            found[hashlib.sha256(data).hexdigest()] = {"alt": alt, "width": _width(data)}
+    return found
+
+
+def notebook_page(executed, student, record: dict):
+    """A notebook's page: the student version with the executed outputs that give nothing away, no live widget
+    (a static page cannot run one: the progress bars), a note where an output was withheld, and under the
+    notebook's first cell the run that produced its numbers."""
+    from course_lib.tools.release import student_outputs
+
+    nb = student_outputs(executed, student)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.outputs = [o for o in cell.outputs if WIDGET_VIEW not in o.get("data", {})]
+        if cell.metadata.get("course", {}).get("outputs_withheld"):
+            cell.outputs = [new_output("display_data", data={"text/markdown": WITHHELD})]
+    note = (f"{run_note(record)} The exercises are shown as students get them; download the notebooks from the "
+            "[course's home page](../index.ipynb) to run them.")
+    nb.cells.insert(1, new_markdown_cell(f"```{{note}}\n{note}\n```"))
+    return nb
+
+
+def landing_cells(pages: dict) -> list[tuple[str, object]]:
+    """(notebook, cell) of every page cell tagged ``landing``, with its outputs; ``ValueError`` when there is none,
+    or when one has nothing to show."""
+    found = [(name, cell) for name, nb in pages.items() for cell in nb.cells
+             if LANDING_TAG in cell.metadata.get("tags", [])]
+    if not found:
+        raise ValueError(f"no notebook cell is tagged '{LANDING_TAG}': the landing page shows the outputs of those "
+                         "(notebook 10's comparison table and its figure)")
+    empty = [name for name, cell in found if not cell.outputs or cell.metadata.get("course", {}).get("outputs_withheld")]
+    if empty:
+        raise ValueError(f"the cell tagged '{LANDING_TAG}' in {', '.join(empty)} has no output to show")
+    return found
+
+
+def _title(nb, fallback: str) -> str:
+    for cell in nb.cells:
+        heading = re.search(r"^#\s+(.+)$", cell.source, flags=re.M) if cell.cell_type == "markdown" else None
+        if heading:
+            return _plain(heading.group(1))
+    return fallback
+
+
+def landing_page(readme: str, pages: dict, records: dict, bundle_mb: float):
+    """The landing page, a notebook: what the course is and its notebooks (README), the comparison (the outputs of
+    the cells tagged ``landing``), how to install and the bundle to download, the library map, the table of
+    contents."""
+    from course_lib.tools.bundle import BUNDLE_NAME, STUDENT_README
+
+    title, opening = readme_parts(readme)
+    profiles = sorted({r["profile"] for r in records.values()})
+    days = sorted({r["started"][:10] for r in records.values()})
+    when = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
+    cells = [new_markdown_cell(f"# {title}\n\n{opening}"),
+             new_markdown_cell(f"```{{note}}\nThis site shows every notebook as `make course` executed it ({when}, "
+                               f"{' and '.join(f'`{p}`' for p in profiles)} profile): the figures, tables and numbers "
+                               "come from that run, and each page says which. The exercises are shown as students get "
+                               "them, without their answers.\n```"),
+             new_markdown_cell("## The notebooks\n\n" + readme_section(readme, "The notebooks"))]
+    found = landing_cells(pages)
+    sources = ", ".join(dict.fromkeys(f"[{_title(pages[name], name)}](notebooks/{name}.ipynb)" for name, _ in found))
+    cells.append(new_markdown_cell(f"## The comparison\n\nFrom {sources}:"))
+    for _, cell in found:
+        shown = new_code_cell(cell.source, metadata={"tags": ["remove-input"]})
+        shown.outputs, shown.execution_count = cell.outputs, cell.execution_count
+        cells.append(shown)
+    install = STUDENT_README.split("\n", 1)[1].strip()  # without its title
+    cells += [new_markdown_cell(f"## Run the notebooks yourself\n\nDownload {{download}}`the student bundle <{BUNDLE_NAME}"
+                                f".zip>` ({bundle_mb:.1f} MB: the notebooks, `course_lib` and the data), unzip it, "
+                                f"and in its folder:\n\n{install}"),
+              new_markdown_cell("## The library\n\n[The library map](library.md): each concept of the lecture and the "
+                                "file of `course_lib` that implements it, with its source."),
+              new_markdown_cell("```{toctree}\n:hidden:\n:maxdepth: 1\n\n"
+                                + "\n".join(f"notebooks/{name}" for name in pages) + "\nlibrary\n```")]
+    return new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                              "language": "python"}})
+
+
+def library_files(root: Path = REPO_ROOT) -> list[Path]:
+    """Every source file of ``course_lib``, relative to ``root``."""
+    return sorted(p.relative_to(root) for p in (Path(root) / "course_lib").rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def library_map(readme: str, root: Path = REPO_ROOT) -> str:
+    """The library map page: the README's, up to the end of its table, with every file named in it linked to the
+    page of its source (a file of the ``tools/`` row is looked for in ``tools/`` first)."""
+    lines, in_table = [], False
+    for line in readme_section(readme, "Library map").splitlines():
+        if in_table and not line.startswith("|"):
+            break
+        in_table = line.startswith("|")
+        lines.append(line)
+    files = {str(p.relative_to("course_lib")) for p in library_files(root)}
+
+    def link(row: str) -> str:
+        folders = ["tools/", ""] if row.startswith("| `tools/`") else ["", "tools/"]
+
+        def one(match):
+            name = match.group(1).removeprefix("course_lib/")
+            for folder in folders:
+                if folder + name in files:
+                    return f"[`{match.group(1)}`](course_lib/{folder}{name})"
+            return match.group(0)
+        return re.sub(r"`((?:course_lib/)?[\w/]+\.py)`", one, row)
+    body = "\n".join(link(row) for row in lines)
+    toc = "\n".join(f"{p}" for p in library_files(root))
+    return (f"# The library: `course_lib`\n\n{body}\n\n```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{toc}\n```\n")
+
+
+def source_page(path: Path, root: Path = REPO_ROOT) -> str:
+    """The page of one source file of the library: its name and its code, highlighted."""
+    code = (Path(root) / path).read_text(encoding="utf-8")
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", code)), default=0))
+    return f"# `{path.as_posix()}`\n\n{fence}python\n{code}\n{fence}\n"
+
+
+def sphinx_conf(title: str, figures: dict[str, dict]) -> str:
+    """The site's ``conf.py``."""
+    settings = {
+        "project": title, "html_title": title, "language": "en",
+        "extensions": ["myst_nb", "course_lib.tools.site"],
+        "html_theme": "furo",
+        "nb_execution_mode": "off",  # the notebooks as make course executed them
+        "nb_ipywidgets_js": {},  # no widget scripts from a CDN: the site works offline
+        "nb_merge_streams": True,
+        "nb_render_markdown_format": "myst",  # Markdown outputs with their tables (CommonMark has none)
+        "myst_enable_extensions": ["dollarmath", "amsmath"],
+        "mathjax_path": "mathjax/tex-chtml-full.js",  # the site's own copy (_static/mathjax): formulas offline
+        "html_static_path": ["_static"], "html_css_files": ["course.css"], "html_favicon": "_static/favicon.svg",
+        "html_copy_source": False, "html_show_sourcelink": False, "html_show_copyright": False,
+        "smartquotes": False,  # text as written: a quote turned typographic would hide a line from the leak check
+        "course_site_figures": figures,
+    }
+    return "".join(f"{key} = {value!r}\n" for key, value in settings.items())
+
+
+def _copy_mathjax(static: Path) -> None:
+    """MathJax's TeX-to-HTML build and its fonts (django-static-mathjax ships the files) into the site."""
+    spec = importlib.util.find_spec("mathjax")
+    es5 = Path(next(iter(spec.submodule_search_locations))) / "static" / "mathjax" / "es5"
+    (static / "mathjax").mkdir(parents=True)
+    shutil.copy(es5 / "tex-chtml-full.js", static / "mathjax")
+    shutil.copytree(es5 / "output" / "chtml" / "fonts" / "woff-v2", static / "mathjax" / "output" / "chtml" / "fonts"
+                    / "woff-v2")
+
+
+# ------------------------------------------------------------------ Sphinx
+
+
+def _describe_figures(app, doctree) -> None:
+    from docutils import nodes
+
+    for image in doctree.findall(nodes.image):
+        figure = app.config.course_site_figures.get(Path(image["uri"]).stem)
+        if figure:
+            image["alt"] = figure["alt"]
+            if figure["width"] and "width" not in image:  # its own width: Sphinx links it to the file, full size
+                image["width"] = f"{figure['width']}px"
+
+
+def setup(app):
+    """The site's Sphinx extension (its ``conf.py`` names this module): every notebook figure gets its alt text,
+    and a link to itself at full size (on a phone the page shows it scaled down)."""
+    app.add_config_value("course_site_figures", {}, "env")
+    app.connect("doctree-read", _describe_figures)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
+def run_sphinx(src: Path, out: Path, doctrees: Path) -> None:
+    """Sphinx's HTML build of ``src`` into ``out``; ``ValueError`` listing its warnings if it warned (a link that
+    resolves nowhere, a figure it cannot read, ...)."""
+    from sphinx.application import Sphinx
+    from sphinx.util.docutils import docutils_namespace, patch_docutils
+
+    warnings = io.StringIO()
+    with patch_docutils(src), docutils_namespace():  # as sphinx-build does: docutils' registries as they were after
+        app = Sphinx(str(src), str(src), str(out), str(doctrees), "html", status=None, warning=warnings,
+                     freshenv=True)
+        app.build()
+    warned = re.sub(r"\x1b\[[0-9;]*m", "", warnings.getvalue()).strip()  # without the terminal's colours
+    if warned:
+        raise ValueError(f"Sphinx warned while building the course site:\n{warned[-6000:]}")
+
+
+# ------------------------------------------------------------------ the build
+
+
+def build_site(course_dir: str | Path = COURSE_DIR, out: str | Path = SITE_DIR, root: str | Path = REPO_ROOT) -> Path:
+    """Build the course site in ``out`` from the executed notebooks of ``course_dir`` (``make course``'s) and the
+    course at ``root`` (README, ``notebooks/``, ``course_lib``, the student bundle's files). Returns ``out``.
+
+    Everything is checked before any work (``ValueError``: no executed notebooks, a failed one, a README without the
+    sections the site shows); the site is written to ``out`` only after the leak check found no line of a solution
+    or hidden test in it (``ValueError`` naming them otherwise; an earlier site in ``out`` stays as it was)."""
+    require({"sphinx": "sphinx", "myst_nb": "myst-nb", "furo": "furo", "mathjax": "django-static-mathjax"},
+            "building the course site", "site")
+    from course_lib.tools.bundle import BUNDLE_NAME, find_leaks, make_bundle, secret_lines
+    from course_lib.tools.release import release
+
+    root, out = Path(root), Path(out)
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    executed = executed_course(Path(course_dir), root)
+    title, _ = readme_parts(readme)
+    readme_section(readme, "The notebooks")
+    map_page = library_map(readme, root)
+    for name in stale_notebooks(executed, root):
+        print(f"note: {executed[name][0]} was executed from another version of notebooks/{name}.ipynb: the site "
+              "shows the executed one (run `make course` to update it)")
+    with tempfile.TemporaryDirectory(prefix="course-site-") as tmp:
+        work = Path(tmp)
+        src, copies = work / "src", work / "sources"  # the executed notebooks' cells without outputs: for release
+        copies.mkdir()
+        executed_nbs = {name: nbformat.read(path, as_version=4) for name, (path, _) in executed.items()}
+        for name, nb in executed_nbs.items():
+            source = copy.deepcopy(nb)
+            for cell in source.cells:
+                if cell.cell_type == "code":
+                    cell.outputs, cell.execution_count = [], None
+            nbformat.write(source, copies / f"{name}.ipynb")
+        students = {p.stem: p for p in release(copies, work / "release")}
+        pages = {name: notebook_page(executed_nbs[name], nbformat.read(students[name], as_version=4), record)
+                 for name, (_, record) in executed.items()}
+        _, archive = make_bundle(list(students.values()), [copies / p.name for p, _ in executed.values()],
+                                 work / "bundle", root)
+        (src / "notebooks").mkdir(parents=True)
+        for name, nb in pages.items():
+            nbformat.write(nb, src / "notebooks" / f"{name}.ipynb")
+        records = {name: record for name, (_, record) in executed.items()}
+        landing = landing_page(readme, pages, records, archive.stat().st_size / 1e6)
+        nbformat.write(landing, src / "index.ipynb")
+        shutil.copy(archive, src / f"{BUNDLE_NAME}.zip")
+        (src / "library.md").write_text(map_page, encoding="utf-8")
+        for path in library_files(root):
+            page = src / f"{path.as_posix()}.md"
+            page.parent.mkdir(parents=True, exist_ok=True)
+            page.write_text(source_page(path, root), encoding="utf-8")
+        described = {key: figure for nb in pages.values() for key, figure in figures(nb).items()}
+        (src / "conf.py").write_text(sphinx_conf(title, described), encoding="utf-8")
+        (src / "_static").mkdir()
+        (src / "_static" / "course.css").write_text(CSS, encoding="utf-8")
+        (src / "_static" / "favicon.svg").write_text(FAVICON, encoding="utf-8")
+        _copy_mathjax(src / "_static")
+        run_sphinx(src, work / "html", work / "doctrees")
+        (work / "html" / ".buildinfo").unlink(missing_ok=True)
+        leaks = find_leaks(work / "html", secret_lines([copies / p.name for p, _ in executed.values()], root))
+        if leaks:
+            raise ValueError(f"the course site would give away {len(leaks)} line(s) of solutions or hidden tests "
+                             "(not written):\n" + "\n".join(leaks[:40]))
+        shutil.rmtree(out, ignore_errors=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(work / "html", out)
+    return out
+
