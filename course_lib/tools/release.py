@@ -179,7 +179,7 @@ def _is_exercise(cell) -> bool:
     return bool(meta.get("solution") or meta.get("grade"))
 
 
-def answer_dependent_cells(nb) -> set[str]:
+def answer_dependent_cells(nb: nbformat.NotebookNode) -> set[str]:
     """Ids of the code cells of an instructor's notebook whose outputs would show what an answer computes: the
     exercises' own cells (solutions and tests: nbgrader changes them, and what a test prints needs the answer) and
     every cell that reads a name one of them binds, directly or through names computed from them, or through a
@@ -217,7 +217,7 @@ def answer_dependent_cells(nb) -> set[str]:
     return dependent
 
 
-def student_outputs(executed, student):
+def student_outputs(executed: nbformat.NotebookNode, student: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The student version ``student`` (released from the executed notebook ``executed``) with the outputs of
     ``executed`` that give nothing away. Cells are paired by id (nbgrader keeps them); a code cell keeps its
     outputs only where its source is the same in both and it does not depend on an answer

@@ -53,11 +53,15 @@ def course_commit(root: Path = REPO_ROOT) -> str:
     return head.stdout.strip() + ("+changes" if changed else "")
 
 
+RUN_FACTS = ("profile", "device", "torch", "started", "commit")  # what a notebook's record says about its run
+
+
 def run_facts() -> dict:
-    """What produces a notebook's numbers in this process: the profile (``$COURSE_PROFILE``), the device, torch's
-    version, the time (UTC) and the course's commit."""
-    return {"profile": get_profile().name, "device": str(get_device()), "torch": torch.__version__,
-            "started": datetime.now(UTC).isoformat(timespec="seconds"), "commit": course_commit()}
+    """What produces a notebook's numbers in this process (``RUN_FACTS``): the profile (``$COURSE_PROFILE``), the
+    device, torch's version, the time (UTC) and the course's commit."""
+    facts = {"profile": get_profile().name, "device": str(get_device()), "torch": torch.__version__,
+             "started": datetime.now(UTC).isoformat(timespec="seconds"), "commit": course_commit()}
+    return {fact: facts[fact] for fact in RUN_FACTS}
 
 
 def _find_headline(nb) -> str:

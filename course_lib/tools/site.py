@@ -36,11 +36,11 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 from course_lib.config import REPO_ROOT
 from course_lib.tools.extras import require
+from course_lib.tools.runner import RUN_FACTS
 
 COURSE_DIR = REPO_ROOT / "build" / "course"
 SITE_DIR = REPO_ROOT / "build" / "site"
 LANDING_TAG = "landing"  # a notebook cell whose outputs the landing page shows too (notebook 10's table and figure)
-RUN_FIELDS = ("profile", "device", "torch", "started", "commit")  # what a run record says about the run
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"  # a live widget (a progress bar): nothing on a static page
 IMAGE_TYPES = ("image/png", "image/jpeg")
 WITHHELD = "*Output not shown on this site: this cell uses the answer to an exercise. Run the notebook to see yours.*"
@@ -64,7 +64,7 @@ div.math, mjx-container[display="true"] { overflow-x: auto; overflow-y: hidden; 
 def executed_course(course_dir: Path, root: Path = REPO_ROOT) -> dict[str, tuple[Path, dict]]:
     """Every course notebook (``root/notebooks``) in lecture order -> (its executed copy in ``course_dir``, its run
     record). ``ValueError`` saying to run ``make course`` when one is missing, did not finish or has a record
-    without the run's facts (``RUN_FIELDS``)."""
+    without the run's facts (``runner.RUN_FACTS``)."""
     course_dir = Path(course_dir)
     names = [p.stem for p in sorted((Path(root) / "notebooks").glob("[0-9]*.ipynb"))]
     if not names:
@@ -79,7 +79,7 @@ def executed_course(course_dir: Path, root: Path = REPO_ROOT) -> dict[str, tuple
             problems.append(f"{name}: not executed")
             continue
         record = json.loads(record_path.read_text(encoding="utf-8"))
-        missing = [field for field in RUN_FIELDS if not isinstance(record.get(field), str)]
+        missing = [fact for fact in RUN_FACTS if not isinstance(record.get(fact), str)]
         if record.get("error"):
             problems.append(f"{name}: did not finish ({record['error']})")
         elif missing:
@@ -147,7 +147,7 @@ def _width(image: bytes) -> int | None:
     return int.from_bytes(image[16:20], "big") if image[:8] == b"\x89PNG\r\n\x1a\n" else None
 
 
-def figures(nb) -> dict[str, dict]:
+def figures(nb: nbformat.NotebookNode) -> dict[str, dict]:
     """Every image output of ``nb`` by the SHA-256 of its bytes (the name MyST-NB gives its file): its ``alt`` text
     and its ``width`` in pixels. The alt text is the author's (code cell metadata ``"course": {"alt": "..."}``, or a
     list with one per image), else where the figure is (its section and notebook) and what its cell says it does
@@ -176,7 +176,8 @@ def figures(nb) -> dict[str, dict]:
     return found
 
 
-def notebook_page(executed, student, record: dict):
+def notebook_page(executed: nbformat.NotebookNode, student: nbformat.NotebookNode,
+                  record: dict) -> nbformat.NotebookNode:
     """A notebook's page: the student version with the executed outputs that give nothing away, no live widget
     (a static page cannot run one: the progress bars), a note where an output was withheld, and under the
     notebook's first cell the run that produced its numbers."""
@@ -196,7 +197,7 @@ def notebook_page(executed, student, record: dict):
     return nb
 
 
-def landing_cells(pages: dict) -> list[tuple[str, object]]:
+def landing_cells(pages: dict[str, nbformat.NotebookNode]) -> list[tuple[str, nbformat.NotebookNode]]:
     """(notebook, cell) of every page cell tagged ``landing``, with its outputs; ``ValueError`` when there is none,
     or when one has nothing to show."""
     found = [(name, cell) for name, nb in pages.items() for cell in nb.cells
@@ -210,7 +211,7 @@ def landing_cells(pages: dict) -> list[tuple[str, object]]:
     return found
 
 
-def _title(nb, fallback: str) -> str:
+def _title(nb: nbformat.NotebookNode, fallback: str) -> str:
     for cell in nb.cells:
         heading = re.search(r"^#\s+(.+)$", cell.source, flags=re.M) if cell.cell_type == "markdown" else None
         if heading:
@@ -218,7 +219,8 @@ def _title(nb, fallback: str) -> str:
     return fallback
 
 
-def landing_page(readme: str, pages: dict, records: dict, bundle_mb: float):
+def landing_page(readme: str, pages: dict[str, nbformat.NotebookNode], records: dict[str, dict],
+                 bundle_mb: float) -> nbformat.NotebookNode:
     """The landing page, a notebook: what the course is and its notebooks (README), the comparison (the outputs of
     the cells tagged ``landing``), how to install and the bundle to download, the library map, the table of
     contents."""
@@ -267,7 +269,7 @@ def library_map(readme: str, root: Path = REPO_ROOT) -> str:
             break
         in_table = line.startswith("|")
         lines.append(line)
-    files = {str(p.relative_to("course_lib")) for p in library_files(root)}
+    files = {p.relative_to("course_lib").as_posix() for p in library_files(root)}
 
     def link(row: str) -> str:
         folders = ["tools/", ""] if row.startswith("| `tools/`") else ["", "tools/"]
@@ -280,7 +282,7 @@ def library_map(readme: str, root: Path = REPO_ROOT) -> str:
             return match.group(0)
         return re.sub(r"`((?:course_lib/)?[\w/]+\.py)`", one, row)
     body = "\n".join(link(row) for row in lines)
-    toc = "\n".join(f"{p}" for p in library_files(root))
+    toc = "\n".join(p.as_posix() for p in library_files(root))
     return (f"# The library: `course_lib`\n\n{body}\n\n```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{toc}\n```\n")
 
 
