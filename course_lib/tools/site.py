@@ -352,7 +352,8 @@ def run_sphinx(src: Path, out: Path, doctrees: Path) -> None:
     from sphinx.util.docutils import docutils_namespace, patch_docutils
 
     warnings = io.StringIO()
-    with patch_docutils(src), docutils_namespace():  # as sphinx-build does: docutils' registries as they were after
+    # as sphinx-build does: docutils' registries are restored afterwards, so a second build here starts clean
+    with patch_docutils(src), docutils_namespace():
         app = Sphinx(str(src), str(src), str(out), str(doctrees), "html", status=None, warning=warnings,
                      freshenv=True)
         app.build()
