@@ -134,6 +134,18 @@ def test_leaks_are_found_in_notebooks_and_inside_the_zip(tmp_path):
     assert find_leaks(write_bundle([student], tmp_path / "ok", tmp_path / "root")[1], secrets) == []
 
 
+def test_the_lines_of_the_instructors_cells_are_secrets(tmp_path):
+    """An instructors' cell is left out of every student version: a line of it in the bundle or the site is a leak."""
+    nb = tiny_notebook()
+    nb.cells += [new_markdown_cell("**For instructors**\nMeasured on a quiet machine with seeds 0-2 and one thread."),
+                 new_code_cell("timings = measure_every_notebook(seeds=3)", metadata={"course": {"instructors": True}})]
+    (tmp_path / "source").mkdir()
+    nbformat.write(nb, tmp_path / "source" / f"{NAME}.ipynb")
+    secrets = secret_lines([tmp_path / "source" / f"{NAME}.ipynb"], fake_course_root(tmp_path / "root"))
+    assert secrets["Measured on a quiet machine with seeds 0-2 and one thread."] == f"{NAME}: instructors' cell"
+    assert secrets["timings = measure_every_notebook(seeds=3)"] == f"{NAME}: instructors' cell"
+
+
 def highlighted(line: str) -> str:
     """``line`` as a highlighter writes it into an HTML page: one tag per token, quotes and operators as entities."""
     tokens = re.findall(r"\w+|\s+|[^\w\s]", line)

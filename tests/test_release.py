@@ -82,8 +82,10 @@ def test_instructors_cells_are_not_in_the_student_version(tmp_path):
     nb.cells += [marked, new_markdown_cell("### For instructors: the timing runs"),
                  new_markdown_cell("**For instructors** (notes)"), new_markdown_cell("Ask your instructors for help.")]
     assert [is_instructors_cell(c) for c in nb.cells[-4:]] == [True, True, True, False]
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"m": {"text": "10/10 steps"}}}}
     (tmp_path / "source").mkdir()
     nbformat.write(nb, tmp_path / "source" / f"{NAME}.ipynb")
     [student] = release(tmp_path / "source", tmp_path / "release")
     text = student.read_text()
     assert "For instructors" not in text and "seeds 0-2" not in text and "Ask your instructors" in text
+    assert "10/10 steps" not in text, "no widget state of the instructor's run (an Output widget's could hide outputs)"

@@ -97,14 +97,10 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from course_lib.tools.bundle import make_bundle
-    from course_lib.tools.release import course_notebooks, release
+    from course_lib.tools.release import student_bundle
     from course_lib.tools.submissions import GradingError
     try:
-        written = release(args.source, args.out)
-        folder, archive = make_bundle(written, list(course_notebooks(args.source).values()), Path(args.out))
+        written, folder, archive = student_bundle(args.source, args.out)
     except (GradingError, ValueError) as e:
         print(f"release failed: {e}", file=sys.stderr)
         return 2

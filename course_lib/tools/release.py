@@ -24,26 +24,13 @@ from pathlib import Path
 import nbformat
 
 from course_lib.config import REPO_ROOT
-from course_lib.tools.bundle import REGIONS
+from course_lib.tools.bundle import REGIONS, is_instructors_cell
 from course_lib.tools.nbgrader_setup import check_success, nbgrader_api, tools_on_path
 from course_lib.tools.submissions import GradingError
 
 SOURCE_DIR = REPO_ROOT / "notebooks"
 RELEASE_DIR = REPO_ROOT / "build" / "release"
 LEAK_MARKERS = tuple(begin for begin, _ in REGIONS.values())  # a solution or hidden test left in a student version
-INSTRUCTORS = "For instructors"  # the opening words of a cell for instructors only
-
-
-def is_instructors_cell(cell) -> bool:
-    """A cell for instructors only (how the notebook's numbers were measured, ...): metadata
-    ``"course": {"instructors": true}``, or a Markdown cell whose first line reads "For instructors" (as a heading or
-    in bold), so that an unmarked one never reaches students either."""
-    if cell.metadata.get("course", {}).get("instructors"):
-        return True
-    lines = cell.source.strip().splitlines()
-    return cell.cell_type == "markdown" and bool(lines) and lines[0].lstrip("#*_ ").startswith(INSTRUCTORS)
-
-
 def course_notebooks(source_dir: str | Path = SOURCE_DIR) -> dict[str, Path]:
     """The course notebooks (``[0-9]*.ipynb``) by assignment name (the file's stem)."""
     paths = sorted(Path(source_dir).glob("[0-9]*.ipynb"))
@@ -66,6 +53,7 @@ def release(source_dir: str | Path = SOURCE_DIR, out: str | Path = RELEASE_DIR, 
             (root / "source" / name).mkdir(parents=True)
             nb = nbformat.read(path, as_version=4)
             nb.cells = [cell for cell in nb.cells if not is_instructors_cell(cell)]
+            nb.metadata.pop("widgets", None)  # the widget state of the instructor's run (progress text, an Output's)
             nbformat.write(nb, root / "source" / name / path.name)
             check_success(api.generate_assignment(name), f"nbgrader generate_assignment {name}")
             student_version = root / "release" / name / path.name
@@ -77,6 +65,18 @@ def release(source_dir: str | Path = SOURCE_DIR, out: str | Path = RELEASE_DIR, 
             shutil.copytree(root / "release" / name, out / name)
             written.append(out / name / path.name)
     return written
+
+
+def student_bundle(source_dir: str | Path = SOURCE_DIR, out: str | Path = RELEASE_DIR,
+                   root: str | Path = REPO_ROOT) -> tuple[list[Path], Path, Path]:
+    """``make release``: the student version of every notebook of ``source_dir`` (:func:`release`) in ``out``, and
+    the student bundle from them and the course at ``root``, checked for leaks (``bundle.make_bundle``). Returns
+    (the student versions, the bundle's folder, its zip). The course site's download is this bundle."""
+    from course_lib.tools.bundle import make_bundle
+
+    written = release(source_dir, out)
+    folder, archive = make_bundle(written, list(course_notebooks(source_dir).values()), Path(out), Path(root))
+    return written, folder, archive
 
 
 # ------------------------------------------------------------------ the student version of an executed notebook
@@ -184,7 +184,14 @@ def answer_dependent_cells(nb: nbformat.NotebookNode) -> set[str]:
     exercises' own cells (solutions and tests: nbgrader changes them, and what a test prints needs the answer) and
     every cell that reads a name one of them binds, directly or through names computed from them, or through a
     function (or class) that reads them when it is called later. Names bound again from clean values are clean;
-    a cell that is not Python counts as dependent."""
+    a cell that is not Python counts as dependent.
+
+    What it does not see (a cell that uses an answer only in one of these ways keeps its outputs; the leak check
+    on what is published still searches them for the answer's lines, but not for the numbers it computed): a
+    module's attribute or a library function patched by an answer (``course_lib.x.f = f``) and called later under
+    its module's name, an answer's result passed on through a file or the cache, and names reached through
+    ``globals()``, ``eval``/``exec`` or ``get_ipython().user_ns``. An exercise written that way needs its dependent
+    cells after it marked by hand: make them exercises too, or leave their outputs out of the executed notebook."""
     tainted: set[str] = set()
     reads_when_called: dict[str, set[str]] = {}  # function or class name -> the names its body reads
     modules: set[str] = set()  # names bound by imports: torch.cat(x) changes no module
@@ -217,17 +224,18 @@ def answer_dependent_cells(nb: nbformat.NotebookNode) -> set[str]:
     return dependent
 
 
-def student_outputs(executed: nbformat.NotebookNode, student: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """The student version ``student`` (released from the executed notebook ``executed``) with the outputs of
-    ``executed`` that give nothing away. Cells are paired by id (nbgrader keeps them); a code cell keeps its
-    outputs only where its source is the same in both and it does not depend on an answer
-    (:func:`answer_dependent_cells`). A cell whose outputs were withheld gets the metadata
-    ``"course": {"outputs_withheld": true}``."""
+def student_outputs(executed: nbformat.NotebookNode, student: nbformat.NotebookNode,
+                    source: nbformat.NotebookNode | None = None) -> nbformat.NotebookNode:
+    """The student version ``student`` (released from ``source``, the instructor's notebook, by default the
+    executed notebook ``executed`` itself) with the outputs of ``executed`` that give nothing away. Cells are paired
+    by id (nbgrader keeps them); a code cell keeps its outputs only where its source is the same in both and it
+    depends on an answer neither in ``executed`` nor in ``source`` (:func:`answer_dependent_cells`). A cell whose
+    outputs were withheld gets the metadata ``"course": {"outputs_withheld": true}``."""
     executed_cells = {cell.get("id"): cell for cell in executed.cells}
     if not {cell.get("id") for cell in student.cells} & set(executed_cells) - {None}:
         raise ValueError("no cell of the student version has the id of a cell of the executed notebook: cells are "
                          "paired by id (nbformat 4.5 or newer)")
-    dependent = answer_dependent_cells(executed)
+    dependent = answer_dependent_cells(executed) | (answer_dependent_cells(source) if source is not None else set())
     nb = copy.deepcopy(student)
     for cell in nb.cells:
         if cell.cell_type != "code":
