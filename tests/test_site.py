@@ -18,6 +18,7 @@ import re
 import shutil
 import threading
 import time
+import zipfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -25,12 +26,13 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from test_bundle import HIDDEN_LINE, SOLUTION_LINE, fake_course_root, highlighted
-from test_grading import tiny_notebook
+from test_grading import _meta, tiny_notebook
 
+from course_lib.tools import release as release_module
 from course_lib.tools import runner
 from course_lib.tools.bundle import find_leaks, html_text, normalize, secret_lines
 from course_lib.tools.cli import main as cli_main
-from course_lib.tools.site import WITHHELD, build_site
+from course_lib.tools.site import SITE_MARKER, WITHHELD, build_site
 
 README = """\
 # Tiny course
@@ -59,17 +61,20 @@ A paragraph after the table, with [a link the site leaves out](docs/nowhere.md).
 """
 FIGURE = "import matplotlib.pyplot as plt\nplt.figure(figsize=(8, 3))\nplt.plot([1, 4, 9])\nplt.show()"
 INSTRUCTORS_NOTE = "**For instructors** (how the numbers were measured): the secret timing runs."
+INTRO = "We compute $x^2$ and draw it."
+WIDGET_STATE = "widget state of the instructor's run: 100/100 steps"
 PHONE, LAPTOP = 390, 1280
 
 
 def homework() -> nbformat.NotebookNode:
     nb = tiny_notebook()  # "# Tiny homework", square and mean with visible and hidden tests
-    nb.cells.insert(1, new_markdown_cell("We compute $x^2$ and draw it."))
+    nb.cells.insert(1, new_markdown_cell(INTRO))
     nb.cells += [new_code_cell("print('square of 12 is', square(12))"),  # uses a solution: its output is withheld
                  new_markdown_cell("## A figure"),
                  new_code_cell(f"# the squares, drawn\n{FIGURE}"),
                  new_code_cell("print('clean output', 6 * 7)"),
                  new_markdown_cell(INSTRUCTORS_NOTE)]
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"m": {"text": WIDGET_STATE}}}}
     return nb
 
 
@@ -174,9 +179,130 @@ def test_without_executed_notebooks_it_says_to_run_make_course_before_any_work(b
     (partial / "02_comparison.json").write_text(json.dumps({k: v for k, v in record.items() if k != "profile"}))
     shutil.copy(course / "01_homework.ipynb", partial)
     shutil.copy(course / "01_homework.json", partial)
-    with pytest.raises(ValueError, match="02_comparison: its run record has no profile"):
+    with pytest.raises(ValueError, match="02_comparison: its run record .*02_comparison.json has no profile"):
         build_site(partial, tmp_path / "out", root)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_bundle_to_download_is_make_releases(built, tmp_path):
+    """The zip on the site is the bundle `make release` writes (the same code, the course's notebooks): no widget
+    state of the instructor's run in its notebooks."""
+    root, _, site = built
+    [download] = site.glob("_downloads/*/ssl-course.zip")
+    _, _, archive = release_module.student_bundle(root / "notebooks", tmp_path / "release", root)
+    with zipfile.ZipFile(download) as on_site, zipfile.ZipFile(archive) as released:
+        assert on_site.namelist() == released.namelist()
+        for name in on_site.namelist():
+            assert on_site.read(name) == released.read(name), name
+        assert not any(WIDGET_STATE.encode() in on_site.read(name) for name in on_site.namelist())
+
+
+def course_copy(built, base: Path) -> tuple[Path, Path]:
+    """A copy of the tiny course and of its executed notebooks, to change: (root, course)."""
+    root, course, _ = built
+    shutil.copytree(root, base / "root")
+    shutil.copytree(course, base / "course")
+    return base / "root", base / "course"
+
+
+def edit(path: Path, change) -> None:
+    nb = nbformat.read(path, as_version=4)
+    change(nb)
+    nbformat.write(nb, path)
+
+
+def no_work(*args, **kwargs):
+    raise AssertionError("the build started its work before refusing")
+
+
+def cell(nb, start: str):
+    return next(c for c in nb.cells if c.source.startswith(start))
+
+
+def test_a_notebook_changed_since_make_course_is_refused_before_any_work(built, tmp_path, monkeypatch):
+    """A cell made instructors-only or an exercise in its metadata, or tagged, after `make course` ran: its source is
+    unchanged, yet the release treats it differently. The build says to run `make course` again."""
+    root, course = course_copy(built, tmp_path)
+    monkeypatch.setattr(release_module, "student_bundle", no_work)
+    original = (root / "notebooks" / "01_homework.ipynb").read_text()
+    for change in (lambda nb: cell(nb, INTRO).metadata.update({"course": {"instructors": True}}),
+                   lambda nb: cell(nb, "print('clean").metadata.update(_meta("test_clean", 1)),
+                   lambda nb: cell(nb, "print('clean").metadata.update({"tags": ["landing"]})):
+        (root / "notebooks" / "01_homework.ipynb").write_text(original)
+        edit(root / "notebooks" / "01_homework.ipynb", change)
+        with pytest.raises(ValueError, match="(?s)changed since `make course`.*run `make course` again.*"
+                                             "notebooks/01_homework.ipynb"):
+            build_site(course, tmp_path / "out", root)
+    assert not (tmp_path / "out").exists()
+
+
+def test_with_allow_stale_a_changed_notebook_is_shown_by_its_current_release_rules(built, tmp_path):
+    """--allow-stale: the page is the release of the notebook as it is now (the cell made instructors-only is left
+    out, the cell made an exercise shows no output), and the new site replaces the earlier one in place."""
+    root, course = course_copy(built, tmp_path)
+    edit(root / "notebooks" / "01_homework.ipynb",
+         lambda nb: (cell(nb, INTRO).metadata.update({"course": {"instructors": True}}),
+                     cell(nb, "print('clean").metadata.update(_meta("test_clean", 1))))
+    out = tmp_path / "out"
+    shutil.copytree(built[2], out)
+    (out / "earlier.txt").write_text("from the earlier site")
+    build_site(course, out, root, allow_stale=True)
+    page = page_text(out / "notebooks" / "01_homework.html")
+    assert "We compute" not in page and "clean output 42" not in page
+    assert "print('clean output', 6 * 7)" in page and (out / SITE_MARKER).is_file()
+    assert not (out / "earlier.txt").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["course", "out",
+                                                                                                  "root"]
+
+
+def test_the_site_folder_is_never_one_the_build_did_not_make(built, tmp_path, capsys):
+    """--out: never the course, its executed notebooks or a folder above them; never a folder without the site's
+    marker, which every built site holds; each refused before any work, the folder untouched."""
+    root, course, site = built
+    assert (site / SITE_MARKER).is_file()
+    for out in (root, root.parent, course, root / ".."):
+        with pytest.raises(ValueError, match="is or contains the (course|executed notebooks)"):
+            build_site(course, out, root)
+    assert cli_main(["site", "--course", str(course), "--out", "."]) == 2
+    assert "is or contains the course" in capsys.readouterr().err
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match=f"did not build \\(it has no {SITE_MARKER} file\\)"):
+        build_site(course, mine, root)
+    (tmp_path / "file").write_text("keep me too")
+    with pytest.raises(ValueError, match="exists and is not a folder"):
+        build_site(course, tmp_path / "file", root)
+    assert (mine / "notes.txt").read_text() == "keep me" and (tmp_path / "file").read_text() == "keep me too"
+
+
+def test_a_missing_landing_cell_is_refused_before_any_work(built, tmp_path, monkeypatch):
+    root, course = course_copy(built, tmp_path)
+    monkeypatch.setattr(release_module, "student_bundle", no_work)
+    edit(course / "02_comparison.ipynb", lambda nb: [c.outputs.clear() for c in nb.cells if c.cell_type == "code"])
+    with pytest.raises(ValueError, match="(?s)run `make course` again.*02_comparison: the cell tagged 'landing' has "
+                                         "no outputs"):
+        build_site(course, tmp_path / "out", root)
+    for path in (course / "02_comparison.ipynb", root / "notebooks" / "02_comparison.ipynb"):
+        edit(path, lambda nb: [c.metadata.pop("tags", None) for c in nb.cells])
+    with pytest.raises(ValueError, match="no notebook cell is tagged 'landing'.*run `make course` again"):
+        build_site(course, tmp_path / "out", root)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_run_record_is_named_before_any_work(built, tmp_path, monkeypatch):
+    root, course = course_copy(built, tmp_path)
+    monkeypatch.setattr(release_module, "student_bundle", no_work)
+    record = json.loads((course / "01_homework.json").read_text())
+    (course / "01_homework.json").write_text(json.dumps({k: v for k, v in record.items() if k != "seconds"}))
+    (course / "02_comparison.json").write_text('{"notebook": "02_comparison.ipynb", "seco')
+    with pytest.raises(ValueError, match="(?s)run `make course` again.*01_homework: its run record .*01_homework.json "
+                                         "has no seconds.*02_comparison: its run record .*02_comparison.json is not a "
+                                         "JSON object"):
+        build_site(course, tmp_path / "out", root)
+    (course / "01_homework.json").write_text(json.dumps(record))
+    (course / "02_comparison.json").write_text("[]")
+    with pytest.raises(ValueError, match="02_comparison.json is not a JSON object"):
+        build_site(course, tmp_path / "out", root)
 
 
 # ---------------------------------------------------------------- in the browser

@@ -117,7 +117,8 @@ def _site(args: argparse.Namespace) -> int:
     from course_lib.tools.submissions import GradingError
     start = time.perf_counter()
     try:
-        site = build_site(**{k: v for k, v in (("course_dir", args.course), ("out", args.out)) if v})
+        site = build_site(**{k: v for k, v in (("course_dir", args.course), ("out", args.out)) if v},
+                          allow_stale=args.allow_stale)
     except (GradingError, ValueError) as e:
         print(f"site not built: {e}", file=sys.stderr)
         return 2
@@ -292,7 +293,11 @@ def _main(argv: list[str] | None, prog: str) -> int:
     p = sub.add_parser("site", help="the course site (static HTML) from the notebooks `course` executed; executes nothing")
     p.add_argument("--course", default=None, help="folder of the executed notebooks and their run records (default: "
                                                   "build/course, what `course` writes)")
-    p.add_argument("--out", default=None, help="the site's folder (default: build/site)")
+    p.add_argument("--out", default=None, help="the site's folder (default: build/site), replaced by the new site; "
+                                               "an existing folder that `site` did not build is refused")
+    p.add_argument("--allow-stale", action="store_true",
+                   help="build even where a notebook changed since `course` executed it (refused otherwise): its page "
+                        "shows it as it is now, without the outputs of the cells that changed")
     p.set_defaults(fn=_site)
 
     p = sub.add_parser("grade", help="autograde a folder of submissions: scores.csv, feedback, gradebook")

@@ -15,7 +15,13 @@ Sphinx with MyST-NB renders it (notebooks as they are: ``nb_execution_mode = "of
 layout for laptops and phones), with Sphinx's own search (its index is a file of the site: it works offline) and
 a copy of MathJax in the site (formulas offline too). Before the site is written to its folder, the student
 bundle's leak check (``bundle.find_leaks``) searches every file of it, each page's text as a reader sees it
-included, for every line of every solution and hidden test; a site with one is refused.
+included, for every line of every solution, hidden test and instructors' cell; a site with one is refused.
+
+It shows what the notebooks say now, or nothing: a notebook changed since ``make course`` executed it (a cell's
+source, or the metadata that makes it an exercise, an instructors' cell or the landing page's) is refused before
+any work (``--allow-stale``: shown as it is now, with the outputs of its unchanged cells only). The pages are the
+student versions of ``notebooks/`` and the download is ``make release``'s bundle, made by the same code. The site
+is built beside its folder and renamed into place; a folder is replaced only if a build made it (``SITE_MARKER``).
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from course_lib.tools.runner import RUN_FACTS
 
 COURSE_DIR = REPO_ROOT / "build" / "course"
 SITE_DIR = REPO_ROOT / "build" / "site"
+SITE_MARKER = ".course-site"  # in every site make site builds: the only non-empty folder a build replaces
+MARKER_TEXT = "A course site built by `make site` (course_lib/tools/site.py), which replaces this folder.\n"
 LANDING_TAG = "landing"  # a notebook cell whose outputs the landing page shows too (notebook 10's table and figure)
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"  # a live widget (a progress bar): nothing on a static page
 IMAGE_TYPES = ("image/png", "image/jpeg")
@@ -63,8 +71,8 @@ div.math, mjx-container[display="true"] { overflow-x: auto; overflow-y: hidden; 
 
 def executed_course(course_dir: Path, root: Path = REPO_ROOT) -> dict[str, tuple[Path, dict]]:
     """Every course notebook (``root/notebooks``) in lecture order -> (its executed copy in ``course_dir``, its run
-    record). ``ValueError`` saying to run ``make course`` when one is missing, did not finish or has a record
-    without the run's facts (``runner.RUN_FACTS``)."""
+    record). ``ValueError`` saying to run ``make course`` when one is missing, did not finish or has a record that
+    is not JSON or lacks the run's facts (``runner.RUN_FACTS``) or its run time (``seconds``)."""
     course_dir = Path(course_dir)
     names = [p.stem for p in sorted((Path(root) / "notebooks").glob("[0-9]*.ipynb"))]
     if not names:
@@ -78,12 +86,23 @@ def executed_course(course_dir: Path, root: Path = REPO_ROOT) -> dict[str, tuple
         if not notebook.exists() or not record_path.exists():
             problems.append(f"{name}: not executed")
             continue
-        record = json.loads(record_path.read_text(encoding="utf-8"))
+        try:
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            problems.append(f"{name}: its run record {record_path} is not a JSON object ({e})")
+            continue
+        if not isinstance(record, dict):
+            problems.append(f"{name}: its run record {record_path} is not a JSON object")
+            continue
         missing = [fact for fact in RUN_FACTS if not isinstance(record.get(fact), str)]
+        seconds = record.get("seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            missing.append("seconds (a number)")
         if record.get("error"):
             problems.append(f"{name}: did not finish ({record['error']})")
         elif missing:
-            problems.append(f"{name}: its run record has no {', '.join(missing)} (written by an older make course)")
+            problems.append(f"{name}: its run record {record_path} has no {', '.join(missing)} (written by an older or "
+                            "another make course)")
         else:
             found[name] = (notebook, record)
     if problems:
@@ -92,11 +111,51 @@ def executed_course(course_dir: Path, root: Path = REPO_ROOT) -> dict[str, tuple
     return found
 
 
-def stale_notebooks(executed: dict[str, tuple[Path, dict]], root: Path = REPO_ROOT) -> list[str]:
-    """The notebooks whose executed copy was made from another version of ``root/notebooks`` (its cells differ)."""
-    def cells(path):
-        return [(c.cell_type, c.source) for c in nbformat.read(path, as_version=4).cells]
-    return [name for name, (path, _) in executed.items() if cells(path) != cells(Path(root) / "notebooks" / path.name)]
+def read_notebook(path: Path) -> nbformat.NotebookNode:
+    """The notebook at ``path``; ``ValueError`` naming the file when it is not one."""
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as e:  # nbformat raises JSON, validation and reader errors of several kinds
+        raise ValueError(f"{path} is not a readable notebook ({type(e).__name__}: {str(e)[:300]}): run `make course` "
+                         "again") from e
+
+
+def _as_released(nb: nbformat.NotebookNode) -> list[tuple]:
+    """What decides a notebook's student version and its outputs on the site, cell by cell: its id (outputs are
+    paired by it), type and source, and the metadata that the release reads (nbgrader's: exercises; ``course``:
+    instructors' cells, library answers, alt texts; tags: the landing page's cells)."""
+    return [(cell.get("id"), cell.cell_type, cell.source, cell.metadata.get("nbgrader"), cell.metadata.get("course"),
+             cell.metadata.get("tags", [])) for cell in nb.cells]
+
+
+def stale_notebooks(executed: dict[str, nbformat.NotebookNode], current: dict[str, nbformat.NotebookNode]) -> list[str]:
+    """The notebooks whose executed copy was made from another version of the course's notebook: a cell, its type,
+    source, nbgrader or ``course`` metadata or tags differ (:func:`_as_released`)."""
+    return [name for name, nb in executed.items() if _as_released(nb) != _as_released(current[name])]
+
+
+def check_landing(executed: dict[str, nbformat.NotebookNode], current: dict[str, nbformat.NotebookNode]) -> None:
+    """``ValueError`` unless some course notebook has a cell tagged ``landing`` whose executed copy shows outputs on
+    the site: the same source, outputs, and no answer used (``release.answer_dependent_cells``)."""
+    from course_lib.tools.release import answer_dependent_cells
+
+    tagged = [(name, cell) for name, nb in current.items() for cell in nb.cells
+              if LANDING_TAG in cell.metadata.get("tags", [])]
+    if not tagged:
+        raise ValueError(f"no notebook cell is tagged '{LANDING_TAG}': the landing page shows the outputs of those "
+                         "(notebook 10's comparison table and its figure). Tag the cell in notebooks/ and run "
+                         "`make course` again")
+    problems = []
+    for name, cell in tagged:
+        ran = {c.get("id"): c for c in executed[name].cells}.get(cell.get("id"))
+        if cell.cell_type != "code" or ran is None or ran.source != cell.source or not ran.get("outputs"):
+            problems.append(f"{name}: the cell tagged '{LANDING_TAG}' has no outputs in its executed copy")
+        elif cell.id in answer_dependent_cells(executed[name]) | answer_dependent_cells(current[name]):
+            problems.append(f"{name}: the cell tagged '{LANDING_TAG}' uses an exercise's answer: the site withholds its "
+                            "outputs")
+    if problems:
+        raise ValueError("the landing page has no comparison to show: run `make course` again (after fixing the "
+                         "notebook)\n" + "\n".join(f"  {p}" for p in problems))
 
 
 def readme_parts(readme: str) -> tuple[str, str]:
@@ -176,15 +235,19 @@ def figures(nb: nbformat.NotebookNode) -> dict[str, dict]:
     return found
 
 
-def notebook_page(executed: nbformat.NotebookNode, student: nbformat.NotebookNode,
-                  record: dict) -> nbformat.NotebookNode:
-    """A notebook's page: the student version with the executed outputs that give nothing away, no live widget
-    (a static page cannot run one: the progress bars), a note where an output was withheld, and under the
-    notebook's first cell the run that produced its numbers."""
+def notebook_page(executed: nbformat.NotebookNode, student: nbformat.NotebookNode, record: dict,
+                  source: nbformat.NotebookNode | None = None) -> nbformat.NotebookNode:
+    """A notebook's page: the student version (released from ``source``, the course's notebook, by default from
+    ``executed``) with the executed outputs that give nothing away, no live widget (a static page cannot run one:
+    the progress bars), a note where an output was withheld, and under the notebook's first cell the run that
+    produced its outputs."""
     from course_lib.tools.release import student_outputs
 
-    nb = student_outputs(executed, student)
+    nb = student_outputs(executed, student, source)
     nb.metadata.pop("widgets", None)
+    for key in ("kernelspec", "language_info"):  # the kernel's, which the run recorded: the code's highlighting
+        if key in executed.metadata:
+            nb.metadata[key] = copy.deepcopy(executed.metadata[key])
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
@@ -365,69 +428,112 @@ def run_sphinx(src: Path, out: Path, doctrees: Path) -> None:
 # ------------------------------------------------------------------ the build
 
 
-def build_site(course_dir: str | Path = COURSE_DIR, out: str | Path = SITE_DIR, root: str | Path = REPO_ROOT) -> Path:
+def check_out(out: Path, root: Path, course_dir: Path) -> None:
+    """``ValueError`` unless ``out`` may be replaced by a new site: not the course's folder, its executed notebooks'
+    or a folder above either, and either absent, an empty folder or a site that ``make site`` built (it holds
+    ``SITE_MARKER``)."""
+    target = out.resolve()
+    for what, folder in (("the course", root), ("the executed notebooks", course_dir)):
+        if target == folder.resolve() or target in folder.resolve().parents:
+            raise ValueError(f"the site's folder {out} is or contains {what} ({folder}), which a build would replace: "
+                             "name a folder of the site's own (default: build/site)")
+    if out.is_symlink() or out.exists() and not out.is_dir():
+        raise ValueError(f"the site's folder {out} exists and is not a folder: name a folder (default: build/site)")
+    if out.is_dir() and any(out.iterdir()) and not (out / SITE_MARKER).is_file():
+        raise ValueError(f"{out} is a folder that `make site` did not build (it has no {SITE_MARKER} file), which a "
+                         "build would replace: name a new or empty folder, or remove this one yourself")
+
+
+def _replace(out: Path, new: Path) -> None:
+    """Put the built site ``new`` (a folder beside ``out``) in the place of ``out``: two renames, so that ``out`` is
+    never half written; ``ValueError`` if the previous site could not be removed afterwards."""
+    if not out.exists():
+        new.rename(out)
+        return
+    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-old-")) / out.name
+    out.rename(old)
+    new.rename(out)
+    try:
+        shutil.rmtree(old.parent)
+    except OSError as e:
+        raise ValueError(f"the new site is in {out}, but the previous one, moved to {old}, could not be removed "
+                         f"({e}): remove it yourself") from e
+
+
+def build_site(course_dir: str | Path = COURSE_DIR, out: str | Path = SITE_DIR, root: str | Path = REPO_ROOT,
+               allow_stale: bool = False) -> Path:
     """Build the course site in ``out`` from the executed notebooks of ``course_dir`` (``make course``'s) and the
     course at ``root`` (README, ``notebooks/``, ``course_lib``, the student bundle's files). Returns ``out``.
 
-    Everything is checked before any work (``ValueError``: no executed notebooks, a failed one, a README without the
-    sections the site shows); the site is written to ``out`` only after the leak check found no line of a solution
-    or hidden test in it (``ValueError`` naming them otherwise; an earlier site in ``out`` stays as it was)."""
+    Everything is checked before any work (``ValueError``): ``out`` (:func:`check_out`), the README's sections, the
+    executed notebooks and their run records (:func:`executed_course`), that each was executed from the course's
+    notebook as it is now (:func:`stale_notebooks`; with ``allow_stale``, a changed notebook is shown as it is now,
+    with the outputs of its cells that did not change and use no answer in either version), and the cell tagged
+    ``landing`` (:func:`check_landing`). The pages show the student versions of the course's notebooks and the
+    bundle to download is ``make release``'s (``release.student_bundle``). The site is written to ``out`` only after
+    the leak check found no line of a solution, hidden test or instructors' cell, of the executed or the current
+    notebooks, in it (``ValueError`` naming them otherwise; an earlier site in ``out`` stays as it was)."""
     require({"sphinx": "sphinx", "myst_nb": "myst-nb", "furo": "furo", "mathjax": "django-static-mathjax"},
             "building the course site", "site")
-    from course_lib.tools.bundle import BUNDLE_NAME, find_leaks, make_bundle, secret_lines
-    from course_lib.tools.release import release
+    from course_lib.tools.bundle import BUNDLE_NAME, find_leaks, secret_lines
+    from course_lib.tools.release import student_bundle
 
-    root, out = Path(root), Path(out)
+    root, out, course_dir = Path(root), Path(out), Path(course_dir)
+    check_out(out, root, course_dir)
     readme = (root / "README.md").read_text(encoding="utf-8")
-    executed = executed_course(Path(course_dir), root)
     title, _ = readme_parts(readme)
     readme_section(readme, "The notebooks")
     map_page = library_map(readme, root)
-    for name in stale_notebooks(executed, root):
-        print(f"note: {executed[name][0]} was executed from another version of notebooks/{name}.ipynb: the site "
-              "shows the executed one (run `make course` to update it)")
-    with tempfile.TemporaryDirectory(prefix="course-site-") as tmp:
-        work = Path(tmp)
-        src, copies = work / "src", work / "sources"  # the executed notebooks' cells without outputs: for release
-        copies.mkdir()
-        executed_nbs = {name: nbformat.read(path, as_version=4) for name, (path, _) in executed.items()}
-        for name, nb in executed_nbs.items():
-            source = copy.deepcopy(nb)
-            for cell in source.cells:
-                if cell.cell_type == "code":
-                    cell.outputs, cell.execution_count = [], None
-            nbformat.write(source, copies / f"{name}.ipynb")
-        students = {p.stem: p for p in release(copies, work / "release")}
-        pages = {name: notebook_page(executed_nbs[name], nbformat.read(students[name], as_version=4), record)
-                 for name, (_, record) in executed.items()}
-        _, archive = make_bundle(list(students.values()), [copies / p.name for p, _ in executed.values()],
-                                 work / "bundle", root)
-        (src / "notebooks").mkdir(parents=True)
-        for name, nb in pages.items():
-            nbformat.write(nb, src / "notebooks" / f"{name}.ipynb")
-        records = {name: record for name, (_, record) in executed.items()}
-        landing = landing_page(readme, pages, records, archive.stat().st_size / 1e6)
-        nbformat.write(landing, src / "index.ipynb")
-        shutil.copy(archive, src / f"{BUNDLE_NAME}.zip")
-        (src / "library.md").write_text(map_page, encoding="utf-8")
-        for path in library_files(root):
-            page = src / f"{path.as_posix()}.md"
-            page.parent.mkdir(parents=True, exist_ok=True)
-            page.write_text(source_page(path, root), encoding="utf-8")
-        described = {key: figure for nb in pages.values() for key, figure in figures(nb).items()}
-        (src / "conf.py").write_text(sphinx_conf(title, described), encoding="utf-8")
-        (src / "_static").mkdir()
-        (src / "_static" / "course.css").write_text(CSS, encoding="utf-8")
-        (src / "_static" / "favicon.svg").write_text(FAVICON, encoding="utf-8")
-        _copy_mathjax(src / "_static")
-        run_sphinx(src, work / "html", work / "doctrees")
-        (work / "html" / ".buildinfo").unlink(missing_ok=True)
-        leaks = find_leaks(work / "html", secret_lines([copies / p.name for p, _ in executed.values()], root))
+    executed = executed_course(course_dir, root)
+    executed_nbs = {name: read_notebook(path) for name, (path, _) in executed.items()}
+    current = {name: root / "notebooks" / path.name for name, (path, _) in executed.items()}
+    current_nbs = {name: read_notebook(path) for name, path in current.items()}
+    stale = stale_notebooks(executed_nbs, current_nbs)
+    if stale and not allow_stale:
+        raise ValueError("notebooks changed since `make course` executed them (a cell, its type, source, nbgrader or "
+                         "course metadata or tags): run `make course` again, so that the site shows what the "
+                         "notebooks say now\n" + "\n".join(f"  notebooks/{name}.ipynb" for name in stale))
+    check_landing(executed_nbs, current_nbs)
+    for name in stale:
+        print(f"note: notebooks/{name}.ipynb changed since `make course` executed it: its page shows it as it is now, "
+              "without the outputs of the cells that changed")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-new-"))  # beside out: renamed into place
+    try:
+        with tempfile.TemporaryDirectory(prefix="course-site-") as tmp:
+            work, html = Path(tmp), staging / "html"
+            src = work / "src"
+            students, _, archive = student_bundle(root / "notebooks", work / "release", root)
+            students = {p.stem: p for p in students}
+            pages = {name: notebook_page(executed_nbs[name], read_notebook(students[name]), record, current_nbs[name])
+                     for name, (_, record) in executed.items()}
+            (src / "notebooks").mkdir(parents=True)
+            for name, nb in pages.items():
+                nbformat.write(nb, src / "notebooks" / f"{name}.ipynb")
+            records = {name: record for name, (_, record) in executed.items()}
+            landing = landing_page(readme, pages, records, archive.stat().st_size / 1e6)
+            nbformat.write(landing, src / "index.ipynb")
+            shutil.copy(archive, src / f"{BUNDLE_NAME}.zip")
+            (src / "library.md").write_text(map_page, encoding="utf-8")
+            for path in library_files(root):
+                page = src / f"{path.as_posix()}.md"
+                page.parent.mkdir(parents=True, exist_ok=True)
+                page.write_text(source_page(path, root), encoding="utf-8")
+            described = {key: figure for nb in pages.values() for key, figure in figures(nb).items()}
+            (src / "conf.py").write_text(sphinx_conf(title, described), encoding="utf-8")
+            (src / "_static").mkdir()
+            (src / "_static" / "course.css").write_text(CSS, encoding="utf-8")
+            (src / "_static" / "favicon.svg").write_text(FAVICON, encoding="utf-8")
+            _copy_mathjax(src / "_static")
+            run_sphinx(src, html, work / "doctrees")
+        (html / ".buildinfo").unlink(missing_ok=True)
+        (html / SITE_MARKER).write_text(MARKER_TEXT, encoding="utf-8")
+        secrets = {**secret_lines([p for p, _ in executed.values()], root), **secret_lines(list(current.values()), root)}
+        leaks = find_leaks(html, secrets)
         if leaks:
-            raise ValueError(f"the course site would give away {len(leaks)} line(s) of solutions or hidden tests "
-                             "(not written):\n" + "\n".join(leaks[:40]))
-        shutil.rmtree(out, ignore_errors=True)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(work / "html", out)
+            raise ValueError(f"the course site would give away {len(leaks)} line(s) of solutions, hidden tests or "
+                             "instructors' cells (not written):\n" + "\n".join(leaks[:40]))
+        _replace(out, html)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out
-
