@@ -59,9 +59,15 @@ FAVICON = """\
 CSS = """\
 /* figures fit the column at any width, a phone's too: scaled down, never cut */
 .cell_output img { max-width: 100%; height: auto; }
-/* wide text and tables scroll inside their own box, not the page */
+/* wide text and tables scroll inside their own box, not the page (furo wraps a table in a .table-wrapper that
+   scrolls). A table's numbers stay on one line ("69.0 ± 1.3" never breaks at its spaces), its row labels and
+   headers may wrap, in a smaller font and tighter cells: notebook 10's comparison (12 columns) fits a laptop's
+   column at 1280 px */
 .cell_output pre, .cell_output .output { overflow-x: auto; }
-.cell_output table { display: block; max-width: 100%; overflow-x: auto; }
+.cell_output table { font-size: 0.75em; }
+.cell_output table td { white-space: nowrap; }
+.cell_output table td:first-child { white-space: normal; }
+.cell_output table th, .cell_output table td { padding: 0.2em 0.3em; }
 div.math, mjx-container[display="true"] { overflow-x: auto; overflow-y: hidden; }
 """
 
