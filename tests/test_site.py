@@ -70,8 +70,9 @@ def homework() -> nbformat.NotebookNode:
     nb = tiny_notebook()  # "# Tiny homework", square and mean with visible and hidden tests
     nb.cells.insert(1, new_markdown_cell(INTRO))
     nb.cells += [new_code_cell("print('square of 12 is', square(12))"),  # uses a solution: its output is withheld
-                 new_markdown_cell("## A figure"),
+                 new_markdown_cell("## A figure\n\nDrawn as `course_lib/shapes.py` computes them."),
                  new_code_cell(f"# the squares, drawn\n{FIGURE}"),
+                 new_code_cell(FIGURE.replace("9]", "16]")),  # no comment: its alt text differs by its number
                  new_code_cell("print('clean output', 6 * 7)"),
                  new_markdown_cell(INSTRUCTORS_NOTE)]
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"m": {"text": WIDGET_STATE}}}}
@@ -136,6 +137,13 @@ def test_the_pages_show_the_student_version_and_the_outputs_that_give_nothing_aw
     assert "squares 99.9" in landing, "the comparison table of the cell tagged 'landing'"
     assert "pip install -c requirements-lock.txt -e ." in landing, "how to install: the student bundle's README"
     assert (site / "_downloads").exists() and len(list(site.glob("_downloads/*/ssl-course.zip"))) == 1
+    for name in pages:  # every figure's alt text says which one it is
+        alts = re.findall(r'<img [^>]*alt="([^"]*)"', (site / name).read_text())
+        assert len(alts) == len(set(alts)), (name, alts)
+    homework_html = (site / "notebooks/01_homework.html").read_text()
+    assert len(re.findall(r'<img [^>]*alt="Figure \d', homework_html)) == 2
+    assert "We compute" in homework_page and 'href="../course_lib/shapes.py.html"' in homework_html, \
+        "a library file named in the text links to its source"
     library = (site / "library.html").read_text()
     assert 'href="course_lib/shapes.py.html"' in library and 'href="course_lib/tools/helper.py.html"' in library
     assert "a link the site leaves out" not in library

@@ -8,7 +8,7 @@
   bundle to download;
 * one page per notebook, in lecture order: its student version (``release.py``: no solution, no hidden test, no
   instructors' cell) with the executed outputs that give nothing away (``release.student_outputs``), saying which
-  run produced its numbers (the run record: profile, device, torch, date, commit);
+  run produced its outputs (the run record: profile, device, torch, date, commit);
 * the library map (the README's) with every file linked to a page of its source.
 
 Sphinx with MyST-NB renders it (notebooks as they are: ``nb_execution_mode = "off"``), in the furo theme (one
@@ -181,12 +181,13 @@ def readme_section(readme: str, heading: str) -> str:
 
 
 def run_note(record: dict) -> str:
-    """The sentence that says which run produced a page's numbers."""
+    """The sentence that says which run produced a page's outputs."""
     when = record["started"].replace("T", " ").replace("+00:00", " UTC")
     commit = f", course commit `{record['commit']}`" if record["commit"] else ""
     return (f"Executed by `make course` on {when} with the `{record['profile']}` profile ({record['device']}, torch "
-            f"{record['torch']}{commit}), in {record['seconds']:.0f} s: every number and figure on this page comes "
-            "from that run.")
+            f"{record['torch']}{commit}), in {record['seconds']:.0f} s: the outputs on this page are that run's. A "
+            "model or result the notebook loads from the course's cache, or from the results store, was computed "
+            "when it was first made, by that run or an earlier one with the same settings.")
 
 
 # ------------------------------------------------------------------ the pages
@@ -215,10 +216,11 @@ def _width(image: bytes) -> int | None:
 def figures(nb: nbformat.NotebookNode) -> dict[str, dict]:
     """Every image output of ``nb`` by the SHA-256 of its bytes (the name MyST-NB gives its file): its ``alt`` text
     and its ``width`` in pixels. The alt text is the author's (code cell metadata ``"course": {"alt": "..."}``, or a
-    list with one per image), else where the figure is (its section and notebook) and what its cell says it does
-    (the comment that opens it)."""
+    list with one per image), else the figure's number on the page, where it is (its section and notebook) and
+    what its cell says it does (the comment that opens it); with its place among its cell's images where the cell
+    draws several. No two figures of a page share one."""
     title = section = ""
-    found = {}
+    found, number = {}, 0
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             for line in cell.source.splitlines():
@@ -231,12 +233,15 @@ def figures(nb: nbformat.NotebookNode) -> dict[str, dict]:
         given = cell.metadata.get("course", {}).get("alt")
         comment = _opening_comment(cell.source)
         for k, data in enumerate(images):
-            if isinstance(given, list) and k < len(given) or isinstance(given, str):
-                alt = given[k] if isinstance(given, list) else given
+            number += 1
+            which = f" (image {k + 1} of {len(images)} of its cell)" if len(images) > 1 else ""
+            if isinstance(given, list) and k < len(given) and isinstance(given[k], str):
+                alt = given[k]
+            elif isinstance(given, str):
+                alt = given + which
             else:
-                which = f" {k + 1} of {len(images)}" if len(images) > 1 else ""
-                where = f"“{section}”" + (f" in {title}" if title and title != section else "")
-                alt = f"Figure{which} of {where}" + (f": {comment}" if comment else "")
+                where = f"“{section}”" + (f" in {title}" if title and title != section else "") if section else title
+                alt = f"Figure {number}" + (f" of {where}" if where else "") + which + (f": {comment}" if comment else "")
             found[hashlib.sha256(data).hexdigest()] = {"alt": alt, "width": _width(data)}
     return found
 
@@ -264,6 +269,18 @@ def notebook_page(executed: nbformat.NotebookNode, student: nbformat.NotebookNod
             "[course's home page](../index.ipynb) to run them.")
     nb.cells.insert(1, new_markdown_cell(f"```{{note}}\n{note}\n```"))
     return nb
+
+
+def link_library_files(nb: nbformat.NotebookNode, files: list[Path]) -> None:
+    """Every ``course_lib/<file>.py`` that the Markdown cells of the page ``nb`` name in backticks without a link
+    becomes a link to the page of its source (``files``: the library's, relative to the course)."""
+    known = {path.as_posix() for path in files}
+
+    def link(match):
+        return f"[`{match.group(1)}`](../{match.group(1)})" if match.group(1) in known else match.group(0)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = re.sub(r"(?<!\[)`(course_lib/[\w/]+\.py)`(?!\])", link, cell.source)
 
 
 def landing_cells(pages: dict[str, nbformat.NotebookNode]) -> list[tuple[str, nbformat.NotebookNode]]:
@@ -301,8 +318,8 @@ def landing_page(readme: str, pages: dict[str, nbformat.NotebookNode], records: 
     when = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
     cells = [new_markdown_cell(f"# {title}\n\n{opening}"),
              new_markdown_cell(f"```{{note}}\nThis site shows every notebook as `make course` executed it ({when}, "
-                               f"{' and '.join(f'`{p}`' for p in profiles)} profile): the figures, tables and numbers "
-                               "come from that run, and each page says which. The exercises are shown as students get "
+                               f"{' and '.join(f'`{p}`' for p in profiles)} profile): each page says which run made its "
+                               "outputs and what they reuse of earlier runs. The exercises are shown as students get "
                                "them, without their answers.\n```"),
              new_markdown_cell("## The notebooks\n\n" + readme_section(readme, "The notebooks"))]
     found = landing_cells(pages)
@@ -515,6 +532,7 @@ def build_site(course_dir: str | Path = COURSE_DIR, out: str | Path = SITE_DIR, 
                      for name, (_, record) in executed.items()}
             (src / "notebooks").mkdir(parents=True)
             for name, nb in pages.items():
+                link_library_files(nb, library_files(root))
                 nbformat.write(nb, src / "notebooks" / f"{name}.ipynb")
             records = {name: record for name, (_, record) in executed.items()}
             landing = landing_page(readme, pages, records, archive.stat().st_size / 1e6)
