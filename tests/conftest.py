@@ -1,15 +1,11 @@
 """Every test starts from the default profile, a live (not headless) session and time budgets on, whatever the
 shell or an earlier test set; `make test` exports all three for the notebooks it executes. The tests' shared
-fixtures: the image factory, a fresh cache, and a real browser (Debian's Chromium through Playwright) for the
-browser tests (tests/test_browser.py, tests/test_site.py)."""
-
-import os
-import shutil
-import sys
-import warnings
+fixtures: the image factory, a fresh cache, and a real browser (Debian's Chromium through Playwright, found by
+tests/browser.py) for the browser tests (tests/test_browser.py, tests/test_site.py)."""
 
 import pytest
 import torch
+from browser import find_chromium, no_browser
 
 from course_lib.config import BUDGETS_ENV, PROFILE_ENV
 from course_lib.widgets import HEADLESS_ENV
@@ -82,29 +78,6 @@ def tiny_profile(**changes):
 
 
 # ---------------------------------------------------------------- a real browser
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
-
-def find_chromium() -> str | None:
-    for candidate in (os.environ.get("COURSE_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser")):
-        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-def no_browser(reason: str) -> None:
-    """Fail in CI; elsewhere skip, loudly."""
-    message = (f"browser test not run: {reason}. Install Debian's chromium (apt-get install chromium) and the "
-               "dev extra (pip install -e '.[dev]'), or point $COURSE_CHROMIUM at a Chromium binary")
-    if in_ci():
-        pytest.fail(message + " (CI=true: a browser test that cannot run is a failure)", pytrace=False)
-    warnings.warn(message, stacklevel=2)
-    print(f"\nWARNING: {message}", file=sys.stderr, flush=True)
-    pytest.skip(message)
 
 
 @pytest.fixture

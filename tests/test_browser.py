@@ -11,7 +11,7 @@ a screenshot is saved in the test's temporary folder and its path printed; the s
 browser are shut down whatever happens.
 
 Needs the ``playwright`` package (the dev extra) and a Chromium (the ``browser`` fixture of ``conftest.py``,
-which ``tests/test_site.py`` uses too): ``$COURSE_CHROMIUM``, else
+which ``tests/test_site.py`` uses too; ``tests/browser.py`` finds it): ``$COURSE_CHROMIUM``, else
 ``/usr/bin/chromium`` or ``chromium`` on the PATH (Debian: ``apt-get install chromium``; ``.ci/run``
 installs it). Without them the test is skipped with a warning, except in CI (``CI=true``), where a
 missing browser is a failure. Select it with ``-m browser``, leave it out with ``-m "not browser"``.
@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import find_chromium, no_browser
+from browser import find_chromium, no_browser
 
 from course_lib.config import BUDGETS_ENV, PROFILE_ENV, REPO_ROOT, cache_dir
 from course_lib.widgets import HEADLESS_ENV
