@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: course test lab demo bench release grade grade-manual data drift drift-lowest clean
+.PHONY: course test lab demo bench release site grade grade-manual data drift drift-lowest clean
 JOBS ?= 1
 
 $(STAMP): pyproject.toml requirements-lock.txt
@@ -29,6 +29,9 @@ bench: $(STAMP)  ## time the input pipeline (course vs DataLoader) and every not
 
 release: $(STAMP)  ## the student bundle (build/release/ssl-course/ and .zip: no solutions, no hidden tests)
 	$(PY) -m course_lib release
+
+site: $(STAMP)  ## the course site (build/site/: static HTML, no answers) from the notebooks make course executed
+	$(PY) -m course_lib site
 
 grade: $(STAMP)  ## autograde: make grade SUBMISSIONS=folder JOBS=2 [CLUSTER=local:2] (scores.csv, feedback, gradebook in grades/)
 	$(PY) -m course_lib grade $(SUBMISSIONS) --jobs $(JOBS) $(if $(CLUSTER),--cluster $(CLUSTER))

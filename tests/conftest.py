@@ -1,8 +1,11 @@
 """Every test starts from the default profile, a live (not headless) session and time budgets on, whatever the
-shell or an earlier test set; `make test` exports all three for the notebooks it executes."""
+shell or an earlier test set; `make test` exports all three for the notebooks it executes. The tests' shared
+fixtures: the image factory, a fresh cache, and a real browser (Debian's Chromium through Playwright, found by
+tests/browser.py) for the browser tests (tests/test_browser.py, tests/test_site.py)."""
 
 import pytest
 import torch
+from browser import find_chromium, no_browser
 
 from course_lib.config import BUDGETS_ENV, PROFILE_ENV, SEED_ENV
 from course_lib.widgets import HEADLESS_ENV
@@ -73,3 +76,24 @@ def tiny_profile(**changes):
     from course_lib.config import get_profile
 
     return get_profile("fast", **{"width": 4, "batch_size": 16, "num_epochs": 1, "time_budget_s": None, **changes})
+
+
+# ---------------------------------------------------------------- a real browser
+
+
+@pytest.fixture
+def browser():
+    """Playwright's Chromium (Debian's, headless), closed after the test whatever happens."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        no_browser("the playwright package is not installed")
+    executable = find_chromium()
+    if executable is None:
+        no_browser("no Chromium found ($COURSE_CHROMIUM, /usr/bin/chromium, chromium on the PATH)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, headless=True, timeout=60_000)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

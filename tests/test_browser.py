@@ -10,7 +10,8 @@ moves the widget slider and checks that the figure changes. The lab server runs 
 a screenshot is saved in the test's temporary folder and its path printed; the server and the
 browser are shut down whatever happens.
 
-Needs the ``playwright`` package (the dev extra) and a Chromium: ``$COURSE_CHROMIUM``, else
+Needs the ``playwright`` package (the dev extra) and a Chromium (the ``browser`` fixture of ``conftest.py``,
+which ``tests/test_site.py`` uses too; ``tests/browser.py`` finds it): ``$COURSE_CHROMIUM``, else
 ``/usr/bin/chromium`` or ``chromium`` on the PATH (Debian: ``apt-get install chromium``; ``.ci/run``
 installs it). Without them the test is skipped with a warning, except in CI (``CI=true``), where a
 missing browser is a failure. Select it with ``-m browser``, leave it out with ``-m "not browser"``.
@@ -29,11 +30,11 @@ import sys
 import time
 import urllib.request
 import uuid
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from browser import find_chromium, no_browser
 
 from course_lib.config import BUDGETS_ENV, PROFILE_ENV, REPO_ROOT, cache_dir
 from course_lib.widgets import HEADLESS_ENV
@@ -45,29 +46,6 @@ PAGE_READY_S = 90  # the notebook's cells on the page and its kernel started
 RUN_ALL_S = 300  # every cell of a notebook whose cache is warm (about 10-30 s on a busy 2-core CPU)
 WIDGET_S = 90  # the kernel redrawing the figure after the slider moved
 SAVE_S = 30
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
-
-def find_chromium() -> str | None:
-    for candidate in (os.environ.get("COURSE_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser")):
-        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-def no_browser(reason: str) -> None:
-    """Fail in CI; elsewhere skip, loudly."""
-    message = (f"browser test not run: {reason}. Install Debian's chromium (apt-get install chromium) and the "
-               "dev extra (pip install -e '.[dev]'), or point $COURSE_CHROMIUM at a Chromium binary")
-    if in_ci():
-        pytest.fail(message + " (CI=true: a browser test that cannot run is a failure)", pytrace=False)
-    warnings.warn(message, stacklevel=2)
-    print(f"\nWARNING: {message}", file=sys.stderr, flush=True)
-    pytest.skip(message)
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.5):
@@ -262,24 +240,6 @@ def move_slider(page, lab: Lab, notebook: str) -> None:
     traceback = panel.locator(".widget-output", has_text=re.compile("Traceback|Error")).count()
     assert traceback == 0, "the widget's redraw printed an error"
     print(f"{notebook}: slider moved from {value} to {moved}, figure redrawn")
-
-
-@pytest.fixture
-def browser():
-    """Playwright's Chromium (Debian's, headless), closed after the test whatever happens."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        no_browser("the playwright package is not installed")
-    executable = find_chromium()
-    if executable is None:
-        no_browser("no Chromium found ($COURSE_CHROMIUM, /usr/bin/chromium, chromium on the PATH)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, headless=True, timeout=60_000)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """The student bundle (course_lib.tools.bundle): no solution and no hidden test anywhere in it, and it sets up a
 working student environment on its own."""
 
+import html
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -130,6 +132,40 @@ def test_leaks_are_found_in_notebooks_and_inside_the_zip(tmp_path):
         assert any(HIDDEN_LINE in leak and f"{NAME}.ipynb" in leak for leak in leaks), leaks
         assert any(SOLUTION_LINE in leak for leak in leaks)
     assert find_leaks(write_bundle([student], tmp_path / "ok", tmp_path / "root")[1], secrets) == []
+
+
+def test_the_lines_of_the_instructors_cells_are_secrets(tmp_path):
+    """An instructors' cell is left out of every student version: a line of it in the bundle or the site is a leak."""
+    nb = tiny_notebook()
+    nb.cells += [new_markdown_cell("**For instructors**\nMeasured on a quiet machine with seeds 0-2 and one thread."),
+                 new_code_cell("timings = measure_every_notebook(seeds=3)", metadata={"course": {"instructors": True}})]
+    (tmp_path / "source").mkdir()
+    nbformat.write(nb, tmp_path / "source" / f"{NAME}.ipynb")
+    secrets = secret_lines([tmp_path / "source" / f"{NAME}.ipynb"], fake_course_root(tmp_path / "root"))
+    assert secrets["Measured on a quiet machine with seeds 0-2 and one thread."] == f"{NAME}: instructors' cell"
+    assert secrets["timings = measure_every_notebook(seeds=3)"] == f"{NAME}: instructors' cell"
+
+
+def highlighted(line: str) -> str:
+    """``line`` as a highlighter writes it into an HTML page: one tag per token, quotes and operators as entities."""
+    tokens = re.findall(r"\w+|\s+|[^\w\s]", line)
+    return "".join(t if t.isspace() else f'<span class="n">{html.escape(t, quote=True)}</span>' for t in tokens)
+
+
+def test_leaks_are_found_in_a_web_page_as_its_reader_sees_it(tmp_path):
+    """In HTML a line of code is split into tags with entities in between (the course site's highlighted code): the
+    leak check reads the page's text, and its attributes (an alt text), as well as its bytes."""
+    course_with_exercises(tmp_path)
+    secrets = secret_lines([tmp_path / "source" / f"{NAME}.ipynb"], fake_course_root(tmp_path / "root"))
+    page = tmp_path / "site" / "page.html"
+    page.parent.mkdir()
+    page.write_text(f"<html><body><pre>{highlighted('x = 1')}</pre></body></html>")
+    assert find_leaks(page.parent, secrets) == []
+    assert HIDDEN_LINE not in highlighted(HIDDEN_LINE) and "&quot;" in highlighted(HIDDEN_LINE)
+    for planted in (f"<pre>{highlighted(HIDDEN_LINE)}</pre>", f'<img alt="{html.escape(HIDDEN_LINE)}">'):
+        page.write_text(f"<html><body>{planted}</body></html>")
+        leaks = find_leaks(page.parent, secrets)
+        assert len(leaks) == 1 and leaks[0].startswith("page.html: "), leaks
 
 
 def test_the_course_bundle_holds_no_solution_and_no_hidden_test(tmp_path, capsys):

@@ -3,6 +3,7 @@
 import ast
 import contextlib
 import io
+import json
 import os
 import re
 import subprocess
@@ -17,12 +18,13 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from course_lib.config import get_device
 from course_lib.tools import runner
 from course_lib.tools.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ["test", "course", "lab", "demo", "build-data", "bench", "release", "grade", "grade-manual", "drift",
-            "tune-supervised"]
+COMMANDS = ["test", "course", "lab", "demo", "build-data", "bench", "release", "site", "grade", "grade-manual", "drift",
+            "tune-supervised", "compare"]
 PROJECT = "ssl-course"
 INSTRUCTOR_ONLY = {"nbgrader"}  # the grading tools: never in a student's install
 TEST_ONLY = {"pytest", "pytest-xdist", "nbval", "ruff", "pyyaml", "playwright"}
@@ -59,7 +61,10 @@ def test_the_student_install_has_neither_the_grading_nor_the_test_tools():
     assert {canonicalize_name(r.name) for r in extra("instructor")} >= INSTRUCTOR_ONLY
     dev = {canonicalize_name(r.name): r for r in extra("dev")}
     assert dev.keys() >= TEST_ONLY
-    assert dev[PROJECT].extras == {"instructor"}, "the tests grade notebooks: dev needs the instructor tools"
+    assert dev[PROJECT].extras == {"instructor", "site"}, "the tests grade notebooks and build the course site"
+    site = {canonicalize_name(r.name): r for r in extra("site")}
+    assert site.keys() >= {"sphinx", "myst-nb"} and site[PROJECT].extras == {"instructor"}, \
+        "the site is built from the student versions: the instructor tools"
 
 
 def test_environment_yml_installs_the_student_install_at_the_lock_versions():
@@ -121,29 +126,31 @@ def test_console_script_is_the_command_line():
 
 STUDENT_SESSION = """
 import sys
-for name in ("nbgrader", "pytest", "nbval", "xdist", "playwright"):
+for name in ("nbgrader", "pytest", "nbval", "xdist", "playwright", "sphinx", "myst_nb"):
     sys.modules[name] = None  # as if not installed: importing it raises ModuleNotFoundError
 import course_lib, course_lib.tools.bundle, course_lib.tools.runner, course_lib.widgets
 from course_lib.tools.cli import main
 codes = [main(argv) for argv in (["grade", "nowhere"], ["grade", "nowhere", "--cell-timeout", "5"], ["release"],
-                                 ["grade-manual", "x.csv"], ["test"])]
+                                 ["grade-manual", "x.csv"], ["test"], ["site"])]
 print("CODES", codes)
 """
 
 
 def test_without_the_extras_course_lib_imports_and_the_commands_name_the_extra_to_install():
-    """A student install (no nbgrader, no pytest): course_lib and the runner import; release, grade and
-    grade-manual stop with exit code 2 and a message naming the instructor extra, test naming the dev extra."""
+    """A student install (no nbgrader, no pytest, no Sphinx): course_lib and the runner import; release, grade and
+    grade-manual stop with exit code 2 and a message naming the instructor extra, test naming the dev extra, site
+    the site extra."""
     run = subprocess.run([sys.executable, "-c", STUDENT_SESSION], cwd=ROOT, capture_output=True, text=True,
                          timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "CODES [2, 2, 2, 2, 2]" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "CODES [2, 2, 2, 2, 2, 2]" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
     messages = [line for line in run.stderr.splitlines() if line.startswith("python -m course_lib: ")]
-    assert len(messages) == 5 and "Traceback" not in run.stderr, run.stderr
+    assert len(messages) == 6 and "Traceback" not in run.stderr, run.stderr
     for line in messages[:4]:
         assert "needs nbgrader" in line and "'instructor' extra" in line, line
         assert "pip install -c requirements-lock.txt -e '.[instructor]'" in line, line
     assert "running the tests needs pytest" in messages[4] and "'dev' extra" in messages[4], messages[4]
+    assert "building the course site needs sphinx" in messages[5] and "'site' extra" in messages[5], messages[5]
 
 
 def lock_pins() -> dict[str, Version]:
@@ -327,6 +334,10 @@ def test_course_run_times_each_notebook_and_reports_a_failure(tmp_path, capfd):
     assert summary[2].startswith("| 01_ok.ipynb |") and summary[2].endswith("| probe 12.5% |")
     assert "AssertionError: x should be 2" in summary[3]
     assert (out / "01_ok.ipynb").exists() and (out / "01_ok.log").exists()
+    record = json.loads((out / "01_ok.json").read_text())  # what produced its numbers, for the course site's pages
+    assert record["profile"] == "fast" and record["device"] == str(get_device()) and record["torch"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", record["started"])
+    assert re.fullmatch(r"[0-9a-f]{4,40}(\+changes)?", record["commit"]), record["commit"]
 
 
 def test_course_run_of_a_missing_notebook_is_an_error(tmp_path, capsys):

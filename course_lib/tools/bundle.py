@@ -11,14 +11,17 @@ Students get this bundle, never the repository: the repository's ``notebooks/`` 
 and every hidden test, its ``docs/`` and ``tests/`` quote some of them.
 
 Before the bundle is handed out, :func:`find_leaks` searches every file of it (and of the zip) for
-every non-trivial line of every hidden-test region and of every solution, except the solutions of
-exercises whose answer is in ``course_lib`` by design (:func:`is_library_answer`), and the release
-stops if one is found.
+every non-trivial line of every hidden-test region, of every solution (except the solutions of
+exercises whose answer is in ``course_lib`` by design, :func:`is_library_answer`) and of every cell for
+instructors only (:func:`is_instructors_cell`), and the release
+stops if one is found. The course site (``tools/site.py``) is searched the same way: in an HTML page also its
+text as a reader sees it (:func:`html_text`: highlighted code splits a line into many tags).
 """
 
 from __future__ import annotations
 
 import builtins
+import html
 import json
 import keyword
 import re
@@ -39,6 +42,7 @@ REGIONS = {"solution": ("### BEGIN SOLUTION", "### END SOLUTION"),
 _IMPORT = re.compile(r"(from\s+[\w.]+\s+)?import\s+[\w., ()]+(\s+as\s+\w+)?")
 _COMMENT = re.compile(r"\s+#[^\"']*$")  # a trailing comment (no quote after the #): not part of the line's code
 _PLAIN = set(keyword.kwlist) | set(dir(builtins))  # a line of these words only (``except ValueError:``) is Python
+INSTRUCTORS = "For instructors"  # the opening words of a cell for instructors only
 IDIOM_FILES = 3  # a line that course_lib's own code has in this many files is an idiom, not an answer
 # The lines of every PyTorch training step: no exercise's answer, though course_lib (one loop) has them in few files.
 TORCH_IDIOMS = frozenset({"optimizer.zero_grad()", "loss.backward()", "optimizer.step()"})
@@ -90,6 +94,16 @@ def is_library_answer(cell) -> bool:
     return LIBRARY_ANSWER in cell.source or bool(cell.metadata.get("course", {}).get("library_answer"))
 
 
+def is_instructors_cell(cell) -> bool:
+    """A cell for instructors only (how the notebook's numbers were measured, ...): metadata
+    ``"course": {"instructors": true}``, or a Markdown cell whose first line reads "For instructors" (as a heading or
+    in bold), so that an unmarked one never reaches students either."""
+    if cell.metadata.get("course", {}).get("instructors"):
+        return True
+    lines = cell.source.strip().splitlines()
+    return cell.cell_type == "markdown" and bool(lines) and lines[0].lstrip("#*_ ").startswith(INSTRUCTORS)
+
+
 def normalize(text: str) -> str:
     """Whitespace collapsed to single spaces: indentation and line breaks do not hide a line."""
     return " ".join(text.split())
@@ -121,9 +135,9 @@ def _plain_python(line: str) -> bool:
 
 
 def secret_lines(notebooks: list[Path], library_root: Path = REPO_ROOT) -> dict[str, str]:
-    """Normalized line -> where it comes from (``notebook: grade_id (hidden test | solution)``), for every line of
-    every hidden-test region and every solution of ``notebooks`` except library answers, without trailing
-    comments; minus trivial lines (shorter than ``MIN_CHARS``, comments, bare imports, plain Python such as
+    """Normalized line -> where it comes from (``notebook: grade_id (hidden test | solution)``, ``notebook:
+    instructors' cell``), for every line of every hidden-test region, every solution of ``notebooks`` except library
+    answers and every instructors' cell (:func:`is_instructors_cell`), without trailing comments; minus trivial lines (shorter than ``MIN_CHARS``, comments, bare imports, plain Python such as
     ``except ValueError:``), lines the student sees anyway (in a visible cell or outside the regions, in any of
     the notebooks, also as part of a longer line) and idioms (lines that ``library_root/course_lib`` has in
     ``IDIOM_FILES`` files or more, e.g. a seeded ``torch.Generator``, and the lines of every training step,
@@ -134,6 +148,10 @@ def secret_lines(notebooks: list[Path], library_root: Path = REPO_ROOT) -> dict[
         for cell in nbformat.read(path, as_version=4).cells:
             meta = cell.metadata.get("nbgrader", {})
             where = f"{path.stem}: {meta.get('grade_id', 'cell')}"
+            if is_instructors_cell(cell):  # left out of every student version: all of it is a secret
+                for line in cell.source.splitlines():
+                    found.setdefault(_code(line), f"{path.stem}: instructors' cell")
+                continue
             hidden, rest = _regions(cell.source, *REGIONS["hidden"])
             secret = [(line, "hidden test") for line in hidden]
             if meta.get("solution"):
@@ -163,8 +181,21 @@ def _strings(value) -> list[str]:
     return []
 
 
+_TAG = re.compile(r"<!--.*?-->|<[^>]*>", re.S)  # a comment or a tag (its attributes' values escape < and >)
+_ATTRIBUTE = re.compile(r"""=\s*(?:"([^"]*)"|'([^']*)')""")
+
+
+def html_text(page: str) -> str:
+    """What a reader of the HTML ``page`` sees as text: tags dropped without a space in their place (highlighted
+    code is one tag per token), entities unescaped; then, one a line, the values of its tags' attributes (alt
+    texts, titles), unescaped."""
+    values = [a or b for tag in _TAG.findall(page) for a, b in _ATTRIBUTE.findall(tag)]
+    return html.unescape(_TAG.sub("", page)) + "\n" + "\n".join(html.unescape(v) for v in values if v)
+
+
 def _texts(name: str, data: bytes) -> list[str]:
-    """What a file says, for the search: its text, and for a notebook every string in it (cell sources as one text)."""
+    """What a file says, for the search: its text; for a notebook also every string in it (cell sources as one
+    text), for an HTML page also its text as a reader sees it (:func:`html_text`)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -175,6 +206,8 @@ def _texts(name: str, data: bytes) -> list[str]:
             texts.append("\n".join(_strings(json.loads(text))))
         except ValueError:
             pass
+    if name.endswith((".html", ".htm")):
+        texts.append(html_text(text))
     return texts
 
 

@@ -7,6 +7,7 @@ The Makefile's targets call these, so everything also works without make:
     python -m course_lib lab           # JupyterLab on notebooks/
     python -m course_lib build-data    # rebuild data/fashion_mnist_subset.npz
     python -m course_lib release       # student versions of every notebook + the student bundle, in build/release/
+    python -m course_lib site          # the course site in build/site/, from the notebooks `course` executed
     python -m course_lib grade DIR     # autograde submissions: scores.csv, feedback, gradebook in grades/
     python -m course_lib grade-manual CSV  # record the points given by hand to written answers
     python -m course_lib nbgrader-course DIR  # an nbgrader course folder for nbgrader's exchange (docs/exercises.md)
@@ -15,8 +16,8 @@ The Makefile's targets call these, so everything also works without make:
     python -m course_lib drift         # the tests on the newest versions pyproject.toml allows (--lowest: the oldest)
     python -m course_lib tune-supervised  # choose the supervised baseline's length and rate on the validation split
 
-release, grade, grade-manual and nbgrader-course need the instructor extra (nbgrader), test the dev extra; without it they
-say which extra to install.
+release, grade, grade-manual and nbgrader-course need the instructor extra (nbgrader), site the site extra (Sphinx),
+test the dev extra; without it they say which extra to install.
 """
 
 from __future__ import annotations
@@ -141,20 +142,35 @@ def _tune_supervised(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from course_lib.tools.bundle import make_bundle
-    from course_lib.tools.release import course_notebooks, release
+    from course_lib.tools.release import student_bundle
     from course_lib.tools.submissions import GradingError
     try:
-        written = release(args.source, args.out)
-        folder, archive = make_bundle(written, list(course_notebooks(args.source).values()), Path(args.out))
+        written, folder, archive = student_bundle(args.source, args.out)
     except (GradingError, ValueError) as e:
         print(f"release failed: {e}", file=sys.stderr)
         return 2
     print("\n".join(["student versions (nbgrader's release layout, e.g. for its exchange):",
                       *(f"  {p}" for p in written),
                       f"the student bundle (give students this, never the repository): {folder}", f"  zipped: {archive}"]))
+    return 0
+
+
+def _site(args: argparse.Namespace) -> int:
+    import time
+
+    from course_lib.tools.site import build_site
+    from course_lib.tools.submissions import GradingError
+    start = time.perf_counter()
+    try:
+        site = build_site(**{k: v for k, v in (("course_dir", args.course), ("out", args.out)) if v},
+                          allow_stale=args.allow_stale)
+    except (GradingError, ValueError) as e:
+        print(f"site not built: {e}", file=sys.stderr)
+        return 2
+    files = [p for p in site.rglob("*") if p.is_file()]
+    print(f"the course site: {sum(p.suffix == '.html' for p in files)} pages, "
+          f"{sum(p.stat().st_size for p in files) / 1e6:.0f} MB, built in {time.perf_counter() - start:.0f} s\n"
+          f"  {site / 'index.html'}\nopen it as a file, or publish the folder on any static host (README, 'The course site')")
     return 0
 
 
@@ -328,6 +344,16 @@ def _main(argv: list[str] | None, prog: str) -> int:
     p.add_argument("--source", default=str(REPO_ROOT / "notebooks"), help="folder of the course notebooks")
     p.add_argument("--out", default=str(REPO_ROOT / "build" / "release"), help="output folder")
     p.set_defaults(fn=_release)
+
+    p = sub.add_parser("site", help="the course site (static HTML) from the notebooks `course` executed; executes nothing")
+    p.add_argument("--course", default=None, help="folder of the executed notebooks and their run records (default: "
+                                                  "build/course, what `course` writes)")
+    p.add_argument("--out", default=None, help="the site's folder (default: build/site), replaced by the new site; "
+                                               "an existing folder that `site` did not build is refused")
+    p.add_argument("--allow-stale", action="store_true",
+                   help="build even where a notebook changed since `course` executed it (refused otherwise): its page "
+                        "shows it as it is now, without the outputs of the cells that changed")
+    p.set_defaults(fn=_site)
 
     p = sub.add_parser("grade", help="autograde a folder of submissions: scores.csv, feedback, gradebook")
     p.add_argument("submissions", help="folder of <student>/<notebook>.ipynb, or nbgrader's "

@@ -1,11 +1,12 @@
 """The optional parts of the install, and a clear error where one is missing.
 
 The student install (``pip install -e .``, what the student bundle sets up) has the notebooks, ``course_lib`` and
-JupyterLab. Two extras add tools for other users (``pyproject.toml``):
+JupyterLab. Three extras add tools for other users (``pyproject.toml``):
 
 * ``instructor``: nbgrader, for ``release``, ``grade`` and ``grade-manual`` (``tools/grading.py`` and the modules
   it uses: ``release``, ``execute``, ``gradebook``, ``nbgrader_setup``);
-* ``dev``: the tests (pytest, nbval, pytest-xdist, Playwright) and the instructor tools, for ``test``.
+* ``site``: Sphinx, MyST-NB, furo and MathJax's files, and the instructor tools, for ``site`` (``tools/site.py``);
+* ``dev``: the tests (pytest, nbval, pytest-xdist, Playwright), the instructor tools and the site's, for ``test``.
 
 A command that needs a missing extra stops with :class:`MissingExtra`, which names the extra and the command that
 installs it, instead of an ``ImportError`` from deep inside.

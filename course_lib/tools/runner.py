@@ -6,7 +6,9 @@ a line ``Headline: ...`` that the runner picks out of the executed notebook.
 
 A notebook that does not finish -- a failing cell, a cell past its time limit, a
 dead kernel, a hang of the machinery (see ``watchdog.py``) -- is reported as
-FAILED with the reason, and the run's exit code is non-zero. Nothing waits
+FAILED with the reason, and the run's exit code is non-zero. Each record also says what produced
+the notebook's numbers (:func:`run_facts`: profile, device, torch, when, the course's commit), which the
+course site shows on every page (``tools/site.py``). Nothing waits
 forever: every cell has a time limit (the profile's ``cell_timeout_s``), the
 watchdog ends a hang within ``idle_grace_s``, and the process executing a notebook
 has a limit of its own.
@@ -21,9 +23,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
-from course_lib.config import REPO_ROOT, get_profile
+import torch
+
+from course_lib.config import REPO_ROOT, get_device, get_profile
 from course_lib.results import HEADLINE_PREFIX
 from course_lib.tools.watchdog import ClientWatch, NotebookHang
 from course_lib.widgets import HEADLESS_ENV
@@ -32,6 +37,32 @@ try:
     import resource
 except ImportError:  # Windows has no resource module
     resource = None
+
+def course_commit(root: Path = REPO_ROOT) -> str:
+    """The course's git commit (short), with ``+changes`` when tracked files differ from it; "" outside a git
+    checkout (e.g. the student bundle) or without git."""
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=30)
+        if head.returncode != 0:
+            return ""
+        changed = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return head.stdout.strip() + ("+changes" if changed else "")
+
+
+RUN_FACTS = ("profile", "device", "torch", "started", "commit")  # what a notebook's record says about its run
+
+
+def run_facts() -> dict:
+    """What produces a notebook's numbers in this process (``RUN_FACTS``): the profile (``$COURSE_PROFILE``), the
+    device, torch's version, the time (UTC) and the course's commit."""
+    facts = {"profile": get_profile().name, "device": str(get_device()), "torch": torch.__version__,
+             "started": datetime.now(UTC).isoformat(timespec="seconds"), "commit": course_commit()}
+    return {fact: facts[fact] for fact in RUN_FACTS}
+
 
 def _find_headline(nb) -> str:
     for cell in nb.cells:
@@ -95,6 +126,7 @@ def execute_notebook_here(path: str, out_dir: str, html: bool = True, timeout: f
     out.mkdir(parents=True, exist_ok=True)
     timeout = timeout or get_profile().cell_timeout_s
     nb = nbformat.read(path, as_version=4)
+    facts = run_facts()
     start = time.perf_counter()
     error = ""
     try:
@@ -113,7 +145,7 @@ def execute_notebook_here(path: str, out_dir: str, html: bool = True, timeout: f
         except Exception as e:  # a copy for reading; never the reason a run fails
             print(f"HTML copy of {path.name} not written: {e}", file=sys.stderr)
     record = {"notebook": path.name, "seconds": round(seconds, 1), "peak_rss_mb": round(peak_mb),
-              "headline": _find_headline(nb), "error": error}
+              "headline": _find_headline(nb), "error": error, **facts}
     (out / (path.stem + ".json")).write_text(json.dumps(record))
     return 1 if error else 0
 
