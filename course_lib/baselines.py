@@ -92,12 +92,15 @@ def compare_with_baselines(method: str, encoder: Pretrained | torch.nn.Module, t
 
 def evaluate_and_save(method: str | None, encoder: Pretrained | torch.nn.Module | None, train_data: ImageData,
                       test_data: ImageData, profile: Profile, device: torch.device | None = None, *, source: str,
-                      finetune: bool = True, show: bool = True, progress: bool = False) -> list[Evaluation]:
+                      with_labels: bool = False, finetune: bool = True, show: bool = True,
+                      progress: bool = False) -> list[Evaluation]:
     """What every notebook does after pre-training, in one call: :func:`compare_with_baselines`, the method's
     row (the last) saved to the results store under ``method`` with ``source`` (the notebook's name), and,
     with ``show``, the table displayed (``results.show_table``) and the label-efficiency figure drawn.
     Returns the table: the baseline rows, then the method's.
 
+    ``with_labels``: the encoder was trained with labels (FaceNet): its row is saved with kind "supervised",
+    marked † and never ranked with the self-supervised rows.
     ``method=None`` (and no encoder): the baselines alone, every row saved (notebook 01 introduces them)."""
     if not isinstance(source, str) or not source:
         raise ValueError(f"source must name the notebook that saves the row (e.g. '03_rotation'), got {source!r}")
@@ -108,6 +111,8 @@ def evaluate_and_save(method: str | None, encoder: Pretrained | torch.nn.Module 
         save_results(table, profile.name, source=source)
     else:
         table = compare_with_baselines(method, encoder, train_data, test_data, profile, device, finetune, progress)
+        if with_labels:
+            table[-1].kind = "supervised"
         save_results(table[-1], profile.name, source=source)
     if show:
         show_table(table)

@@ -66,19 +66,25 @@ def plot_losses(curves: dict[str, Sequence[float]], smooth: int = 20, chance: fl
     return fig
 
 
+def labelled_name(e: Evaluation) -> str:
+    """A row's name in a legend; a row trained with labels says so (unless its name already does)."""
+    return e.method + (" (trained with labels)" if e.with_labels and "labels" not in e.method else "")
+
+
 def plot_label_efficiency(evaluations: Sequence[Evaluation], all_labels: int | None = None) -> plt.Figure:
     """Probe accuracy against labels per class, one line per method, error bars = std over label draws;
     the y axis zooms to the plotted range, the legend sits outside the axes. Rows trained with labels (the
     supervised baseline: its points are the networks trained on that many labels) are drawn dashed."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    for e in evaluations:
+    n = len(evaluations)  # more rows than the default cycle's ten colours: tab20's, one each
+    colours = [plt.get_cmap("tab20")(i % 20) for i in range(n)] if n > 10 else [None] * n
+    for e, colour in zip(evaluations, colours, strict=True):
         budgets = list(e.probe)
         x = [all_labels if b == "all" else int(b) for b in budgets]
         if None in x:
             raise ValueError("pass all_labels (labels per class in the full set) to place the 'all' budget")
         ax.errorbar(x, [100 * e.mean(b) for b in budgets], yerr=[100 * e.std(b) for b in budgets], marker="o",
-                    capsize=3, linestyle="--" if e.with_labels else "-",
-                    label=e.method + (" (trained with labels)" if e.with_labels else ""))
+                    capsize=3, linestyle="--" if e.with_labels else "-", color=colour, label=labelled_name(e))
     ax.set_xscale("log")
     ax.set_xlabel("labels per class (log scale)")
     ax.set_ylabel("linear-probe test accuracy (%)\nmean ± std over label draws")
@@ -101,7 +107,7 @@ def plot_accuracy_vs_compute(evaluations: Sequence[Evaluation], compute: dict[st
     for e in points:  # a row trained with labels: an open diamond, apart from the self-supervised dots
         ax.errorbar([compute[e.method]], [100 * e.mean(budget)], yerr=[100 * e.std(budget)], capsize=3,
                     marker="D" if e.with_labels else "o", markerfacecolor="none" if e.with_labels else None,
-                    label=e.method + (" (trained with labels)" if e.with_labels else ""))
+                    label=labelled_name(e))
     for e, style in zip([e for e in evaluations if e.method not in compute], ("--", ":", "-.", (0, (1, 4))),
                         strict=False):
         ax.axhline(100 * e.mean(budget), color="grey", linestyle=style, label=f"{e.method} (no pre-training)")

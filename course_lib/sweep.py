@@ -218,12 +218,14 @@ def seed_gains(sweep: Sweep, budget: str = "100", over: str = "random init",
 def seed_summary(sweep: Sweep, budget: str = "100", over: str = "random init", column: str = "probe",
                  names: Sequence[str] | None = None) -> str:
     """A Markdown table: each row's gain over ``over`` (points) per seed, mean ± std over seeds, the mean
-    spread over label draws and the verdict (:attr:`SeedGain.verdict`); ``names``: only these rows."""
+    spread over label draws and the verdict (:attr:`SeedGain.verdict`); ``names``: only these rows. A row
+    trained with labels (the supervised baseline, FaceNet) is marked †: a reference, not a ranked method."""
     from course_lib.results import markdown_table
 
     gains = seed_gains(sweep, budget, over, column)
     seeds = sweep.seeds
-    lines = [[name, *(f"{100 * g.per_seed[s]:+.1f}" if s in g.per_seed else "–" for s in seeds),
+    labelled = {name for rows in sweep.rows.values() for name, r in rows.items() if r.with_labels}
+    lines = [[name + (" †" if name in labelled else ""), *(f"{100 * g.per_seed[s]:+.1f}" if s in g.per_seed else "–" for s in seeds),
               f"{100 * g.mean:+.1f} ± {100 * g.seed_std:.1f}", f"{100 * g.label_std:.1f}", g.verdict]
              for name, g in gains.items() if names is None or name in names]
     what = "probe" if column == "probe" else "LP-FT fine-tune"

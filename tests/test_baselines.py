@@ -155,6 +155,10 @@ def test_evaluate_and_save_compares_saves_the_methods_row_and_shows_the_table(ca
     plt.close("all")
     B.evaluate_and_save("quiet", "the encoder", train, test, profile, source="03_toy", show=False)
     assert len(shown) == 1 and plt.get_fignums() == [] and "quiet" in load_rows(profile.name)
+    assert stored["toy"]["kind"] == "self-supervised"
+    labelled = B.evaluate_and_save("metric", "the encoder", train, test, profile, source="09_toy", with_labels=True,
+                                   show=False)
+    assert labelled[-1].with_labels and load_rows(profile.name)["metric"]["kind"] == "supervised"  # † in every table
 
 
 def test_evaluate_and_save_without_a_method_saves_the_baselines(cache, monkeypatch):

@@ -126,7 +126,7 @@ def notebook_code(name: str) -> str:
 
 EVALUATE_AND_SAVE = re.compile(r'evaluate_and_save\(\s*(?:method=)?("[^"]*"|None), (?:encoder=)?(\w+), (?:train_data=)?(\w+), '
                                r'(?:test_data=)?(\w+),\s*(?:profile=)?profile,\s*(?:device=)?device,\s*'
-                               r'source="([^"]+)"(?:, show=(?:True|False))?\)')
+                               r'source="([^"]+)"(?:,\s*with_labels=True)?(?:,\s*show=(?:True|False))?\)')
 
 
 @pytest.mark.parametrize("method", METHODS, ids=[m.row for m in METHODS])

@@ -110,6 +110,16 @@ def test_plot_label_efficiency_places_the_all_budget_with_error_bars():
         plot_label_efficiency(rows)
 
 
+def test_eleven_rows_get_eleven_colours_and_a_labelled_row_says_so_once():
+    rows = [Evaluation(f"m{i}", {"10": [0.5], "100": [0.6]}, 0.6) for i in range(10)]
+    rows.append(Evaluation("supervised (labels only)", {"10": [0.7], "100": [0.8]}, kind="supervised"))
+    ax = plot_label_efficiency(rows).axes[0]
+    colours = {tuple(c[0].get_color()) if not isinstance(c[0].get_color(), str) else c[0].get_color()
+               for c in ax.containers}
+    assert len(colours) == 11, "the default cycle has ten colours: the eleventh row must not reuse the first's"
+    assert "supervised (labels only)" in [t.get_text() for t in ax.get_legend().get_texts()]  # not "(... with labels)"
+
+
 def test_plot_bars_sorts_zooms_and_draws_error_bars():
     from course_lib.plots import plot_bars
 

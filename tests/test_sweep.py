@@ -105,6 +105,7 @@ def test_seed_gains_against_numbers_worked_by_hand():
     table = sweep.seed_summary(recorded, "100")
     assert "| a method | +4.0 | +7.0 | +2.0 | +4.3 ± 2.5 | 1.0 | tie |" in table  # 4.3 < 2 x 2.5: a tie
     assert "supervised" not in sweep.seed_summary(recorded, "100", names=["a method"])
+    assert "| supervised † |" in sweep.seed_summary(recorded, "10", over="random init")  # trained with labels
     steady = sweep.SeedGain("m", {0: 0.03, 1: 0.04, 2: 0.035}, 0.01)  # mean 3.5, std 0.5: above
     assert steady.verdict == "above"
     assert sweep.SeedGain("m", {0: -0.03, 1: -0.04, 2: -0.035}, 0.01).verdict == "below"
