@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import os
 import random
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,6 +264,22 @@ def environ(**values: str) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def git_revision(root: Path = REPO_ROOT, short: bool = False) -> str:
+    """The git commit the course's code is at (``short``: abbreviated), with ``+changes`` when tracked files
+    differ from it; "" outside a git checkout (e.g. the student bundle) or without git. What made a number:
+    a recorded sweep and every executed notebook's record say it."""
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", *(["--short"] if short else []), "HEAD"],
+                              capture_output=True, text=True, timeout=30)
+        if head.returncode != 0:
+            return ""
+        changed = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return head.stdout.strip() + ("+changes" if changed else "")
 
 
 def cache_dir() -> Path:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from course_lib.config import (
     check_int,
     environ,
     get_profile,
+    git_revision,
     seed_cache_dir,
     seed_everything,
 )
@@ -45,19 +45,6 @@ FORMAT = 1  # of the recorded file
 def recorded_path(profile_name: str) -> Path:
     """Where the recorded sweep of a profile lives in the repository."""
     return REPO_ROOT / "results" / f"seeds-{profile_name}.json"
-
-
-def git_revision() -> str:
-    """The commit the code was run at, with ``+changes`` when the work tree differed from it ('unknown'
-    outside a git checkout)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                              timeout=30, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=30, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head + ("+changes" if dirty else "")
 
 
 def check_seeds(seeds: Sequence[int]) -> list[int]:
@@ -97,7 +84,7 @@ def run_sweep(profile_name: str, seeds: Sequence[int], out: Path | None = None, 
     record = {"format": FORMAT, "profile": profile_name, "protocol_version": PROTOCOL_VERSION,
               "command": "python -m course_lib compare --seeds " + " ".join(map(str, seeds))
                          + (f" --profile {profile_name}" if profile_name != "fast" else ""),
-              "revision": git_revision(), "python": sys.version.split()[0], "torch": torch.__version__,
+              "revision": git_revision() or "unknown", "python": sys.version.split()[0], "torch": torch.__version__,
               "seeds": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))

@@ -250,3 +250,25 @@ def test_check_images_passes_a_float_batch_and_skips_the_range_when_asked():
     check_images(torch.rand(2, 3, 4, 4))
     check_images(torch.empty(0, 3, 4, 4))
     check_images(torch.full((1, 1, 2, 2), -3.0), check_range=False)
+
+
+def test_git_revision_names_the_commit_and_says_when_tracked_files_changed(tmp_path):
+    import shutil
+    import subprocess
+
+    from course_lib.config import git_revision
+
+    assert git_revision(tmp_path) == ""  # not a git checkout (e.g. the student bundle)
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    run = lambda *a: subprocess.run(["git", "-C", str(tmp_path), *a], check=True, capture_output=True, text=True)  # noqa: E731
+    run("init", "-q")
+    (tmp_path / "f.txt").write_text("a")
+    run("add", "f.txt")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    head = run("rev-parse", "HEAD").stdout.strip()
+    assert git_revision(tmp_path) == head and git_revision(tmp_path, short=True) == head[:len(git_revision(tmp_path, short=True))]
+    (tmp_path / "untracked.txt").write_text("x")
+    assert git_revision(tmp_path) == head, "an untracked file is not a change to the code"
+    (tmp_path / "f.txt").write_text("b")
+    assert git_revision(tmp_path) == head + "+changes"

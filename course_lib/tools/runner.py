@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from course_lib.config import REPO_ROOT, get_device, get_profile
+from course_lib.config import REPO_ROOT, get_device, get_profile, git_revision
 from course_lib.results import HEADLINE_PREFIX
 from course_lib.tools.watchdog import ClientWatch, NotebookHang
 from course_lib.widgets import HEADLESS_ENV
@@ -41,16 +41,7 @@ except ImportError:  # Windows has no resource module
 def course_commit(root: Path = REPO_ROOT) -> str:
     """The course's git commit (short), with ``+changes`` when tracked files differ from it; "" outside a git
     checkout (e.g. the student bundle) or without git."""
-    try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=30)
-        if head.returncode != 0:
-            return ""
-        changed = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                                 capture_output=True, text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return head.stdout.strip() + ("+changes" if changed else "")
+    return git_revision(root, short=True)
 
 
 RUN_FACTS = ("profile", "device", "torch", "started", "commit")  # what a notebook's record says about its run
