@@ -25,7 +25,7 @@ import torch
 from course_lib.checkpoints import load_or_compute, weights_digest
 from course_lib.config import Profile, get_device
 from course_lib.datasets import ImageData
-from course_lib.evaluate import Evaluation, evaluate, pixels, protocol_key
+from course_lib.evaluate import Evaluation, evaluate, pixels, protocol_for, protocol_key, split_validation
 from course_lib.plots import plot_label_efficiency
 from course_lib.results import save_results, show_table
 from course_lib.supervised import config_for as supervised_config
@@ -90,6 +90,14 @@ def compare_with_baselines(method: str, encoder: Pretrained | torch.nn.Module, t
     return rows + [row]
 
 
+def all_labels_per_class(train_data: ImageData, profile: Profile) -> int:
+    """Labels per class in the "all" budget: the pool the protocol's validation split leaves (900 of the fast
+    profile's 1,000 images per class), where label-efficiency plots place it."""
+    protocol = protocol_for(profile)
+    pool, _ = split_validation(train_data.labels, protocol.validation_per_class, protocol.seed)
+    return len(pool) // train_data.num_classes
+
+
 def evaluate_and_save(method: str | None, encoder: Pretrained | torch.nn.Module | None, train_data: ImageData,
                       test_data: ImageData, profile: Profile, device: torch.device | None = None, *, source: str,
                       with_labels: bool = False, finetune: bool = True, show: bool = True,
@@ -116,5 +124,5 @@ def evaluate_and_save(method: str | None, encoder: Pretrained | torch.nn.Module 
         save_results(table[-1], profile.name, source=source)
     if show:
         show_table(table)
-        plot_label_efficiency(table, all_labels=len(train_data) // train_data.num_classes)
+        plot_label_efficiency(table, all_labels=all_labels_per_class(train_data, profile))
     return table

@@ -82,12 +82,14 @@ def plot_label_efficiency(evaluations: Sequence[Evaluation], all_labels: int | N
         budgets = list(e.probe)
         x = [all_labels if b == "all" else int(b) for b in budgets]
         if None in x:
-            raise ValueError("pass all_labels (labels per class in the full set) to place the 'all' budget")
+            raise ValueError("pass all_labels (the labels per class the 'all' budget uses: the pool left by the "
+                             "validation split) to place the 'all' budget")
         ax.errorbar(x, [100 * e.mean(b) for b in budgets], yerr=[100 * e.std(b) for b in budgets], marker="o",
                     capsize=3, linestyle="--" if e.with_labels else "-", color=colour, label=labelled_name(e))
     ax.set_xscale("log")
     ax.set_xlabel("labels per class (log scale)")
-    ax.set_ylabel("linear-probe test accuracy (%)\nmean ± std over label draws")
+    ax.set_ylabel("test accuracy (%), mean ± std over label draws\n(linear probe; dashed: trained on the labels)"
+                  if any(e.with_labels for e in evaluations) else "linear-probe test accuracy (%)\nmean ± std over label draws")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     fig.tight_layout()
@@ -209,13 +211,16 @@ def plot_decision_boundaries(points: np.ndarray, labels: np.ndarray, labeled: np
 def plot_bars(values: dict[str, Sequence[float]], categories: Sequence[str], ylabel: str = "accuracy (%)",
               chance: float | None = None, title: str = "", percent: bool = True,
               errors: dict[str, Sequence[float]] | None = None, sort_by: str | None = None,
-              zoom: bool = True) -> plt.Figure:
+              zoom: bool = False, digits: int = 1) -> plt.Figure:
     """Grouped bars: one group per category, one bar per name in ``values`` (each a value per category).
 
     ``percent`` shows values in [0, 1] as %; ``chance`` (same units) draws a dashed line;
     ``errors`` (same shape as ``values``) draws error bars; ``sort_by`` (a name in ``values``)
     orders the categories by that name's values, smallest first (for a claim about an ordering);
-    ``zoom`` starts the y axis near the smallest bar, so that a few points' difference shows.
+    Every bar has its value written on it (``digits`` decimals), and the y axis starts at zero, so that the
+    eye reads a bar's length as its value and a 1-point gap looks like one; ``zoom`` starts the axis near the
+    smallest bar instead (for values that are all far from zero, where the written numbers carry the gaps).
+    Negative values (differences to a baseline) grow downwards from the zero line.
     The legend sits outside the axes, where it covers no bar.
     """
     for name, v in values.items():
@@ -236,8 +241,14 @@ def plot_bars(values: dict[str, Sequence[float]], categories: Sequence[str], yla
     for i, (name, v) in enumerate(values.items()):
         y = scale * np.asarray(v, dtype=float)[order]
         err = None if errors is None or name not in errors else scale * np.asarray(errors[name], dtype=float)[order]
-        ax.bar(np.arange(len(categories)) + (i - (len(values) - 1) / 2) * width, y, width, yerr=err, capsize=2,
-               label=name)
+        bars = ax.bar(np.arange(len(categories)) + (i - (len(values) - 1) / 2) * width, y, width, yerr=err,
+                      capsize=2, label=name)
+        for bar, v, e in zip(bars, y, np.zeros_like(y) if err is None else err, strict=True):
+            if not np.isnan(v):  # the number just past the bar's end (and its error bar), outward from zero
+                up = v >= 0
+                ax.annotate(f"{v:.{digits}f}", (bar.get_x() + bar.get_width() / 2, v + (e if up else -e)),
+                            xytext=(0, 2 if up else -2), textcoords="offset points", ha="center",
+                            va="bottom" if up else "top", fontsize=7)
         low = min(low, np.nanmin(y - (err if err is not None else 0)))
         high = max(high, np.nanmax(y + (err if err is not None else 0)))
     if chance is not None:
@@ -246,6 +257,12 @@ def plot_bars(values: dict[str, Sequence[float]], categories: Sequence[str], yla
     if zoom and np.isfinite(low) and high > low:
         pad = 0.15 * (high - low)
         ax.set_ylim(max(0.0, low - pad), high + pad)
+    else:  # room above (and below) the bars for the numbers written on them
+        bottom, top = ax.get_ylim()
+        span = top - bottom
+        ax.set_ylim(bottom - (0.08 * span if low < 0 else 0), top + 0.08 * span)
+    if low < 0:
+        ax.axhline(0, color="black", lw=0.8)
     tilt = len(categories) > 5
     ax.set_xticks(np.arange(len(categories)), [categories[c] for c in order], rotation=30 if tilt else 0,
                   ha="right" if tilt else "center")

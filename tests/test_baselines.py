@@ -205,3 +205,9 @@ def test_the_supervised_row_is_cached_apart_and_by_its_recipes(cache, monkeypatc
     again = B.baselines(train, test, profile, torch.device("cpu"))
     assert evaluated == [] and trained == [1]
     assert again[:2] == first[:2] and again[2].compute["steps"] == 4 * 4
+
+
+def test_the_all_budget_counts_the_pool_the_validation_split_leaves():
+    train = make_image_data(40)  # 4 classes, 10 images each; the profile keeps 10 per class and holds a fifth out
+    assert B.all_labels_per_class(train, protocol_profile()) == 8
+    assert B.all_labels_per_class(make_image_data(80), protocol_profile(max_images_per_class=20)) == 16

@@ -120,7 +120,7 @@ def test_eleven_rows_get_eleven_colours_and_a_labelled_row_says_so_once():
     assert "supervised (labels only)" in [t.get_text() for t in ax.get_legend().get_texts()]  # not "(... with labels)"
 
 
-def test_plot_bars_sorts_zooms_and_draws_error_bars():
+def test_plot_bars_sorts_writes_values_and_starts_at_zero():
     from course_lib.plots import plot_bars
 
     fig = plot_bars({"acc": [0.9, 0.6, 0.95]}, ["x", "y", "z"], chance=None, sort_by="acc",
@@ -129,11 +129,24 @@ def test_plot_bars_sorts_zooms_and_draws_error_bars():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["y", "x", "z"]  # smallest first
     assert [b.get_height() for b in ax.patches] == pytest.approx([60, 90, 95])
     low, high = ax.get_ylim()
-    assert 40 < low < 58 and high > 98  # zoomed to the bars and their error bars, not 0-100
+    assert low == 0 and high > 98  # a bar's length is its value: a 1-point gap looks like one
+    assert [t.get_text() for t in ax.texts] == ["60.0", "90.0", "95.0"]  # each bar's number, in sorted order
+    zoomed = plot_bars({"acc": [0.9, 0.6, 0.95]}, ["x", "y", "z"], zoom=True).axes[0].get_ylim()
+    assert 40 < zoomed[0] < 58  # zoom=True: the axis starts near the smallest bar
     with pytest.raises(ValueError, match="sort_by"):
         plot_bars({"acc": [1, 2, 3]}, ["x", "y", "z"], sort_by="nope")
     with pytest.raises(ValueError, match="errors"):
         plot_bars({"acc": [1, 2, 3]}, ["x", "y", "z"], errors={"acc": [1]})
+
+
+def test_plot_bars_draws_differences_below_a_zero_line():
+    from course_lib.plots import plot_bars
+
+    ax = plot_bars({"gain": [0.03, -0.01]}, ["a", "b"], ylabel="points over random init").axes[0]
+    low, high = ax.get_ylim()
+    assert low < -1 < 3 < high
+    assert [t.get_text() for t in ax.texts] == ["3.0", "-1.0"]
+    assert any(list(line.get_ydata()) == [0, 0] for line in ax.lines)  # the zero line the bars grow from
 
 
 @pytest.mark.parametrize("method", ["pca", "tsne"])
