@@ -23,6 +23,7 @@ from course_lib.tools.bundle import (
     find_leaks,
     make_bundle,
     secret_lines,
+    visible_answers,
     write_bundle,
 )
 from course_lib.tools.cli import main as cli_main
@@ -268,3 +269,87 @@ def test_a_student_environment_from_the_bundle_alone_runs_notebook_01(tmp_path):
     text = "".join(o.get("text", "") for o in executed.cells[-1].outputs)
     assert text.split()[:3] == ["WHERE", str((bundle / "course_lib" / "__init__.py").resolve()), str(python)], text
     assert (bundle / "build" / "cache").is_dir()  # the bundle's own cache: its course_lib found its root
+
+
+# ------------------------------------------------------------- answers in the notebook's own visible cells
+
+
+def answers_in(tmp_path, *cells, library_text='"""A library."""\n'):
+    """visible_answers of course_with_exercises plus ``cells`` (inserted before the exercises when a cell is a
+    (position, cell) pair, appended otherwise)."""
+    base = tmp_path / f"call{len(list(tmp_path.iterdir()))}"  # a fresh folder for every call of a test
+    nb = course_with_exercises(base / "nb")
+    for cell in cells:
+        if isinstance(cell, tuple):
+            nb.cells.insert(*cell)
+        else:
+            nb.cells.append(cell)
+    path = base / "nb" / "source" / f"{NAME}.ipynb"
+    nbformat.write(nb, path)
+    return visible_answers(path, fake_course_root(base / "root", library_text))
+
+
+def test_a_clean_notebook_shows_no_answer(tmp_path):
+    assert answers_in(tmp_path) == []
+
+
+def test_a_solution_line_in_a_visible_cell_is_an_answer_shown(tmp_path):
+    """Anywhere: in a later cell's code, or in Markdown prose (a code block), also as part of a longer line."""
+    found = answers_in(tmp_path, new_markdown_cell(f"The mean is just `{SOLUTION_LINE}` here."))
+    assert found == [f"{NAME}: mean (solution): {SOLUTION_LINE}"]
+    assert answers_in(tmp_path, (2, new_code_cell(f"    {SOLUTION_LINE}  # spoiler"))) == found
+
+
+def test_a_line_the_exercise_text_prescribes_is_given_not_shown(tmp_path):
+    task = new_markdown_cell(f"### Exercise 2: the mean\nEnd with `{SOLUTION_LINE}`.")
+    assert answers_in(tmp_path, (5, task)) == []  # the task statement right above the solution gives it
+    other = new_markdown_cell("### Exercise 3: the mean, again")  # the mean's own task, after the first one
+    assert answers_in(tmp_path, (2, task), (6, other)) == [f"{NAME}: mean (solution): {SOLUTION_LINE}"]
+
+
+def test_a_library_answer_printed_above_its_exercise_is_copied_not_written(tmp_path):
+    shown = new_code_cell("return mylib_cube_reference(x)  # course_lib's cube, printed")
+    above = answers_in(tmp_path, (8, shown))
+    assert above == [f"{NAME}: cube (library answer): return mylib_cube_reference(x)"]
+    assert answers_in(tmp_path, shown) == []  # after the exercise it is the library's code, by design
+
+
+def test_a_sentence_of_a_model_answer_in_the_prose_states_it(tmp_path):
+    said = new_markdown_cell("Notice: because a product of equal signs is positive.")
+    assert answers_in(tmp_path, said) == []  # shorter than ANSWER_SENTENCE_CHARS: too common to be evidence
+    long = ("The square is never negative, because a product of two factors of equal sign is positive, "
+            "whatever x is.")
+    nb_cells = [new_markdown_cell(f"Why? {long}"),
+                new_markdown_cell(long, metadata={"nbgrader": {"grade": True, "solution": True, "locked": False,
+                                                               "task": False, "schema_version": 3,
+                                                               "grade_id": "why_again", "points": 1}})]
+    assert answers_in(tmp_path, *nb_cells) == [f"{NAME}: why_again (written answer): {long}"]
+
+
+def test_a_hidden_reference_function_shown_is_an_answer_but_its_inputs_are_not(tmp_path):
+    hidden = new_code_cell("# hidden tests of cube\n### BEGIN HIDDEN TESTS\ndef reference_cube(x):\n"
+                           "    return x * x * x * 1\nvalues = list(range(-3, 4))\nfor v in values:\n"
+                           "    assert cube(v) == reference_cube(v)\n### END HIDDEN TESTS",
+                           metadata=_meta("test_cube_hidden", 2))
+    inputs = new_code_cell("values = list(range(-3, 4))  # the notebook's own inputs")
+    assert answers_in(tmp_path, hidden, inputs) == []
+    shown = new_code_cell("print(x * x * x * 1)\ndef reference_cube(x):\n    return x * x * x * 1")
+    assert answers_in(tmp_path, hidden, shown) == [
+        f"{NAME}: test_cube_hidden (hidden test): def reference_cube(x):",
+        f"{NAME}: test_cube_hidden (hidden test): return x * x * x * 1"]
+
+
+def test_an_instructors_line_repeated_in_a_visible_cell_is_shown(tmp_path):
+    note = new_markdown_cell("**For instructors**\nThe margins held on seeds 0-5 at 2.5 points.")
+    assert answers_in(tmp_path, note) == []
+    again = new_markdown_cell("The margins held on seeds 0-5 at 2.5 points.")
+    assert answers_in(tmp_path, note, again) == [
+        f"{NAME}: cell {len(tiny_notebook().cells) + 3} (instructors' cell): "
+        "The margins held on seeds 0-5 at 2.5 points."]
+
+
+@pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_no_course_notebook_shows_an_answer_in_its_visible_cells(notebook):
+    """The student version drops solutions, hidden tests and the instructors' cells; this keeps what it shows
+    from stating them (line rules: visible_answers). Prose that restates an answer in other words is for review."""
+    assert visible_answers(notebook) == []

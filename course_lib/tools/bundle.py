@@ -134,41 +134,133 @@ def _plain_python(line: str) -> bool:
     return not re.search("[\"']", line) and set(re.findall(r"[A-Za-z_]\w*", line)) <= _PLAIN
 
 
+def _library_texts(library_root: Path) -> list[str]:
+    return [normalize(p.read_text(encoding="utf-8")) for p in sorted((library_root / "course_lib").rglob("*.py"))]
+
+
+def _telling(line: str, library: list[str]) -> bool:
+    """A normalized code line that would say something if found: long enough, not a comment, an import, plain
+    Python or an idiom (a training step's line, or a line ``course_lib`` has in ``IDIOM_FILES`` files or more)."""
+    return (len(line) >= MIN_CHARS and not line.startswith("#") and not _IMPORT.fullmatch(line)
+            and not _plain_python(line) and line not in TORCH_IDIOMS
+            and sum(line in text for text in library) < IDIOM_FILES)
+
+
+def _parts(cell) -> tuple[list[tuple[str, str]], str]:
+    """([(line, kind)] a student must not see, the text the student version shows) of one cell that is not an
+    instructors' cell: hidden-test lines, and the solution's lines (kind "library answer" for
+    :func:`is_library_answer`); a written answer (a Markdown solution cell) is replaced whole."""
+    hidden, rest = _regions(cell.source, *REGIONS["hidden"])
+    secret = [(line, "hidden test") for line in hidden]
+    if cell.metadata.get("nbgrader", {}).get("solution"):
+        solution, rest = _regions(rest, *REGIONS["solution"])
+        if REGIONS["solution"][0] not in cell.source:  # no markers: nbgrader replaces the whole cell
+            solution, rest = rest.splitlines(), ""
+        kind = "library answer" if is_library_answer(cell) else "written answer" if cell.cell_type == "markdown" \
+            else "solution"
+        secret += [(line, kind) for line in solution]
+    return secret, rest
+
+
 def secret_lines(notebooks: list[Path], library_root: Path = REPO_ROOT) -> dict[str, str]:
     """Normalized line -> where it comes from (``notebook: grade_id (hidden test | solution)``, ``notebook:
     instructors' cell``), for every line of every hidden-test region, every solution of ``notebooks`` except library
-    answers and every instructors' cell (:func:`is_instructors_cell`), without trailing comments; minus trivial lines (shorter than ``MIN_CHARS``, comments, bare imports, plain Python such as
-    ``except ValueError:``), lines the student sees anyway (in a visible cell or outside the regions, in any of
-    the notebooks, also as part of a longer line) and idioms (lines that ``library_root/course_lib`` has in
-    ``IDIOM_FILES`` files or more, e.g. a seeded ``torch.Generator``, and the lines of every training step,
-    ``TORCH_IDIOMS``)."""
+    answers and every instructors' cell (:func:`is_instructors_cell`), without trailing comments; minus trivial lines
+    (:func:`_telling`: shorter than ``MIN_CHARS``, comments, bare imports, plain Python such as ``except
+    ValueError:``, idioms: lines that ``library_root/course_lib`` has in ``IDIOM_FILES`` files or more, e.g. a
+    seeded ``torch.Generator``, and the lines of every training step, ``TORCH_IDIOMS``) and lines the student sees
+    anyway (in a visible cell or outside the regions, in any of the notebooks, also as part of a longer line:
+    :func:`visible_answers` is the check that keeps answers out of those)."""
     found: dict[str, str] = {}
     visible: list[str] = []
     for path in notebooks:
         for cell in nbformat.read(path, as_version=4).cells:
-            meta = cell.metadata.get("nbgrader", {})
-            where = f"{path.stem}: {meta.get('grade_id', 'cell')}"
+            where = f"{path.stem}: {cell.metadata.get('nbgrader', {}).get('grade_id', 'cell')}"
             if is_instructors_cell(cell):  # left out of every student version: all of it is a secret
                 for line in cell.source.splitlines():
                     found.setdefault(_code(line), f"{path.stem}: instructors' cell")
                 continue
-            hidden, rest = _regions(cell.source, *REGIONS["hidden"])
-            secret = [(line, "hidden test") for line in hidden]
-            if meta.get("solution"):
-                solution, rest = _regions(rest, *REGIONS["solution"])
-                if REGIONS["solution"][0] not in cell.source:  # no markers: nbgrader replaces the whole cell
-                    solution, rest = rest.splitlines(), ""
-                if not is_library_answer(cell):
-                    secret += [(line, "solution") for line in solution]
+            secret, rest = _parts(cell)
             visible.append(normalize(rest))
             for line, kind in secret:
-                found.setdefault(_code(line), f"{where} ({kind})")
-    library = [normalize(p.read_text(encoding="utf-8")) for p in sorted((library_root / "course_lib").rglob("*.py"))]
+                if kind != "library answer":
+                    found.setdefault(_code(line), f"{where} ({kind})")
+    library = _library_texts(library_root)
     shown = "\n".join(visible)
-    return {line: where for line, where in found.items()
-            if len(line) >= MIN_CHARS and not line.startswith("#") and not _IMPORT.fullmatch(line)
-            and not _plain_python(line) and line not in shown and line not in TORCH_IDIOMS
-            and sum(line in text for text in library) < IDIOM_FILES}
+    return {line: where for line, where in found.items() if _telling(line, library) and line not in shown}
+
+
+ANSWER_SENTENCE_CHARS = 40  # a model answer's sentence this long, found in a visible cell, states the answer
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
+_EXERCISE = re.compile(r"\bExercise\b", re.IGNORECASE)
+
+
+def _function_lines(lines: list[str]) -> list[str]:
+    """The lines of ``lines`` inside a ``def`` (its signature and its indented body)."""
+    out, indent = [], None
+    for line in lines:
+        depth = len(line) - len(line.lstrip())
+        if indent is not None and line.strip() and depth <= indent:
+            indent = None
+        if indent is None and line.lstrip().startswith("def "):
+            indent = depth
+        if indent is not None:
+            out.append(line)
+    return out
+
+
+def visible_answers(path: Path, library_root: Path = REPO_ROOT) -> list[str]:
+    """Answers a student can read in the student version of the notebook ``path`` itself, one line each
+    (``notebook: grade_id (kind): text``), found in the cells it shows (every cell but the instructors', with
+    solution and hidden-test regions cut out):
+
+    * a line of a solution anywhere in the notebook (the bundle's secret-line rule, :func:`secret_lines`,
+      applied to the notebook's own visible cells, which that rule leaves out), except in the exercise's own
+      task (the last Markdown cell above the solution that names an exercise: a line the task prescribes,
+      "let ``x = images.float() / 255``", is given, not leaked);
+    * a line of a function a hidden test defines (its reference: an answer written another way), outside the
+      notebook's visible test cells and the exercise's task (the test's other lines build inputs from the
+      notebook's own names: not answers);
+    * a line of an exercise whose answer is in ``course_lib`` by design (:func:`is_library_answer`: exempt
+      from the line rule) shown in a cell *above* it: printed right above the exercise, it is copied, not written;
+    * a sentence of a written question's model answer (``ANSWER_SENTENCE_CHARS`` or longer), anywhere;
+    * a line of an instructors' cell (which the student version drops) repeated in a visible cell."""
+    library = _library_texts(library_root)
+    cells = nbformat.read(path, as_version=4).cells
+    shown: list[str] = []
+    secrets: list[tuple[int, str, str, str]] = []  # (cell index, where, kind, normalized text)
+    tests, task, tasks = set(), -1, {}  # visible test cells; the exercise text each cell follows
+    for i, cell in enumerate(cells):
+        where = f"{path.stem}: {cell.metadata.get('nbgrader', {}).get('grade_id', f'cell {i}')}"
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "markdown" and _EXERCISE.search(cell.source) and not meta.get("solution"):
+            task = i
+        tasks[i] = task
+        if meta.get("grade") and not meta.get("solution"):
+            tests.add(i)
+        if is_instructors_cell(cell):
+            secrets += [(i, where, "instructors' cell", _code(line)) for line in cell.source.splitlines()]
+            shown.append("")
+            continue
+        secret, rest = _parts(cell)
+        shown.append(normalize(rest))
+        for line, kind in secret:
+            if kind == "written answer":
+                secrets += [(i, where, kind, normalize(s)) for s in _SENTENCE_END.split(line)
+                            if len(normalize(s)) >= ANSWER_SENTENCE_CHARS]
+            elif kind != "hidden test":
+                secrets.append((i, where, kind, _code(line)))
+        hidden, _ = _regions(cell.source, *REGIONS["hidden"])
+        secrets += [(i, where, "hidden test", _code(line)) for line in _function_lines(hidden)]
+    leaks = []
+    for i, where, kind, text in secrets:
+        if kind != "written answer" and not _telling(text, library):
+            continue
+        places = {"library answer": set(range(i)), "hidden test": set(range(len(shown))) - tests - {i, tasks[i]},
+                  "solution": set(range(len(shown))) - {i, tasks[i]}}.get(kind, set(range(len(shown))) - {i})
+        if any(text in shown[j] for j in places):
+            leaks.append(f"{where} ({kind}): {text}")
+    return list(dict.fromkeys(leaks))
 
 
 def _strings(value) -> list[str]:
