@@ -6,18 +6,22 @@ The encoder has to understand the image to fill the hole, so its features become
 The paper's loss is a masked L2 reconstruction plus an adversarial term (their eq. 1, 3 and 4):
 
     L_rec = || M * (x - F((1 - M) * x)) ||^2          M = 1 on the removed pixels
-    L_adv = -log D(fill)                                (non-saturating, for the generator F)
+    L_adv = -log D(fill)                                (non-saturating, for the generator F; see below)
     L     = lambda_rec L_rec + lambda_adv L_adv         (lambda_rec = 0.999, lambda_adv = 0.001)
 
 and the paper predicts a slightly larger region that overlaps the context by a few pixels,
-with a 10x weight on that overlap band (their implementation details). L2 alone "averages the multiple
-modes in predictions": where several fills are plausible, the L2-optimal one is their mean,
-a blur -- notebook 05 shows it, measures it, and shows what the adversarial term changes.
+with a 10x weight on that overlap band (their implementation details). L2 alone "tends to average
+together the multiple modes in predictions" (their sec. 3.2): where several fills are plausible, the
+L2-optimal one is their mean, a blur -- notebook 05 shows it, measures it, and shows what the adversarial
+term changes. Two differences from the paper: the course's discriminator judges the composited image
+(context plus fill), the paper's judges F's output; and the paper learned its *features* with L2 alone
+(sec. 5.2: the joint loss did not converge with its AlexNet encoder), the joint loss being its inpainting
+recipe.
 
 Masks (sec. 3.3), all pure functions of a ``torch.Generator``: the central square
 (:func:`center_mask`), random blocks (:func:`random_block_masks`) and random regions
-(:func:`random_region_masks`: irregular blobs; the paper cut its shapes from PASCAL VOC
-segmentations, which we do not ship, so here they come from thresholded smooth noise).
+(:func:`random_region_masks`: the paper cut its shapes from PASCAL VOC segmentations, which we do not
+ship, so here they come from thresholded smooth noise: irregular and often fragmented, not object-shaped).
 
 The method contract (``docs/adding-a-method.md``): :class:`ContextEncoderConfig` (built by
 :func:`config_for`), the loss (:func:`masked_l2_loss`, weights by :func:`loss_weights`),

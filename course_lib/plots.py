@@ -166,7 +166,8 @@ def plot_embedding(h: torch.Tensor, labels: torch.Tensor, classes: Sequence[str]
 def plot_retrieval(query_images: torch.Tensor, gallery_images: torch.Tensor, h_query: torch.Tensor,
                    h_gallery: torch.Tensor, k: int = 8, query_labels: torch.Tensor | None = None,
                    gallery_labels: torch.Tensor | None = None) -> plt.Figure:
-    """Each row: a query, then its k nearest gallery images by cosine similarity (red title = other class)."""
+    """Each row: a query, then its k nearest gallery images by cosine similarity; a neighbour of another class
+    has a red title marked ✗ (the sign, not the colour alone, says it)."""
     q = torch.nn.functional.normalize(h_query.float(), dim=1)
     g = torch.nn.functional.normalize(h_gallery.float(), dim=1)
     sim, idx = (q @ g.T).topk(k, dim=1)  # (Q, k)
@@ -179,7 +180,7 @@ def plot_retrieval(query_images: torch.Tensor, gallery_images: torch.Tensor, h_q
             ax.imshow(_as_hwc(gallery_images[idx[r, j]]), cmap="gray", vmin=0, vmax=1)
             wrong = query_labels is not None and gallery_labels is not None and \
                 gallery_labels[idx[r, j]] != query_labels[r]
-            ax.set_title(f"{sim[r, j]:.2f}", fontsize=7, color="red" if wrong else "black")
+            ax.set_title(f"{sim[r, j]:.2f}" + (" ✗" if wrong else ""), fontsize=7, color="red" if wrong else "black")
     for ax in axes.flat:
         ax.axis("off")
     fig.tight_layout()
@@ -190,7 +191,8 @@ def plot_decision_boundaries(points: np.ndarray, labels: np.ndarray, labeled: np
                              predictors: dict[str, Callable[[np.ndarray], np.ndarray]],
                              scores: dict[str, float] | None = None, resolution: int = 150) -> plt.Figure:
     """The lecture's figure: unlabelled points (small, grey), labelled ones (large, coloured), and
-    each strategy's decision regions, side by side."""
+    each strategy's decision regions, side by side; the two classes differ in colour and marker (circle: class 0,
+    square: class 1)."""
     pad = 0.5
     (x0, y0), (x1, y1) = points.min(0) - pad, points.max(0) + pad
     xx, yy = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
@@ -199,13 +201,17 @@ def plot_decision_boundaries(points: np.ndarray, labels: np.ndarray, labeled: np
     for ax, (name, predict) in zip(axes[0], predictors.items(), strict=True):
         ax.contourf(xx, yy, predict(grid).reshape(xx.shape), levels=[-0.5, 0.5, 1.5], colors=["#cfe0f5", "#f8d9c4"])
         ax.scatter(points[:, 0], points[:, 1], s=4, c="gray", alpha=0.5)
-        ax.scatter(points[labeled, 0], points[labeled, 1], s=70, c=np.where(labels[labeled] == 0, "#1f5fbf", "#d9531e"),
-                   edgecolors="k")
+        for cls, colour, marker in ((0, "#1f5fbf", "o"), (1, "#d9531e", "s")):
+            mine = labeled[labels[labeled] == cls]
+            ax.scatter(points[mine, 0], points[mine, 1], s=70, c=colour, marker=marker, edgecolors="k")
         ax.set_title(name + (f"\ntest acc {100 * scores[name]:.0f}%" if scores and name in scores else ""), fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
     return fig
+
+
+_HATCHES = (None, "//", "..", "xx", "\\\\")  # one per series of grouped bars
 
 
 def plot_bars(values: dict[str, Sequence[float]], categories: Sequence[str], ylabel: str = "accuracy (%)",
@@ -220,7 +226,8 @@ def plot_bars(values: dict[str, Sequence[float]], categories: Sequence[str], yla
     Every bar has its value written on it (``digits`` decimals), and the y axis starts at zero, so that the
     eye reads a bar's length as its value and a 1-point gap looks like one; ``zoom`` starts the axis near the
     smallest bar instead (for values that are all far from zero, where the written numbers carry the gaps).
-    Negative values (differences to a baseline) grow downwards from the zero line.
+    Negative values (differences to a baseline) grow downwards from the zero line. Every series after the
+    first is hatched, so that not the colour alone tells them apart.
     The legend sits outside the axes, where it covers no bar.
     """
     for name, v in values.items():
@@ -242,7 +249,7 @@ def plot_bars(values: dict[str, Sequence[float]], categories: Sequence[str], yla
         y = scale * np.asarray(v, dtype=float)[order]
         err = None if errors is None or name not in errors else scale * np.asarray(errors[name], dtype=float)[order]
         bars = ax.bar(np.arange(len(categories)) + (i - (len(values) - 1) / 2) * width, y, width, yerr=err,
-                      capsize=2, label=name)
+                      capsize=2, label=name, hatch=_HATCHES[i % len(_HATCHES)], edgecolor="white" if i else None)
         for bar, v, e in zip(bars, y, np.zeros_like(y) if err is None else err, strict=True):
             if not np.isnan(v):  # the number just past the bar's end (and its error bar), outward from zero
                 up = v >= 0
@@ -290,6 +297,9 @@ def show_patch_grid(image: torch.Tensor, corners: torch.Tensor, patch_size: int,
         raise ValueError(f"corners must be (9, 2): the top-left corner of each cell, got {tuple(getattr(corners, 'shape', ()))}")
     if not 1 <= cell <= 9 or cell == 5:
         raise ValueError(f"cell must be a neighbour of the centre, 1..9 but not 5, got {cell!r}")
+    if not isinstance(label, int) or not 0 <= label <= 7:
+        raise ValueError(f"label must be the pair's class, 0..7 (patch_position.label_to_cell gives its cell), "
+                         f"got {label!r}")
     x = image[None]  # (1, C, S, S)
     patches = crop_at(x.expand(9, -1, -1, -1), corners, patch_size)  # (9, C, p, p)
     gray = {"cmap": "gray", "vmin": 0, "vmax": 1}
@@ -356,16 +366,19 @@ def plot_ab_bins(centres: torch.Tensor, values: dict[str, torch.Tensor] | None =
 
 
 def plot_distance_histograms(d: torch.Tensor, same: torch.Tensor, threshold: float | None = None,
-                             title: str = "", max_distance: float = 4.0, bins: int = 40) -> plt.Figure:
+                             title: str = "", max_distance: float = 4.0, bins: int = 40,
+                             names: tuple[str, str] = ("same class", "different classes")) -> plt.Figure:
     """Histograms of squared distances (P,) for same pairs and different pairs (``same`` (P,) bool), on
-    [0, ``max_distance``] (4: opposite unit vectors); ``threshold`` draws the decision line "same if below"."""
+    [0, ``max_distance``] (4: opposite unit vectors); ``threshold`` draws the decision line "same if below";
+    ``names``: what a same and a different pair are (e.g. "same face", "other faces")."""
     d, same = torch.as_tensor(d).detach().float().cpu(), torch.as_tensor(same).bool().cpu()
     if d.shape != same.shape or d.dim() != 1:
         raise ValueError(f"d and same must be 1-D of the same length, got {tuple(d.shape)} and {tuple(same.shape)}")
     fig, ax = plt.subplots(figsize=(6, 3.2))
     edges = np.linspace(0, max_distance, bins + 1)
-    ax.hist(d[same].numpy(), edges, alpha=0.6, label=f"same class ({int(same.sum())} pairs)", color="tab:green")
-    ax.hist(d[~same].numpy(), edges, alpha=0.6, label=f"different classes ({int((~same).sum())})", color="tab:red")
+    ax.hist(d[same].numpy(), edges, alpha=0.6, label=f"{names[0]} ({int(same.sum())} pairs)", color="tab:green")
+    ax.hist(d[~same].numpy(), edges, alpha=0.6, label=f"{names[1]} ({int((~same).sum())})", color="tab:red",
+            hatch="//")
     if threshold is not None:
         ax.axvline(threshold, c="black", ls="--", label=f"threshold {threshold:.2f}")
     ax.set_xlim(0, max_distance)

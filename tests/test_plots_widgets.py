@@ -131,6 +131,8 @@ def test_plot_bars_sorts_writes_values_and_starts_at_zero():
     low, high = ax.get_ylim()
     assert low == 0 and high > 98  # a bar's length is its value: a 1-point gap looks like one
     assert [t.get_text() for t in ax.texts] == ["60.0", "90.0", "95.0"]  # each bar's number, in sorted order
+    two = plot_bars({"a": [0.5, 0.6], "b": [0.4, 0.7]}, ["x", "y"]).axes[0]
+    assert [b.get_hatch() for b in two.patches] == [None, None, "//", "//"]  # the second series is hatched
     zoomed = plot_bars({"acc": [0.9, 0.6, 0.95]}, ["x", "y", "z"], zoom=True).axes[0].get_ylim()
     assert 40 < zoomed[0] < 58  # zoom=True: the axis starts near the smallest bar
     with pytest.raises(ValueError, match="sort_by"):
@@ -211,6 +213,8 @@ def test_show_patch_grid_draws_the_grid_its_patches_and_the_pair_with_the_lectur
     ((torch.rand(1, 30, 30), torch.zeros(8, 2, dtype=torch.long), 8, 3, 4), r"corners must be \(9, 2\)"),
     ((torch.rand(1, 30, 30), torch.zeros(9, 2, dtype=torch.long), 8, 3, 5), "neighbour of the centre"),
     ((torch.rand(1, 30, 30), torch.full((9, 2), 25), 8, 3, 4), "outside"),
+    ((torch.rand(1, 30, 30), torch.zeros(9, 2, dtype=torch.long), 8, 8, 4), "label must be the pair's class, 0..7"),
+    ((torch.rand(1, 30, 30), torch.zeros(9, 2, dtype=torch.long), 8, -1, 4), "label must be"),
 ])
 def test_show_patch_grid_rejects_what_it_cannot_draw(args, message):
     from course_lib.plots import show_patch_grid
@@ -235,6 +239,7 @@ def test_plot_retrieval_rows_are_queries_and_neighbours_by_cosine():
     np.testing.assert_allclose(axes[1, 1].images[0].get_array(), gallery[0, 0].numpy() / 255, atol=1e-6)
     assert axes[0, 1].get_title() == f"{2 / 5 ** 0.5:.2f}"
     assert axes[1, 1].title.get_color() == "black" and axes[1, 2].title.get_color() == "red"
+    assert axes[1, 2].get_title().endswith(" ✗") and "✗" not in axes[1, 1].get_title()  # a sign, not colour alone
 
 
 def test_plot_decision_boundaries_one_panel_per_strategy():
@@ -247,6 +252,18 @@ def test_plot_decision_boundaries_one_panel_per_strategy():
     assert len(fig.axes) == 2
     assert fig.axes[0].get_title() == "left/right\ntest acc 97%"
     assert fig.axes[1].get_title() == "all zero"
+    labelled = fig.axes[0].collections[-2:]  # one scatter per class: its own marker, not only its own colour
+    assert [len(c.get_offsets()) for c in labelled] == [int((labels[[0, 1, 2]] == k).sum()) for k in (0, 1)]
+    assert labelled[0].get_paths()[0] != labelled[1].get_paths()[0]
+
+
+def test_plot_distance_histograms_names_its_pairs_and_bins_to_the_axis():
+    from course_lib.plots import plot_distance_histograms
+
+    d, same = torch.tensor([0.1, 0.2, 0.5, 0.7]), torch.tensor([True, True, False, False])
+    ax = plot_distance_histograms(d, same, 0.3, max_distance=0.8, bins=8, names=("same face", "other faces")).axes[0]
+    assert {t.get_text() for t in ax.get_legend().get_texts()} >= {"same face (2 pairs)", "other faces (2)"}
+    assert ax.get_xlim()[1] <= 0.85
 
 
 # ---------------------------------------------------------------- widgets
