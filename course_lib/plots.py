@@ -66,27 +66,38 @@ def plot_losses(curves: dict[str, Sequence[float]], smooth: int = 20, chance: fl
     return fig
 
 
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")  # one per series, cycled with the colours
+_LINES = ("-", "--", "-.", ":")
+
+
 def labelled_name(e: Evaluation) -> str:
     """A row's name in a legend; a row trained with labels says so (unless its name already does)."""
-    return e.method + (" (trained with labels)" if e.with_labels and "labels" not in e.method else "")
+    name = e.method + (" (trained with labels)" if e.with_labels and "labels" not in e.method else "")
+    return name + (" †" if e.with_labels else "")
 
 
 def plot_label_efficiency(evaluations: Sequence[Evaluation], all_labels: int | None = None) -> plt.Figure:
     """Probe accuracy against labels per class, one line per method, error bars = std over label draws;
-    the y axis zooms to the plotted range, the legend sits outside the axes. Rows trained with labels (the
-    supervised baseline: its points are the networks trained on that many labels) are drawn dashed."""
+    the y axis zooms to the plotted range, the legend sits outside the axes. Each row has its own marker as
+    well as its colour; rows trained with labels (the supervised baseline: its points are the networks trained
+    on that many labels) are drawn dashed. The x ticks name the budgets: 10, 100 and "all" (at ``all_labels``)."""
     fig, ax = plt.subplots(figsize=(7, 4))
     n = len(evaluations)  # more rows than the default cycle's ten colours: tab20's, one each
     colours = [plt.get_cmap("tab20")(i % 20) for i in range(n)] if n > 10 else [None] * n
-    for e, colour in zip(evaluations, colours, strict=True):
+    ticks: dict[float, str] = {}
+    for i, (e, colour) in enumerate(zip(evaluations, colours, strict=True)):
         budgets = list(e.probe)
         x = [all_labels if b == "all" else int(b) for b in budgets]
         if None in x:
             raise ValueError("pass all_labels (the labels per class the 'all' budget uses: the pool left by the "
                              "validation split) to place the 'all' budget")
-        ax.errorbar(x, [100 * e.mean(b) for b in budgets], yerr=[100 * e.std(b) for b in budgets], marker="o",
-                    capsize=3, linestyle="--" if e.with_labels else "-", color=colour, label=labelled_name(e))
+        ticks.update({v: (f"all ({v})" if b == "all" else b) for v, b in zip(x, budgets, strict=True)})
+        ax.errorbar(x, [100 * e.mean(b) for b in budgets], yerr=[100 * e.std(b) for b in budgets],
+                    marker=_MARKERS[i % len(_MARKERS)], capsize=3, linestyle="--" if e.with_labels else "-",
+                    color=colour, label=labelled_name(e))
     ax.set_xscale("log")
+    ax.set_xticks(sorted(ticks), [ticks[v] for v in sorted(ticks)])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("labels per class (log scale)")
     ax.set_ylabel("test accuracy (%), mean ± std over label draws\n(linear probe; dashed: trained on the labels)"
                   if any(e.with_labels for e in evaluations) else "linear-probe test accuracy (%)\nmean ± std over label draws")
@@ -106,10 +117,12 @@ def plot_accuracy_vs_compute(evaluations: Sequence[Evaluation], compute: dict[st
     if any(not compute[e.method] > 0 for e in points):
         raise ValueError(f"compute must be > 0 for every plotted method, got {compute}")
     fig, ax = plt.subplots(figsize=(7, 4))
-    for e in points:  # a row trained with labels: an open diamond, apart from the self-supervised dots
+    n = len(points)
+    colours = [plt.get_cmap("tab20")(i % 20) for i in range(n)] if n > 10 else [None] * n
+    for i, (e, colour) in enumerate(zip(points, colours, strict=True)):  # labelled rows: open markers, dagger
         ax.errorbar([compute[e.method]], [100 * e.mean(budget)], yerr=[100 * e.std(budget)], capsize=3,
-                    marker="D" if e.with_labels else "o", markerfacecolor="none" if e.with_labels else None,
-                    label=labelled_name(e))
+                    marker=_MARKERS[i % len(_MARKERS)], markerfacecolor="none" if e.with_labels else None,
+                    color=colour, label=labelled_name(e))
     for e, style in zip([e for e in evaluations if e.method not in compute], ("--", ":", "-.", (0, (1, 4))),
                         strict=False):
         ax.axhline(100 * e.mean(budget), color="grey", linestyle=style, label=f"{e.method} (no pre-training)")
@@ -118,7 +131,8 @@ def plot_accuracy_vs_compute(evaluations: Sequence[Evaluation], compute: dict[st
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(f"{xlabel} (log scale)")
-    ax.set_ylabel(f"linear-probe test accuracy (%)\n{budget} labels per class")
+    ax.set_ylabel(f"test accuracy (%), {budget} labels per class\n(linear probe; † trained on the labels)"
+                  if any(e.with_labels for e in points) else f"linear-probe test accuracy (%)\n{budget} labels per class")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     fig.tight_layout()
@@ -393,8 +407,8 @@ def plot_distance_histograms(d: torch.Tensor, same: torch.Tensor, threshold: flo
 def plot_roc(curves: dict[str, tuple[Sequence[float], Sequence[float]]], title: str = "") -> plt.Figure:
     """ROC curves, one per name: (false-positive rates, true-positive rates), with the chance diagonal."""
     fig, ax = plt.subplots(figsize=(4.2, 4))
-    for name, (fpr, tpr) in curves.items():
-        ax.plot(np.asarray(fpr, dtype=float), np.asarray(tpr, dtype=float), label=name)
+    for i, (name, (fpr, tpr)) in enumerate(curves.items()):  # a line style each: not the colour alone
+        ax.plot(np.asarray(fpr, dtype=float), np.asarray(tpr, dtype=float), label=name, ls=_LINES[i % len(_LINES)])
     ax.plot([0, 1], [0, 1], ls="--", c="gray", label="chance")
     ax.set_xlabel("false-positive rate (different pairs called same)")
     ax.set_ylabel("true-positive rate")

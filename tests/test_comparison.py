@@ -301,7 +301,11 @@ def test_plot_accuracy_against_compute():
     labelled.kind = "supervised"
     fig = plot_accuracy_vs_compute([*rows, labelled], {"a method": 1e12, "supervised": 2e11})
     legend = {t.get_text() for t in fig.axes[0].get_legend().get_texts()}
-    assert "supervised (trained with labels)" in legend and "a method" in legend
+    assert "supervised (trained with labels) †" in legend and "a method" in legend
+    lines = {c.get_label(): c[0] for c in fig.axes[0].containers}  # errorbar containers: (line, caps, bars)
+    assert lines["supervised (trained with labels) †"].get_markerfacecolor() == "none"  # open: trained with labels
+    assert lines["a method"].get_marker() != lines["supervised (trained with labels) †"].get_marker()
+    assert "† trained on the labels" in fig.axes[0].get_ylabel()
 
 
 def test_make_bench_prints_the_achieved_gflops_against_the_peak(cache, monkeypatch, capsys, one_thread):

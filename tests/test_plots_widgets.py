@@ -104,6 +104,7 @@ def test_plot_label_efficiency_places_the_all_budget_with_error_bars():
     segments = bars_a.get_segments()  # one vertical bar per point: mean ± std
     assert segments[0][:, 1] == pytest.approx([55 - 100 * np.std([0.5, 0.6], ddof=1), 55 + 100 * np.std([0.5, 0.6], ddof=1)])
     assert list(containers["b"][0].get_xdata()) == [10, 600]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["10", "100", "all (600)"]  # the budgets, by name
     legend = ax.get_legend()
     assert legend.get_bbox_to_anchor().x0 >= ax.get_window_extent().x1 - 1  # outside the axes, covering no data
     with pytest.raises(ValueError, match="all_labels"):
@@ -117,7 +118,9 @@ def test_eleven_rows_get_eleven_colours_and_a_labelled_row_says_so_once():
     colours = {tuple(c[0].get_color()) if not isinstance(c[0].get_color(), str) else c[0].get_color()
                for c in ax.containers}
     assert len(colours) == 11, "the default cycle has ten colours: the eleventh row must not reuse the first's"
-    assert "supervised (labels only)" in [t.get_text() for t in ax.get_legend().get_texts()]  # not "(... with labels)"
+    assert "supervised (labels only) †" in [t.get_text() for t in ax.get_legend().get_texts()]  # not "(... with labels)"
+    markers = [c[0].get_marker() for c in ax.containers]
+    assert len(set(markers[:11])) == 11, "every row its own marker: the colour is not the only thing that tells them apart"
 
 
 def test_plot_bars_sorts_writes_values_and_starts_at_zero():
@@ -355,6 +358,7 @@ def test_distance_histograms_and_roc_draw_what_they_are_given():
     assert [line.get_xdata()[0] for line in ax.lines] == [1.1]
     with pytest.raises(ValueError, match="same length"):
         plot_distance_histograms(d, same[:3])
-    fig = plot_roc({"a": ([0, 0.5, 1], [0, 0.9, 1])})
-    assert [line.get_label() for line in fig.axes[0].lines] == ["a", "chance"]
+    fig = plot_roc({"a": ([0, 0.5, 1], [0, 0.9, 1]), "b": ([0, 0.2, 1], [0, 0.6, 1])})
+    assert [line.get_label() for line in fig.axes[0].lines] == ["a", "b", "chance"]
+    assert fig.axes[0].lines[0].get_linestyle() != fig.axes[0].lines[1].get_linestyle()  # not the colour alone
     plt.close("all")
