@@ -480,3 +480,13 @@ def test_no_two_course_lib_modules_import_each_other():
 def test_the_files_module_imports_nothing_else_of_course_lib():
     """Any module may take its atomic write and its lock from it."""
     assert course_lib_imports()["course_lib.files"] == set()
+
+
+@pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_course_notebooks_are_stored_without_outputs_and_show_every_code_cell(notebook):
+    """A notebook in git carries no outputs, and no code cell hides its source: JupyterLab then hides the cell's
+    prompt too, so a reader cannot see that it ran (and the browser test, which counts the prompts, miscounts)."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    code = [(i, c) for i, c in enumerate(cells) if c["cell_type"] == "code"]
+    assert [i for i, c in code if c.get("outputs") or c.get("execution_count") is not None] == []
+    assert [i for i, c in code if c["metadata"].get("jupyter", {}).get("source_hidden")] == []
