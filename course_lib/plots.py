@@ -70,6 +70,11 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")  # one p
 _LINES = ("-", "--", "-.", ":")
 
 
+def _colours(n: int) -> list:
+    """A colour for each of ``n`` series: the default cycle's (None) up to its ten, tab20's one each beyond."""
+    return [plt.get_cmap("tab20")(i % 20) for i in range(n)] if n > 10 else [None] * n
+
+
 def labelled_name(e: Evaluation) -> str:
     """A row's name in a legend; a row trained with labels says so (unless its name already does)."""
     name = e.method + (" (trained with labels)" if e.with_labels and "labels" not in e.method else "")
@@ -82,8 +87,7 @@ def plot_label_efficiency(evaluations: Sequence[Evaluation], all_labels: int | N
     well as its colour; rows trained with labels (the supervised baseline: its points are the networks trained
     on that many labels) are drawn dashed. The x ticks name the budgets: 10, 100 and "all" (at ``all_labels``)."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    n = len(evaluations)  # more rows than the default cycle's ten colours: tab20's, one each
-    colours = [plt.get_cmap("tab20")(i % 20) for i in range(n)] if n > 10 else [None] * n
+    colours = _colours(len(evaluations))
     ticks: dict[float, str] = {}
     for i, (e, colour) in enumerate(zip(evaluations, colours, strict=True)):
         budgets = list(e.probe)
@@ -117,8 +121,7 @@ def plot_accuracy_vs_compute(evaluations: Sequence[Evaluation], compute: dict[st
     if any(not compute[e.method] > 0 for e in points):
         raise ValueError(f"compute must be > 0 for every plotted method, got {compute}")
     fig, ax = plt.subplots(figsize=(7, 4))
-    n = len(points)
-    colours = [plt.get_cmap("tab20")(i % 20) for i in range(n)] if n > 10 else [None] * n
+    colours = _colours(len(points))
     for i, (e, colour) in enumerate(zip(points, colours, strict=True)):  # labelled rows: open markers, dagger
         ax.errorbar([compute[e.method]], [100 * e.mean(budget)], yerr=[100 * e.std(budget)], capsize=3,
                     marker=_MARKERS[i % len(_MARKERS)], markerfacecolor="none" if e.with_labels else None,

@@ -231,8 +231,8 @@ def visible_answers(path: Path, library_root: Path = REPO_ROOT) -> list[str]:
     secrets: list[tuple[int, str, str, str]] = []  # (cell index, where, kind, normalized text)
     tests, task, tasks = set(), -1, {}  # visible test cells; the exercise text each cell follows
     for i, cell in enumerate(cells):
-        where = f"{path.stem}: {cell.metadata.get('nbgrader', {}).get('grade_id', f'cell {i}')}"
         meta = cell.metadata.get("nbgrader", {})
+        where = f"{path.stem}: {meta.get('grade_id', f'cell {i}')}"
         if cell.cell_type == "markdown" and _EXERCISE.search(cell.source) and not meta.get("solution"):
             task = i
         tasks[i] = task
@@ -250,7 +250,7 @@ def visible_answers(path: Path, library_root: Path = REPO_ROOT) -> list[str]:
                             if len(normalize(s)) >= ANSWER_SENTENCE_CHARS]
             elif kind != "hidden test":
                 secrets.append((i, where, kind, _code(line)))
-        hidden, _ = _regions(cell.source, *REGIONS["hidden"])
+        hidden = [line for line, kind in secret if kind == "hidden test"]  # of those, a reference function's lines
         secrets += [(i, where, "hidden test", _code(line)) for line in _function_lines(hidden)]
     leaks = []
     for i, where, kind, text in secrets:
