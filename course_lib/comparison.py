@@ -159,14 +159,20 @@ def check_row(name: str, row: Evaluation, budgets: Sequence[str] = ("10", "100",
                              f"(compute: {row.compute})")
 
 
-def train_row(method: Method, profile: Profile, device: torch.device | None = None) -> Evaluation:
-    """What ``method``'s notebook does for its row: pre-train (cached) on its data with its config for the
-    profile, then the protocol (``compare_with_baselines``); returns the method's row."""
-    from course_lib.baselines import compare_with_baselines
-
+def pretrained(method: Method, profile: Profile, device: torch.device | None = None, progress: bool = True):
+    """What ``method``'s notebook pre-trains: its ``pretrain`` (cached) on its data with its config for the
+    profile; a ``train.Pretrained``."""
     module = method.load()
     cfg = module.config_for(profile)
-    pre = module.pretrain(pretrain_data(method, profile, cfg), profile, cfg, device)
+    return module.pretrain(pretrain_data(method, profile, cfg), profile, cfg, device, progress=progress)
+
+
+def train_row(method: Method, profile: Profile, device: torch.device | None = None) -> Evaluation:
+    """What ``method``'s notebook does for its row: :func:`pretrained`, then the protocol
+    (``compare_with_baselines``); returns the method's row."""
+    from course_lib.baselines import compare_with_baselines
+
+    pre = pretrained(method, profile, device)
     return compare_with_baselines(method.row, pre, *evaluation_data(profile, method), profile, device)[-1]
 
 

@@ -156,10 +156,6 @@ class SeedGain:
         return mean_std(list(self.per_seed.values()))[1]
 
     @property
-    def lowest(self) -> float:
-        return min(self.per_seed.values())
-
-    @property
     def verdict(self) -> str:
         """"above" / "below" when every seed agrees and the mean gain is more than twice the spread over
         seeds; else "tie" (a difference within the seed spread); "one seed" when there is nothing to spread."""

@@ -36,9 +36,7 @@ def encoders(profile, names, device):
     for method in comparison.METHODS:
         if names and method.row not in names:
             continue
-        module = method.load()
-        cfg = module.config_for(profile)
-        pre = module.pretrain(comparison.pretrain_data(method, profile, cfg), profile, cfg, device, progress=False)
+        pre = comparison.pretrained(method, profile, device, progress=False)
         yield (method.row, pre.backbone, *comparison.evaluation_data(profile, method))
 
 

@@ -83,7 +83,7 @@ def _lab(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from course_lib.sweep import load_sweep, run_sweep, seed_summary
 
-    name = args.profile or os.environ.get(PROFILE_ENV) or "fast"
+    name = get_profile(args.profile).name
     path = run_sweep(name, args.seeds, Path(args.out) if args.out else None)
     sweep = load_sweep(path, name)
     print(sweep.describe())
