@@ -26,10 +26,8 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
-import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from course_lib.augment import to_float
 from course_lib.config import Profile, get_device
 from course_lib.evaluate import Evaluation, budget_name
 from course_lib.models import LinearHead
@@ -318,20 +316,34 @@ def flops_per_image(methods: Sequence[Method], profile: Profile, device: torch.d
 
 
 def supervised_flops_per_image(profile: Profile, device: torch.device | None = None) -> float:
-    """FLOPs of one training step of the supervised baseline (``supervised.train_supervised``: the backbone and
-    a linear head, forward and the cross-entropy's backward) divided by its images: times the images a run of
-    that row drew, its training FLOPs, in the same unit as :func:`training_flops_per_image`."""
+    """FLOPs of one training step of the supervised baseline (``supervised.supervised_step``, the step its runs
+    train with: the backbone and a linear head, forward and the cross-entropy's backward) divided by its images:
+    times the images a run of that row drew, its training FLOPs, in the same unit as
+    :func:`training_flops_per_image`. Cached like :func:`flops_per_image`."""
+    from course_lib.checkpoints import code_of, load_or_compute
+
+    key = {"task": "training FLOPs per image", "method": SUPERVISED,
+           "profile": {k: v for k, v in profile.as_dict().items() if k not in ("time_budget_s", "cell_timeout_s")}}
+    result = load_or_compute("flops", key, lambda: {"flops_per_image": _supervised_step_flops(profile, device)},
+                             code=tuple(sorted({*code_of("course_lib.supervised"), *code_of(__name__)})))
+    return float(result["flops_per_image"])
+
+
+def _supervised_step_flops(profile: Profile, device: torch.device | None) -> float:
+    from course_lib.loader import DeviceLoader
+    from course_lib.supervised import supervised_step
     from course_lib.train import seeded_backbone
 
     device = device or get_device()
     train, _ = evaluation_data(profile)
-    batch = min(supervised_config(profile, 100).batch_size, len(train))
+    cfg = supervised_config(profile, 100)
     with torch.random.fork_rng(devices=[]):
         net = seeded_backbone(profile.replace(compile=False), train.images.shape[1], device).train()
-        head = LinearHead(net.feature_dim, train.num_classes).to(device)
-        x, y = train.images[:batch].to(device), train.labels[:batch].to(device)
-        flops = count_flops(lambda: F.cross_entropy(head(net.forward_features(to_float(x))), y).backward())
-    return flops / batch
+        head = LinearHead(net.feature_dim, train.num_classes).to(device).train()
+        loader = DeviceLoader(train.images, train.labels, min(cfg.batch_size, len(train)), device=device, seed=0)
+        batch = next(iter(loader))
+        flops = step_flops(supervised_step(net, head, cfg, torch.Generator(device=device).manual_seed(0)), batch)
+    return flops / len(batch.x)
 
 
 def achieved_gflops(flops_per_image: float, compute: dict) -> float:

@@ -56,7 +56,7 @@ from course_lib.config import Profile, Settings, check_int, check_number
 from course_lib.datasets import ImageData, load_dataset
 from course_lib.loader import DeviceLoader
 from course_lib.models import LinearHead
-from course_lib.train import recalibrate_batchnorm
+from course_lib.train import check_train_data, recalibrate_batchnorm
 from course_lib.train import train as train_loop
 
 Encoder = nn.Module | Callable[[torch.Tensor], torch.Tensor]
@@ -512,12 +512,19 @@ def finetune_accuracy(backbone: nn.Module, train, index: torch.Tensor, test, pro
                                 weight_decay=protocol.finetune_weight_decay)
         train_loop([net, head], step, Steps(loader, protocol.finetune_steps), opt, 1, desc="fine-tune",
                    progress=progress)
-    net.eval()
+    return accuracy(classify(net, head, test.images), test.labels)
+
+
+@torch.no_grad()
+def classify(backbone: nn.Module, head: nn.Module, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Logits (N, classes), on the CPU, of a backbone and its head for uint8 images (N, C, H, W), both put in eval
+    mode, in batches of ``batch_size``: the test predictions of a fine-tuned or a supervised network."""
+    check_int(batch_size, "batch_size")
+    device = next(backbone.parameters()).device
+    backbone.eval()
     head.eval()
-    with torch.no_grad():
-        logits = torch.cat([head(net.forward_features(to_float(test.images[i:i + 512].to(device)))).cpu()
-                            for i in range(0, len(test.images), 512)])
-    return accuracy(logits, test.labels)
+    return torch.cat([head(backbone.forward_features(to_float(images[i:i + batch_size].to(device)))).cpu()
+                      for i in range(0, len(images), batch_size)])
 
 
 class Steps:
@@ -556,10 +563,10 @@ def evaluation_encoder(encoder: Encoder, train, protocol: Protocol) -> Encoder:
     if not isinstance(encoder, nn.Module) or protocol.bn_batches == 0 or not any(
             isinstance(m, nn.modules.batchnorm._BatchNorm) for m in encoder.modules()):
         return encoder
-    images = getattr(train, "images", None)
-    if not torch.is_tensor(images) or images.dtype != torch.uint8 or images.dim() != 4 or len(images) == 0:
-        raise TypeError(f"train must be an ImageData with uint8 images (N, C, H, W), got images "
-                        f"{getattr(images, 'dtype', type(images).__name__)} of shape {tuple(getattr(images, 'shape', ()))}")
+    check_train_data(train)
+    images = train.images
+    if len(images) == 0:
+        raise ValueError("train holds no image: the batch-norm statistics need the evaluation's training images")
     net = copy.deepcopy(encoder)
     device = next(net.parameters()).device
     loader = DeviceLoader(images, None, min(protocol.bn_batch_size, len(images)), device=device, seed=protocol.seed)

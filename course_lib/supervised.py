@@ -45,6 +45,7 @@ from course_lib.evaluate import (
     Steps,
     accuracy,
     budget_name,
+    classify,
     label_draws,
     protocol_for,
     split_validation,
@@ -52,7 +53,7 @@ from course_lib.evaluate import (
 from course_lib.history import History
 from course_lib.loader import DeviceLoader
 from course_lib.models import LinearHead
-from course_lib.train import seeded_backbone
+from course_lib.train import check_fields, profile_row, seeded_backbone
 from course_lib.train import train as train_loop
 
 ROW = "supervised (labels only)"  # the row's name in every table
@@ -129,16 +130,10 @@ GRID: dict[str, dict[str, list]] = {
 def config_for(profile: Profile, labels_per_class: int | None, **overrides) -> SupervisedConfig:
     """The recorded recipe (:data:`RECIPES`) of ``profile`` (``fast``'s for a profile without one) for
     ``labels_per_class`` labels per class (None: all), the profile's weight decay, then ``overrides``."""
-    if not isinstance(profile, Profile):
-        raise TypeError(f"profile must be a Profile (config.get_profile()), got {type(profile).__name__}")
     check_int(labels_per_class, "labels_per_class", optional=True)
-    table = RECIPES.get(profile.name, RECIPES["fast"])
-    row = table[recipe_budget(labels_per_class)]
+    row = profile_row(RECIPES, profile)[recipe_budget(labels_per_class)]  # raises TypeError for a non-Profile
     values = {"weight_decay": profile.weight_decay, **row, **overrides}
-    unknown = set(values) - set(SupervisedConfig.__dataclass_fields__)
-    if unknown:
-        raise TypeError(f"unknown supervised setting(s) {sorted(unknown)}: expected some of "
-                        f"{sorted(SupervisedConfig.__dataclass_fields__)}")
+    check_fields(SupervisedConfig, values, "supervised")
     return SupervisedConfig(**values)
 
 
@@ -189,14 +184,9 @@ class SupervisedRun:
     head: nn.Module
     history: History
 
-    @torch.no_grad()
     def predict(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-        """Logits (N, classes) of uint8 images (N, C, H, W), in eval mode, on the CPU."""
-        device = next(self.backbone.parameters()).device
-        self.backbone.eval()
-        self.head.eval()
-        return torch.cat([self.head(self.backbone.forward_features(to_float(images[i:i + batch_size].to(device)))).cpu()
-                          for i in range(0, len(images), batch_size)])
+        """Logits (N, classes) of uint8 images (N, C, H, W), in eval mode, on the CPU (``evaluate.classify``)."""
+        return classify(self.backbone, self.head, images, batch_size)
 
 
 def check_index(index: torch.Tensor, size: int) -> None:
@@ -211,6 +201,18 @@ def check_index(index: torch.Tensor, size: int) -> None:
         raise ValueError(f"index must hold positions in [0, {size}), got min {int(index.min())}, max {int(index.max())}")
     if len(index.unique()) != len(index):
         raise ValueError("index holds an image twice: give each labelled image once")
+
+
+def supervised_step(net: nn.Module, head: nn.Module, cfg: SupervisedConfig, generator: torch.Generator | None = None):
+    """The step function of the supervised baseline for the course's loop: batch (uint8 images ``x``, labels ``y``)
+    -> {"loss": the mean cross-entropy of ``head(net(augmented x))`` against ``y``, "acc": its top-1 accuracy}."""
+
+    def step(batch) -> dict[str, torch.Tensor]:
+        logits = head(net.forward_features(augment_labelled(batch.x, cfg, generator)))  # (B, classes)
+        loss = F.cross_entropy(logits, batch.y)
+        return {"loss": loss, "acc": (logits.argmax(1) == batch.y).float().mean()}
+
+    return step
 
 
 def train_supervised(backbone: nn.Module, train: ImageData, index: torch.Tensor, cfg: SupervisedConfig,
@@ -233,12 +235,7 @@ def train_supervised(backbone: nn.Module, train: ImageData, index: torch.Tensor,
     head = LinearHead(net.feature_dim, train.num_classes).to(device)
     loader = DeviceLoader(images, labels, min(cfg.batch_size, len(images)), device=device, seed=seed)
     generator = torch.Generator(device=device).manual_seed(seed)
-
-    def step(batch):
-        logits = head(net.forward_features(augment_labelled(batch.x, cfg, generator)))  # (B, classes)
-        loss = F.cross_entropy(logits, batch.y)
-        return {"loss": loss, "acc": (logits.argmax(1) == batch.y).float().mean()}
-
+    step = supervised_step(net, head, cfg, generator)
     optimizer = torch.optim.AdamW([*net.parameters(), *head.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay)
     history = train_loop([net, head], step, Steps(loader, cfg.steps), optimizer, 1,
                          scheduler=one_cycle(optimizer, cfg.steps, cfg.warmup), desc="supervised", progress=progress)
@@ -318,8 +315,5 @@ def best(results: Sequence[dict]) -> dict:
 def grid_of(**values: Sequence) -> list[dict]:
     """Every combination of the given values: ``grid_of(steps=[150, 300], lr=[1e-3, 3e-3])`` -> 4 recipes."""
     names = list(values)
-    for name in names:
-        if name not in SupervisedConfig.__dataclass_fields__:
-            raise TypeError(f"unknown supervised setting {name!r}: expected some of "
-                            f"{sorted(SupervisedConfig.__dataclass_fields__)}")
+    check_fields(SupervisedConfig, names, "supervised")
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(values[n] for n in names))]

@@ -75,11 +75,17 @@ def config_from_table(cls: type, table: dict[str, dict], profile, overrides: dic
     values.update(overrides)
     if "time_budget_s" not in overrides:
         values["time_budget_s"] = effective_budget(values.get("time_budget_s", default_budget), profile.time_budget_s)
+    check_fields(cls, values, what)
+    return cls(**values)
+
+
+def check_fields(cls: type, names, what: str) -> None:
+    """``TypeError`` naming ``what`` (the method) and the known fields unless every name in ``names`` is a
+    field of the config dataclass ``cls``."""
     known = set(cls.__dataclass_fields__)
-    unknown = set(values) - known
+    unknown = set(names) - known
     if unknown:
         raise TypeError(f"unknown {what} setting(s) {sorted(unknown)}: expected some of {sorted(known)}")
-    return cls(**values)
 
 
 @dataclass

@@ -489,6 +489,8 @@ def test_the_rule_holds_for_random_init_and_reaches_the_probes_and_the_fine_tune
     assert E.evaluation_encoder(no_norm, train, BN_PROTOCOL) is no_norm
     with pytest.raises(TypeError, match="uint8 images"):
         E.evaluation_encoder(net, to_float(train.images), BN_PROTOCOL)
+    with pytest.raises(ValueError, match="no image"):
+        E.evaluation_encoder(net, train.subset(torch.arange(0)), BN_PROTOCOL)
     with pytest.raises(ValueError, match="bn_batches"):
         Protocol(bn_batches=-1)
 

@@ -256,3 +256,39 @@ def test_the_recipe_of_a_budget_is_its_recorded_one():
     assert S.recipe_budget(5) == "10" and S.recipe_budget(50) == "100" and S.recipe_budget(None) == "all"
     assert S.config_for(fast, 100, lr=1e-3).lr == 1e-3
     assert S.config_for(get_profile("grade"), 10).steps <= 20  # grading stays fast
+
+
+def test_the_step_is_the_cross_entropy_of_the_augmented_batch_and_its_flops_are_counted_once(tmp_path, monkeypatch):
+    """supervised_step (what train_supervised trains with, and what the compute axis counts): its loss is the
+    mean cross-entropy of head(net(view)) against the labels, the view drawn by augment_labelled with the same
+    generator state; comparison.supervised_flops_per_image counts that step and is cached."""
+    from course_lib import comparison
+    from course_lib.loader import DeviceLoader
+
+    train, cfg = data(), short()
+    model, head = net(), S.LinearHead(net().feature_dim, train.num_classes)
+    batch = next(iter(DeviceLoader(train.images, train.labels, 8, device=CPU, seed=0)))
+    out = S.supervised_step(model, head, cfg, torch.Generator().manual_seed(3))(batch)
+    view = S.augment_labelled(batch.x, cfg, torch.Generator().manual_seed(3))
+    logits = head(model.forward_features(view))
+    by_hand = -torch.log_softmax(logits, 1)[torch.arange(len(batch.y)), batch.y].mean()
+    assert torch.allclose(out["loss"], by_hand, atol=1e-6)
+    assert out["acc"] == (logits.argmax(1) == batch.y).float().mean()
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    profile = get_profile("grade")
+    first = comparison.supervised_flops_per_image(profile, CPU)
+    monkeypatch.setattr(comparison, "_supervised_step_flops", lambda *a: pytest.fail("cached: not counted again"))
+    assert comparison.supervised_flops_per_image(profile, CPU) == first > 0
+
+
+def test_predict_is_the_heads_logits_in_eval_mode_whatever_the_batch():
+    run = S.train_supervised(net(), data(), torch.arange(12), short())
+    run.backbone.train()
+    with torch.no_grad():
+        expected = run.head.eval()(run.backbone.eval().forward_features(to_float(data().images)))
+    run.backbone.train()
+    for batch_size in (7, 512):
+        assert torch.allclose(run.predict(data().images, batch_size), expected, atol=1e-6)
+        assert not run.backbone.training and not run.head.training
+    with pytest.raises(ValueError, match="batch_size"):
+        run.predict(data().images, 0)
