@@ -379,3 +379,62 @@ def efficiency_table(rows: Sequence[Evaluation], flops: dict[str, float], peak_g
         [r.method, f"{flops[r.method] / 1e9:.3f}", f"{int(r.compute.get('images', 0)):,}",
          f"{float(r.compute.get('seconds', 0)):.0f}", *(cols[r.method][c] for c in header[4:])]
         for r in rows if r.method in flops])
+
+
+# --------------------------------------------------------------------------- accuracy against compute
+
+
+def curve_budget(profile: Profile) -> int:
+    """The labels per class of the curves' probe: 100 if the profile's protocol has that budget, else its first."""
+    return 100 if 100 in profile.labels_per_class else profile.labels_per_class[0]
+
+
+def curve(method: Method, profile: Profile, device: torch.device | None = None) -> list[dict]:
+    """Accuracy against compute along ``method``'s pre-training run (what its notebook trains,
+    :func:`pretrained`): one point for every copy of the backbone the run kept part-way
+    (``train.SNAPSHOT_FRACTIONS`` of its steps) and one for its end, in order. Each point is
+    ``{"steps", "images"}`` (the source images the run had drawn: times :func:`flops_per_image`, its
+    training FLOPs) and the protocol's reading of that backbone: ``probe`` and ``probe_std`` (mean and std
+    over the protocol's label draws, :func:`curve_budget` labels per class, the penalty chosen on the
+    validation split) and ``knn`` (every label votes), under the protocol's one batch-norm rule
+    (``evaluate.protocol_features``). Each point is cached, keyed by the weights it reads."""
+    from course_lib.checkpoints import code_of, load_or_compute, weights_digest
+    from course_lib.evaluate import evaluate_features, protocol_features, protocol_for
+
+    pre = pretrained(method, profile, device, progress=False)
+    train, test = evaluation_data(profile, method)
+    labels = curve_budget(profile)
+    protocol = protocol_for(profile, labels_per_class=(labels,))
+    end = {"steps": pre.history.steps, "images": pre.history.images}
+    points = []
+    for mark, backbone in [*pre.along, (end, pre.backbone)]:
+        def measure(backbone=backbone) -> dict:
+            h_train, h_test = protocol_features(backbone, train, test, protocol)
+            row = evaluate_features(method.row, h_train, train.labels, h_test, test.labels, protocol)
+            return {"probe": row.mean(budget_name(labels)), "probe_std": row.std(budget_name(labels)), "knn": row.knn}
+
+        key = {"task": "curve point", "method": method.row, "protocol": protocol.as_dict(),
+               "profile": {k: v for k, v in profile.as_dict().items() if k not in ("time_budget_s", "cell_timeout_s")},
+               "data": [len(train), len(test), list(train.images.shape[1:])], "weights": weights_digest(backbone)}
+        reading = load_or_compute("curve", key, measure, code=code_of(protocol_features))
+        points.append({"steps": int(mark["steps"]), "images": int(mark["images"]), **reading})
+    return points
+
+
+def at_budget(points: Sequence[dict], flops_per_image: float, budget_flops: float) -> float:
+    """The probe accuracy of a curve (:func:`curve`) at ``budget_flops`` training FLOPs: read off the line between
+    the two points around it, linear in log FLOPs; at a point, its own value; NaN when the run never reached the
+    budget or its first point lies beyond it (no extrapolation)."""
+    if not flops_per_image > 0 or not budget_flops > 0:
+        raise ValueError(f"flops_per_image and budget_flops must be > 0, got {flops_per_image!r}, {budget_flops!r}")
+    xs = [math.log(p["images"] * flops_per_image) for p in points if p["images"] > 0]
+    ys = [p["probe"] for p in points if p["images"] > 0]
+    if any(b <= a for a, b in zip(xs, xs[1:], strict=False)):
+        raise ValueError(f"a curve's points must come in order of images seen, got {[p['images'] for p in points]}")
+    x = math.log(budget_flops)
+    for (x0, y0), (x1, y1) in zip(zip(xs, ys, strict=True), zip(xs[1:], ys[1:], strict=True), strict=False):
+        if x0 <= x <= x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    if len(xs) == 1 and math.isclose(x, xs[0]):
+        return ys[0]
+    return math.nan

@@ -14,6 +14,7 @@ class History:
     seconds: float = 0.0
     stopped_by_budget: bool = False
     images: int = 0  # images drawn from the loader (before any augmentation or copies a step makes)
+    snapshots: list[dict] = field(default_factory=list)  # {"steps", "images"} where a copy of the backbone was kept
 
     @property
     def losses(self) -> list[float]:
@@ -39,9 +40,10 @@ class History:
 
     def as_dict(self) -> dict:
         return {"metrics": self.metrics, "seconds": self.seconds, "stopped_by_budget": self.stopped_by_budget,
-                "images": self.images}
+                "images": self.images, "snapshots": [dict(s) for s in self.snapshots]}
 
     @classmethod
     def from_dict(cls, d: dict) -> History:
         return cls(metrics={k: list(v) for k, v in d["metrics"].items()}, seconds=float(d["seconds"]),
-                   stopped_by_budget=bool(d["stopped_by_budget"]), images=int(d.get("images", 0)))
+                   stopped_by_budget=bool(d["stopped_by_budget"]), images=int(d.get("images", 0)),
+                   snapshots=[{"steps": int(s["steps"]), "images": int(s["images"])} for s in d.get("snapshots", [])])

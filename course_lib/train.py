@@ -18,6 +18,7 @@ and the wiring here does the rest the same way for every method, returning a
 
 from __future__ import annotations
 
+import copy
 import importlib
 import time
 from collections.abc import Callable, Iterable
@@ -116,6 +117,7 @@ def train(
     desc: str = "train",
     progress: bool = True,
     adversary: Adversary | None = None,
+    after_step: Callable[[int, int], None] | None = None,
 ) -> History:
     """Run ``step`` on every batch of ``loader`` for ``num_epochs`` epochs.
 
@@ -125,6 +127,8 @@ def train(
         time_budget_s: stop (cleanly, after a whole step) once this many seconds have passed.
         amp: bf16 autocast on CUDA (ignored elsewhere).
         adversary: a second player with its own optimiser, updated inside every step (:class:`Adversary`).
+        after_step: called as ``after_step(steps_done, images_done)`` after every optimiser step (snapshots
+            along a run: :func:`pretrain_and_cache`).
     """
     modules = [modules] if isinstance(modules, nn.Module) else list(modules)
     if not isinstance(num_epochs, int) or num_epochs < 1:
@@ -148,6 +152,7 @@ def train(
     for m in modules:
         m.train()
     start = time.perf_counter()
+    steps_done = 0
     total = num_epochs * len(loader) if hasattr(loader, "__len__") else None
     bar = tqdm(total=total, desc=desc, disable=not progress, mininterval=1.0, leave=True)
     try:
@@ -168,6 +173,9 @@ def train(
                     scheduler.step()
                 pending.append({k: v.detach() for k, v in out.items()})
                 history.images += len(batch.x) if hasattr(batch, "x") else 0
+                steps_done += 1
+                if after_step is not None:
+                    after_step(steps_done, history.images)
                 bar.update(1)
                 if len(pending) >= 20:
                     flush()
@@ -229,6 +237,11 @@ def recalibrate_batchnorm(modules: nn.Module | Iterable[nn.Module], forward: Cal
             m.training = mode
 
 
+# Where along its run a pre-training keeps a copy of its backbone: after these fractions of its planned steps
+# (the accuracy-against-compute curves of notebook 10 read them; the last point is the run's own end).
+SNAPSHOT_FRACTIONS: tuple[float, ...] = (1 / 16, 1 / 4)
+
+
 @dataclass
 class Pretrained:
     """What every method's ``pretrain`` returns: the encoder, its training history, and the pretext heads."""
@@ -236,6 +249,7 @@ class Pretrained:
     backbone: nn.Module  # the encoder the protocol evaluates (in eval mode)
     history: History
     heads: nn.ModuleDict  # the pretext task's head(s), by name; the protocol never looks at them
+    along: list[tuple[dict, nn.Module]] = field(default_factory=list)  # ({"steps", "images"}, backbone then)
 
 
 def pretrain_and_cache(name: str, key: dict, backbone: nn.Module, heads: dict[str, nn.Module], step: StepFn,
@@ -251,20 +265,44 @@ def pretrain_and_cache(name: str, key: dict, backbone: nn.Module, heads: dict[st
     method's config, and so ``key``, must say which schedule it is). ``adversary``: a second player with
     its own optimiser (its module is one of ``heads``)."""
     model = nn.ModuleDict({"backbone": backbone, **heads})
+    along = nn.ModuleList([copy.deepcopy(backbone) for _ in SNAPSHOT_FRACTIONS])  # the backbone part-way
 
     def run() -> History:
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-        scheduler = None if schedule is None else schedule(opt, num_epochs * len(loader))
+        total = num_epochs * len(loader)
+        scheduler = None if schedule is None else schedule(opt, total)
+        marks = snapshot_steps(total)
+        taken: list[dict] = []
+
+        def snapshot(steps: int, images: int) -> None:  # a copy of the weights; the run itself is not touched
+            for i, at in enumerate(marks):
+                if at == steps:
+                    along[i].load_state_dict(backbone.state_dict())
+                    taken.append({"steps": steps, "images": images})
+
         history = train(model, step, loader, opt, num_epochs, time_budget_s=time_budget_s, scheduler=scheduler,
-                        amp=amp, desc=name, progress=progress, adversary=adversary)
+                        amp=amp, desc=name, progress=progress, adversary=adversary, after_step=snapshot)
+        history.snapshots = taken
         if recalibrate is not None:
             recalibrate_batchnorm(model, recalibrate, loader, recalibration_batches)
         return history
 
     # the key holds the code too: the method's module (where its step function lives) and all it imports
-    history = load_or_train(name, key, model, run, time_budget_s=time_budget_s, code=code_of(step))
-    model.eval()
-    return Pretrained(backbone, history, nn.ModuleDict(heads))
+    saved = nn.ModuleDict({"model": model, "along": along})
+    history = load_or_train(name, key, saved, run, time_budget_s=time_budget_s, code=code_of(step))
+    saved.eval()
+    return Pretrained(backbone, history, nn.ModuleDict(heads), list(zip(history.snapshots, along, strict=False)))
+
+
+def snapshot_steps(total_steps: int) -> list[int]:
+    """The steps after which a run of ``total_steps`` planned steps keeps a copy of its backbone: each of
+    :data:`SNAPSHOT_FRACTIONS` of them, rounded, at least 1; a mark that equals an earlier one or the run's
+    last step is dropped (the run's end is its own point)."""
+    marks: list[int] = []
+    for fraction in SNAPSHOT_FRACTIONS:
+        at = max(1, round(fraction * total_steps))
+        marks.append(at if at < total_steps and at not in marks else -1)  # -1: never reached
+    return marks
 
 
 def pretrain_key(method: str, profile, cfg, train_data) -> dict:

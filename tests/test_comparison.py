@@ -340,3 +340,46 @@ def test_pretraining_data_from_the_entry_the_config_or_the_profile():
         Method("a", "course_lib.rotation", "03_a", data="config").dataset(profile)  # RotationConfig has none
     photos = comparison.pretrain_data(Method("a", "course_lib.rotation", "03_a", data="photos"), profile)
     assert photos.images.shape[1] == 3 and len(photos) <= 50 * photos.num_classes
+
+
+# ------------------------------------------------------------------ accuracy against compute
+
+
+def test_at_budget_reads_the_curve_linearly_in_log_flops_and_never_extrapolates():
+    points = [{"images": 100, "probe": 0.5}, {"images": 400, "probe": 0.6}, {"images": 1600, "probe": 0.8}]
+    read = lambda flops: comparison.at_budget(points, 10.0, flops)  # noqa: E731 -- 1e3, 4e3 and 1.6e4 FLOPs
+    assert read(2e3) == pytest.approx(0.55)  # halfway between 1e3 and 4e3 on a log axis
+    assert read(8e3) == pytest.approx(0.7)
+    assert read(4e3) == pytest.approx(0.6) and read(1e3) == pytest.approx(0.5) and read(1.6e4) == pytest.approx(0.8)
+    assert math.isnan(read(999.0)) and math.isnan(read(1.7e4))  # before the first point, after the run's end
+    assert comparison.at_budget(points[:1], 10.0, 1e3) == 0.5 and math.isnan(comparison.at_budget(points[:1], 10.0, 2e3))
+    with pytest.raises(ValueError, match="order"):
+        comparison.at_budget(points[::-1], 10.0, 2e3)
+    with pytest.raises(ValueError, match="> 0"):
+        comparison.at_budget(points, 0.0, 2e3)
+
+
+def test_a_curve_reads_each_copy_along_the_run_and_its_end_as_the_protocol_does(one_thread, tmp_path, monkeypatch):
+    """comparison.curve on rotation (grade profile: a few steps): one point per copy the run kept and one for its
+    end, in order of images seen; the end's probe and kNN are those of evaluate_features on the features of the
+    re-estimated copy of the final backbone (protocol_features), for the curves' one label budget; cached."""
+    from course_lib import evaluate as E
+
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    profile = get_profile("grade")
+    rotation = next(m for m in METHODS if m.row == "rotation")
+    points = comparison.curve(rotation, profile, torch.device("cpu"))
+    pre = comparison.pretrained(rotation, profile, torch.device("cpu"), progress=False)
+    assert len(pre.along) >= 1 and len(points) == len(pre.along) + 1 and points[-1]["images"] == pre.history.images
+    assert [p["images"] for p in points] == sorted(p["images"] for p in points)
+    assert [p["steps"] for p in points[:-1]] == [mark["steps"] for mark, _ in pre.along]
+    labels = comparison.curve_budget(profile)
+    assert labels == 10  # the grade profile has no 100-label budget
+    protocol = E.protocol_for(profile, labels_per_class=(labels,))
+    train, test = comparison.evaluation_data(profile, rotation)
+    h_train, h_test = E.protocol_features(pre.backbone, train, test, protocol)
+    by_hand = E.evaluate_features("rotation", h_train, train.labels, h_test, test.labels, protocol)
+    assert points[-1]["probe"] == by_hand.mean("10") and points[-1]["knn"] == by_hand.knn
+    assert points[-1]["probe_std"] == by_hand.std("10")
+    monkeypatch.setattr(E, "evaluate_features", lambda *a: pytest.fail("cached: nothing is measured again"))
+    assert comparison.curve(rotation, profile, torch.device("cpu")) == points

@@ -404,7 +404,13 @@ def test_pretrain_and_cache_does_not_reuse_a_budget_cut_run_without_a_budget(tmp
     from course_lib import checkpoints
 
     key = {"method": "toy"}
-    checkpoints.load_or_train("toy", key, nn.ModuleDict({"backbone": net}), lambda: cut)  # a budget-cut checkpoint
+    import copy
+
+    from course_lib.train import SNAPSHOT_FRACTIONS
+
+    stored = nn.ModuleDict({"model": nn.ModuleDict({"backbone": net}),  # what pretrain_and_cache stores
+                            "along": nn.ModuleList([copy.deepcopy(net) for _ in SNAPSHOT_FRACTIONS])})
+    checkpoints.load_or_train("toy", key, stored, lambda: cut)  # a budget-cut checkpoint
     with_budget = pretrain_and_cache("toy", key, net, {}, step, loader, 1e-2, 0.0, 1, time_budget_s=30.0,
                                      progress=False)
     assert with_budget.history.stopped_by_budget  # a run its budget would cut as well reuses it
@@ -454,3 +460,62 @@ def test_config_from_table_resolves_the_profile_row_overrides_and_budget():
         config_from_table(Cfg, table, "fast", {}, "toy")
     with pytest.raises(ValueError, match="a time budget"):
         config_from_table(Cfg, {"fast": {"time_budget_s": -1.0}}, get_profile("fast"), {}, "toy")
+
+
+def test_snapshot_steps_are_the_fractions_of_the_planned_steps_each_once_and_before_the_end():
+    from course_lib.train import SNAPSHOT_FRACTIONS, snapshot_steps
+
+    assert SNAPSHOT_FRACTIONS == (1 / 16, 1 / 4)
+    assert snapshot_steps(64) == [4, 16]
+    assert snapshot_steps(100) == [6, 25]  # rounded
+    assert snapshot_steps(4) == [1, -1]  # 1/4 of 4 steps is step 1 again: one copy
+    assert snapshot_steps(2) == [1, -1]
+    assert snapshot_steps(1) == [-1, -1]  # the end is the run's own point
+
+
+def test_snapshots_along_a_run_are_its_weights_part_way_and_leave_the_run_unchanged(tmp_path, monkeypatch):
+    """pretrain_and_cache keeps a copy of the backbone after 1/16 and 1/4 of its steps: each equals the weights of
+    the same run, by hand (train() with the same optimiser, seed and batches), after that many steps; the run's
+    final weights are those of the run by hand to the end; a reload gives the same copies and marks; a run cut by
+    its time budget before a mark has no copy for it."""
+    import copy
+
+    from course_lib.evaluate import Steps
+    from course_lib.loader import DeviceLoader
+    from course_lib.train import pretrain_and_cache
+
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    images = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+
+    def run_by_hand(steps):
+        net = _tiny_module()
+        opt = torch.optim.AdamW(nn.ModuleDict({"backbone": net}).parameters(), lr=1e-2, weight_decay=0.1)
+        loader = DeviceLoader(images, batch_size=4, device="cpu", seed=0)
+        train(net, lambda b: net(b.x.float().flatten(1)[:, :3] / 255).pow(2).mean(), Steps(loader, steps), opt, 1,
+              progress=False)
+        return net
+
+    net = _tiny_module()
+    loader = DeviceLoader(images, batch_size=4, device="cpu", seed=0)  # 16 steps an epoch, 2 epochs: marks 2 and 8
+
+    def step(b):
+        return net(b.x.float().flatten(1)[:, :3] / 255).pow(2).mean()
+
+    pre = pretrain_and_cache("toy", {"method": "toy"}, net, {}, step, loader, 1e-2, 0.1, 2, None, progress=False)
+    assert [mark for mark, _ in pre.along] == [{"steps": 2, "images": 8}, {"steps": 8, "images": 32}]
+    assert pre.history.snapshots == [mark for mark, _ in pre.along] and pre.history.steps == 32
+    for mark, copy_then in pre.along:
+        assert torch.equal(copy_then[0].weight, run_by_hand(mark["steps"])[0].weight), mark
+    assert torch.equal(net[0].weight, run_by_hand(32)[0].weight)  # the run itself: as if no copy were kept
+    assert not torch.equal(pre.along[0][1][0].weight, pre.along[1][1][0].weight)
+    again = pretrain_and_cache("toy", {"method": "toy"}, _tiny_module(), {}, step, loader, 1e-2, 0.1, 2, None,
+                               progress=False)
+    assert again.history.snapshots == pre.history.snapshots
+    for (_, a), (_, b) in zip(again.along, pre.along, strict=True):
+        assert torch.equal(a[0].weight, b[0].weight)
+    clock = iter(range(0, 10_000, 10))  # each perf_counter call 10 s later
+    monkeypatch.setattr(time, "perf_counter", lambda: next(clock))
+    short = pretrain_and_cache("toy", {"method": "toy", "cut": True}, copy.deepcopy(_tiny_module()), {}, step, loader,
+                               1e-2, 0.1, 2, 30.0, progress=False)
+    assert short.history.stopped_by_budget and short.history.steps == 4  # 40 s > 30 s after the fourth step
+    assert [mark["steps"] for mark, _ in short.along] == [2]  # the copy at step 8 was never taken
