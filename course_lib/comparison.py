@@ -389,36 +389,44 @@ def curve_budget(profile: Profile) -> int:
     return 100 if 100 in profile.labels_per_class else profile.labels_per_class[0]
 
 
-def curve(method: Method, profile: Profile, device: torch.device | None = None) -> list[dict]:
+def curve(method: Method, profile: Profile, row: Evaluation, device: torch.device | None = None) -> list[dict]:
     """Accuracy against compute along ``method``'s pre-training run (what its notebook trains,
     :func:`pretrained`): one point for every copy of the backbone the run kept part-way
-    (``train.SNAPSHOT_FRACTIONS`` of its steps) and one for its end, in order. Each point is
-    ``{"steps", "images"}`` (the source images the run had drawn: times :func:`flops_per_image`, its
-    training FLOPs) and the protocol's reading of that backbone: ``probe`` and ``probe_std`` (mean and std
-    over the protocol's label draws, :func:`curve_budget` labels per class, the penalty chosen on the
-    validation split) and ``knn`` (every label votes), under the protocol's one batch-norm rule
-    (``evaluate.protocol_features``). Each point is cached, keyed by the weights it reads."""
+    (``train.SNAPSHOT_FRACTIONS`` of its steps), then the run's end, read from ``row`` (the method's row of
+    the table: the protocol's reading of the final backbone). Each point is ``{"steps", "images"}`` (the
+    source images the run had drawn: times :func:`flops_per_image`, its training FLOPs) and the protocol's
+    reading of that backbone: ``probe`` and ``probe_std`` (mean and std over the protocol's label draws,
+    :func:`curve_budget` labels per class, the penalty chosen on the validation split) and ``knn`` (every
+    label votes), under the protocol's one batch-norm rule (``evaluate.protocol_features``), as the table
+    reads it. Each copy's reading is cached, keyed by its weights. A ``row`` of another run (other images
+    seen) raises ``ValueError``."""
     from course_lib.checkpoints import code_of, load_or_compute, weights_digest
     from course_lib.evaluate import evaluate_features, protocol_features, protocol_for
 
     pre = pretrained(method, profile, device, progress=False)
+    labels = budget_name(curve_budget(profile))
+    if not isinstance(row, Evaluation) or row.method != method.row or labels not in row.probe:
+        raise ValueError(f"row must be {method.row!r}'s row of the table with a probe of {labels} labels per class, "
+                         f"got {getattr(row, 'method', row)!r}")
+    if row.compute.get("images") != pre.history.images:
+        raise ValueError(f"{method.row}: the row's run saw {row.compute.get('images')} images, the cached run "
+                         f"{pre.history.images}: rerun notebook {method.notebook} to save the row of this run")
     train, test = evaluation_data(profile, method)
-    labels = curve_budget(profile)
-    protocol = protocol_for(profile, labels_per_class=(labels,))
-    end = {"steps": pre.history.steps, "images": pre.history.images}
+    protocol = protocol_for(profile, labels_per_class=(curve_budget(profile),))
     points = []
-    for mark, backbone in [*pre.along, (end, pre.backbone)]:
+    for mark, backbone in pre.along:
         def measure(backbone=backbone) -> dict:
             h_train, h_test = protocol_features(backbone, train, test, protocol)
-            row = evaluate_features(method.row, h_train, train.labels, h_test, test.labels, protocol)
-            return {"probe": row.mean(budget_name(labels)), "probe_std": row.std(budget_name(labels)), "knn": row.knn}
+            reading = evaluate_features(method.row, h_train, train.labels, h_test, test.labels, protocol)
+            return {"probe": reading.mean(labels), "probe_std": reading.std(labels), "knn": reading.knn}
 
         key = {"task": "curve point", "method": method.row, "protocol": protocol.as_dict(),
                "profile": {k: v for k, v in profile.as_dict().items() if k not in ("time_budget_s", "cell_timeout_s")},
                "data": [len(train), len(test), list(train.images.shape[1:])], "weights": weights_digest(backbone)}
         reading = load_or_compute("curve", key, measure, code=code_of(protocol_features))
         points.append({"steps": int(mark["steps"]), "images": int(mark["images"]), **reading})
-    return points
+    end = {"probe": row.mean(labels), "probe_std": row.std(labels), "knn": row.knn}
+    return [*points, {"steps": pre.history.steps, "images": pre.history.images, **end}]
 
 
 def at_budget(points: Sequence[dict], flops_per_image: float, budget_flops: float) -> float:

@@ -359,27 +359,33 @@ def test_at_budget_reads_the_curve_linearly_in_log_flops_and_never_extrapolates(
         comparison.at_budget(points, 0.0, 2e3)
 
 
-def test_a_curve_reads_each_copy_along_the_run_and_its_end_as_the_protocol_does(one_thread, tmp_path, monkeypatch):
-    """comparison.curve on rotation (grade profile: a few steps): one point per copy the run kept and one for its
-    end, in order of images seen; the end's probe and kNN are those of evaluate_features on the features of the
-    re-estimated copy of the final backbone (protocol_features), for the curves' one label budget; cached."""
+def test_a_curve_reads_each_copy_along_the_run_as_the_table_reads_its_end(one_thread, tmp_path, monkeypatch):
+    """comparison.curve on rotation (grade profile: a few steps): one point per copy the run kept, read as the
+    table reads an encoder (evaluate_features on the features of the re-estimated copy, protocol_features, for
+    the curves' one label budget), then the run's end from the table's row -- the same reading of the final
+    backbone as the curve's own; in order of images seen; cached; a row of another run is refused."""
     from course_lib import evaluate as E
 
     monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
-    profile = get_profile("grade")
+    profile, cpu = get_profile("grade"), torch.device("cpu")
     rotation = next(m for m in METHODS if m.row == "rotation")
-    points = comparison.curve(rotation, profile, torch.device("cpu"))
-    pre = comparison.pretrained(rotation, profile, torch.device("cpu"), progress=False)
+    pre = comparison.pretrained(rotation, profile, cpu, progress=False)
+    train, test = comparison.evaluation_data(profile, rotation)
+    row = E.evaluate("rotation", pre.backbone, train, test, profile, finetune=False, compute=pre.history.compute())
+    points = comparison.curve(rotation, profile, row, cpu)
     assert len(pre.along) >= 1 and len(points) == len(pre.along) + 1 and points[-1]["images"] == pre.history.images
     assert [p["images"] for p in points] == sorted(p["images"] for p in points)
     assert [p["steps"] for p in points[:-1]] == [mark["steps"] for mark, _ in pre.along]
-    labels = comparison.curve_budget(profile)
-    assert labels == 10  # the grade profile has no 100-label budget
-    protocol = E.protocol_for(profile, labels_per_class=(labels,))
-    train, test = comparison.evaluation_data(profile, rotation)
-    h_train, h_test = E.protocol_features(pre.backbone, train, test, protocol)
-    by_hand = E.evaluate_features("rotation", h_train, train.labels, h_test, test.labels, protocol)
-    assert points[-1]["probe"] == by_hand.mean("10") and points[-1]["knn"] == by_hand.knn
-    assert points[-1]["probe_std"] == by_hand.std("10")
+    assert comparison.curve_budget(profile) == 10  # the grade profile has no 100-label budget
+    protocol = E.protocol_for(profile, labels_per_class=(10,))
+    for point, (_, backbone) in zip([*points[:-1], points[-1]], [*pre.along, (None, pre.backbone)], strict=True):
+        h_train, h_test = E.protocol_features(backbone, train, test, protocol)
+        by_hand = E.evaluate_features("rotation", h_train, train.labels, h_test, test.labels, protocol)
+        assert (point["probe"], point["probe_std"], point["knn"]) == (by_hand.mean("10"), by_hand.std("10"), by_hand.knn)
     monkeypatch.setattr(E, "evaluate_features", lambda *a: pytest.fail("cached: nothing is measured again"))
-    assert comparison.curve(rotation, profile, torch.device("cpu")) == points
+    assert comparison.curve(rotation, profile, row, cpu) == points
+    row.compute["images"] += 1
+    with pytest.raises(ValueError, match="rerun notebook 03_rotation"):
+        comparison.curve(rotation, profile, row, cpu)
+    with pytest.raises(ValueError, match="rotation"):
+        comparison.curve(rotation, profile, Evaluation("exemplar"), cpu)
