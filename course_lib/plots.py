@@ -142,6 +142,38 @@ def plot_accuracy_vs_compute(evaluations: Sequence[Evaluation], compute: dict[st
     return fig
 
 
+def plot_compute_curves(curves: dict[str, tuple[Sequence[float], Sequence[float]]], references: dict[str, float],
+                        budgets: Sequence[float] = (), labels_per_class: str = "100",
+                        xlabel: str = "pre-training arithmetic, TFLOP (forward + backward)") -> plt.Figure:
+    """Probe accuracy (fractions) against training compute along each method's run: ``curves[name] = (compute,
+    accuracy)``, points in order, joined by a line with the method's own marker (log x); ``references`` (rows
+    without pre-training, or trained with labels) as grey horizontal lines, each its own line style; ``budgets``
+    as dotted vertical lines (the equal-compute readings)."""
+    if not curves:
+        raise ValueError("no curve to plot")
+    for name, (xs, ys) in curves.items():
+        if len(xs) != len(ys) or not xs or any(not x > 0 for x in xs):
+            raise ValueError(f"{name}: a curve needs as many accuracies as computes (> 0), got {list(xs)}, {list(ys)}")
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for i, ((name, (xs, ys)), colour) in enumerate(zip(curves.items(), _colours(len(curves)), strict=True)):
+        ax.plot(list(xs), [100 * y for y in ys], marker=_MARKERS[i % len(_MARKERS)], color=colour, label=name)
+    for (name, acc), style in zip(references.items(), ("--", ":", "-.", (0, (1, 4))), strict=False):
+        ax.axhline(100 * acc, color="grey", linestyle=style, label=name)
+    for b in budgets:
+        ax.axvline(b, color="black", linestyle=(0, (1, 3)), linewidth=0.8)
+        ax.annotate(f"{b:.2g}", (b, 1.0), xycoords=("data", "axes fraction"), ha="center", va="bottom", fontsize=7)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(f"{xlabel} (log scale)")
+    ax.set_ylabel(f"linear-probe test accuracy (%)\n{labels_per_class} labels per class")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def plot_embedding(h: torch.Tensor, labels: torch.Tensor, classes: Sequence[str] | None = None,
                    method: str = "pca", title: str = "", seed: int = 0, ax: plt.Axes | None = None,
                    legend: bool = True) -> plt.Figure:

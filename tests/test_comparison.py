@@ -389,3 +389,24 @@ def test_a_curve_reads_each_copy_along_the_run_as_the_table_reads_its_end(one_th
         comparison.curve(rotation, profile, row, cpu)
     with pytest.raises(ValueError, match="rotation"):
         comparison.curve(rotation, profile, Evaluation("exemplar"), cpu)
+
+
+def test_plot_compute_curves_draws_each_run_as_a_line_with_its_own_marker():
+    import matplotlib.pyplot as plt
+
+    from course_lib.plots import plot_compute_curves
+
+    fig = plot_compute_curves({"a": ([0.1, 0.4, 1.6], [0.7, 0.72, 0.75]), "b": ([0.5, 2.0], [0.71, 0.8])},
+                              {"random init": 0.74, "raw pixels": 0.8}, budgets=[0.4, 1.6])
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert ax.get_xscale() == "log"
+    assert list(lines["a"].get_xdata()) == [0.1, 0.4, 1.6] and list(lines["a"].get_ydata()) == pytest.approx([70, 72, 75])
+    assert lines["a"].get_marker() != lines["b"].get_marker()
+    assert lines["random init"].get_linestyle() != lines["raw pixels"].get_linestyle()
+    assert [t.get_text() for t in ax.texts] == ["0.4", "1.6"]  # the equal-compute budgets, marked
+    plt.close(fig)
+    with pytest.raises(ValueError, match="as many accuracies"):
+        plot_compute_curves({"a": ([0.1, 0.0], [0.7, 0.8])}, {})
+    with pytest.raises(ValueError, match="no curve"):
+        plot_compute_curves({}, {})
