@@ -13,7 +13,10 @@ contrastive predictive coding" (CPC v2). For images:
    context c for every grid cell: c[r, col] depends on rows <= r only (a masked convolution,
    :class:`ContextNetwork`);
 4. for each k = 1..K a linear map W_k **predicts** the patch k rows below:
-   ẑ[r + k, col] = W_k c[r, col];
+   ẑ[r + k, col] = W_k c[r, col]. With 50% overlap the patch one row below (k = 1) shares its upper
+   half with the source's own patch, which the context has read: ``skip_rows=1`` predicts k = 2..K+1
+   instead, rows that share no pixel with the context (CPC v2's released pseudo-code, Hénaff et al.
+   appendix, likewise skips the nearest rows);
 5. the **InfoNCE loss** of the lecture makes ẑ pick the true z among other patches'
    embeddings (:func:`cpc_infonce`, built on the course's one contrastive loss
    ``contrastive.info_nce``):
@@ -23,6 +26,13 @@ contrastive predictive coding" (CPC v2). For images:
    source = the prediction ẑ, positive = the true embedding z of that patch, negatives z_l =
    the embeddings of the other patches of the batch at the same distance k (other positions of
    the same image and patches of the other images).
+
+**Normalisation in the patch encoder.** The backbone's batch norm normalises every patch with
+statistics of all the patches of the batch, its target included, so a patch's z depends on the other
+patches. CPC v2 replaced batch norm by layer normalisation for this reason (Hénaff et al., §4.1: the
+batch statistics let patches depend on each other, a way round the receptive field).
+``patch_norm="layer"`` does that here: every ``BatchNorm2d`` of the backbone becomes
+``GroupNorm(1, C)``, which normalises each patch over its own channels and pixels (:func:`per_patch_norm`).
 
 Why not simply regress ẑ onto z? Because the encoder is trained too: ‖ẑ − z‖² is smallest
 when every patch has the same z, and gradient descent finds that (:func:`cpc_mse`; notebook 07
@@ -65,6 +75,7 @@ from course_lib.train import (
 )
 
 LOSSES = ("infonce", "mse")
+PATCH_NORMS = ("batch", "layer")
 
 
 @dataclass(frozen=True)
@@ -73,10 +84,14 @@ class CPCConfig(Settings):
 
     patch_size: int = 8  # side of each square patch in pixels (the backbones need >= 8)
     stride: int = 4  # step between neighbouring patches: patch_size / 2 = 50% overlap, as the papers
-    pred_steps: int = 3  # K: predict the patches k = 1..K rows below
+    pred_steps: int = 3  # K: predict K rows below each source row
+    skip_rows: int = 0  # rows skipped before the first target: 0 predicts k = 1..K (k = 1 overlaps the context by
+    #                     half with stride = patch_size / 2); 1 predicts k = 2..K+1, rows that share no pixel with it
     context_dim: int = 128  # channels of the context c
     context_layers: int = 2  # masked conv layers of the context network (each sees one more row above)
     loss: str = "infonce"  # "infonce" (CPC) or "mse" (‖ẑ − z‖², which collapses: notebook 07)
+    patch_norm: str = "batch"  # "batch": the backbone's batch norm, statistics over all patches of the batch;
+    #                            "layer": GroupNorm(1, C), each patch normalised on its own (CPC v2's layer norm)
     num_negatives: int | None = None  # negatives per prediction; None: every other patch at that k in the batch
     batch_size: int = 32  # images per step (each gives rows x cols patches)
     flip_p: float = 0.5  # horizontal flip of the whole image before cutting patches
@@ -90,10 +105,13 @@ class CPCConfig(Settings):
         check_int(self.patch_size, "patch_size", minimum=8)
         check_int(self.stride, "stride")
         check_int(self.pred_steps, "pred_steps")
+        check_int(self.skip_rows, "skip_rows", minimum=0)
         check_int(self.context_dim, "context_dim")
         check_int(self.context_layers, "context_layers")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.patch_norm not in PATCH_NORMS:
+            raise ValueError(f"patch_norm must be one of {PATCH_NORMS}, got {self.patch_norm!r}")
         check_int(self.num_negatives, "num_negatives", optional=True)
         check_int(self.batch_size, "batch_size", minimum=2)  # one image: no other images as negatives
         check_number(self.flip_p, "flip_p", 0, 1)
@@ -104,6 +122,11 @@ class CPCConfig(Settings):
         check_int(self.recalibration_batches, "recalibration_batches", minimum=0)
         check_budget(self.time_budget_s)
 
+    @property
+    def distances(self) -> range:
+        """The distances k (in rows) that the predictors target: skip_rows + 1 .. skip_rows + pred_steps."""
+        return range(self.skip_rows + 1, self.skip_rows + self.pred_steps + 1)
+
     def grid(self, image_size: int) -> int:
         """Patches per row (and per column) of a square image of ``image_size`` pixels."""
         check_int(image_size, "image_size")
@@ -112,11 +135,13 @@ class CPCConfig(Settings):
         return (image_size - self.patch_size) // self.stride + 1
 
     def check_image_size(self, image_size: int) -> None:
-        """Raise ``ValueError`` unless the grid has more than ``pred_steps`` rows (something to predict at every k)."""
-        rows = self.grid(image_size)
-        if rows <= self.pred_steps:
+        """Raise ``ValueError`` unless the grid has more than ``skip_rows + pred_steps`` rows (something to predict
+        at every k)."""
+        rows, farthest = self.grid(image_size), self.distances[-1]
+        if rows <= farthest:
+            skipped = f" ({self.skip_rows} skipped + {self.pred_steps} predicted)" if self.skip_rows else ""
             raise ValueError(f"{image_size}-px images give a {rows}x{rows} grid of {self.patch_size}-px patches "
-                             f"(stride {self.stride}): too few rows to predict {self.pred_steps} rows ahead")
+                             f"(stride {self.stride}): too few rows to predict {farthest} rows ahead{skipped}")
 
 
 # Per-profile values (the dataclass defaults are the fast profile's). Fast: 8-px patches every 4 px
@@ -168,6 +193,21 @@ def encode_patches(backbone: Backbone, x: Tensor, patch_size: int, stride: int) 
     B, R, Cols = patches.shape[:3]
     z = backbone.forward_features(patches.reshape(B * R * Cols, *patches.shape[3:]))  # (B*R*Cols, D)
     return z.view(B, R, Cols, -1).permute(0, 3, 1, 2)  # (B, D, R, Cols)
+
+
+def per_patch_norm(backbone: Backbone) -> Backbone:
+    """Replace every ``BatchNorm2d`` of ``backbone`` (in place) by ``GroupNorm(1, C)``: each patch normalised over
+    its own C channels and pixels, with a learned scale and shift per channel, as layer normalisation (CPC v2).
+
+    Batch norm normalises a patch with the mean and variance of all the patches of the batch, so its z depends
+    on the other patches, the targets included; GroupNorm(1, C) makes z a function of the patch alone. Returns
+    ``backbone``."""
+    device = next(backbone.parameters()).device
+    for module in list(backbone.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.BatchNorm2d):
+                setattr(module, name, nn.GroupNorm(1, child.num_features, eps=child.eps, affine=child.affine).to(device))
+    return backbone
 
 
 class PatchPooledEncoder(Backbone):
@@ -227,21 +267,28 @@ class ContextNetwork(nn.Module):
 
 
 class Predictors(nn.Module):
-    """W_1 .. W_K: linear maps from a context c (context_dim) to the prediction ẑ (D) of the patch k rows below."""
+    """W_k for k = skip_rows + 1 .. skip_rows + pred_steps: linear maps from a context c (context_dim) to the
+    prediction ẑ (D) of the patch k rows below (``maps[i]`` is W_{skip_rows + 1 + i})."""
 
-    def __init__(self, context_dim: int, z_dim: int, pred_steps: int):
+    def __init__(self, context_dim: int, z_dim: int, pred_steps: int, skip_rows: int = 0):
         super().__init__()
         for name, value in (("context_dim", context_dim), ("z_dim", z_dim), ("pred_steps", pred_steps)):
             check_int(value, name)
+        check_int(skip_rows, "skip_rows", minimum=0)
+        self.skip_rows = skip_rows
         self.maps = nn.ModuleList([nn.Linear(context_dim, z_dim, bias=False) for _ in range(pred_steps)])
+
+    def extra_repr(self) -> str:
+        return f"skip_rows={self.skip_rows}" if self.skip_rows else ""
 
     def forward(self, c: Tensor, k: int) -> Tensor:
         """ẑ from the context grid c (B, context_dim, R, Cols) for distance k: (B, z_dim, R - k, Cols),
         the prediction for rows k .. R-1 made from rows 0 .. R-1-k."""
-        if not 1 <= k <= len(self.maps):
-            raise ValueError(f"k must be in 1..{len(self.maps)}, got {k!r}")
+        first, last = self.skip_rows + 1, self.skip_rows + len(self.maps)
+        if not first <= k <= last:
+            raise ValueError(f"k must be in {first}..{last}, got {k!r}")
         source = c[:, :, : c.shape[2] - k]  # (B, Dc, R - k, Cols): the contexts that predict k rows ahead
-        return self.maps[k - 1](source.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # (B, D, R - k, Cols)
+        return self.maps[k - first](source.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # (B, D, R - k, Cols)
 
 
 def pairs_at(z: Tensor, z_hat: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -317,13 +364,14 @@ def patch_variance(z: Tensor) -> tuple[Tensor, Tensor]:
 
 def cpc_losses(z: Tensor, context: ContextNetwork, predictors: Predictors, cfg: CPCConfig,
                generator: torch.Generator | None = None) -> dict[str, Tensor]:
-    """The loss (mean over k = 1..K) and the metrics for a z grid (B, D, R, Cols): loss, acc (the
-    InfoNCE-style top-1 among the batch's patches, mean over k), loss_k and acc_k per k, and var /
-    rel_var of z across patches (:func:`patch_variance`)."""
+    """The loss (mean over the K distances k of ``cfg.distances``) and the metrics for a z grid (B, D, R, Cols):
+    loss, acc (the InfoNCE-style top-1 among the batch's patches, mean over k), loss_k and acc_k per k (named by
+    the distance: loss_2 .. loss_4 when ``skip_rows`` = 1 and K = 3), and var / rel_var of z across patches
+    (:func:`patch_variance`)."""
     c = context(z)  # (B, Dc, R, Cols)
     out: dict[str, Tensor] = {}
     losses, accs = [], []
-    for k in range(1, cfg.pred_steps + 1):
+    for k in cfg.distances:
         z_hat, target = pairs_at(z, predictors(c, k), k)  # (M, D) sources and positives, M = B (R - k) Cols
         loss_k = cpc_infonce(z_hat, target, cfg.num_negatives, generator) if cfg.loss == "infonce" \
             else cpc_mse(z_hat, target)
@@ -363,15 +411,18 @@ def cpc_step(backbone: Backbone, context: ContextNetwork, predictors: Predictors
 
 def setup(train_data: ImageData, profile: Profile, cfg: CPCConfig, device: torch.device) -> PretrainSetup:
     """CPC's part of its pre-training run (``train.pretrain_method`` does the rest): the patch encoder (the
-    profile's backbone, with the random-init baseline's weights), g_ar and W_1..W_K, the step, the patches
+    profile's backbone, with the random-init baseline's weights; ``patch_norm="layer"``: its batch norms
+    replaced by :func:`per_patch_norm`), g_ar and the W_k, the step, the patches
     that recalibrate batch norm, AdamW at the config's own rate. No labels: self-supervised."""
     images = train_data.images
     if images.shape[-1] != images.shape[-2]:
         raise ValueError(f"CPC's patch grid needs square images, got {tuple(images.shape[-2:])}")
     cfg.check_image_size(images.shape[-1])
     backbone = seeded_backbone(profile, images.shape[1], device)
+    if cfg.patch_norm == "layer":
+        per_patch_norm(backbone)  # the same seeded convolutions; each patch normalised on its own
     context = ContextNetwork(backbone.feature_dim, cfg.context_dim, cfg.context_layers).to(device)
-    predictors = Predictors(cfg.context_dim, backbone.feature_dim, cfg.pred_steps).to(device)
+    predictors = Predictors(cfg.context_dim, backbone.feature_dim, cfg.pred_steps, cfg.skip_rows).to(device)
     generator = torch.Generator(device=device).manual_seed(profile.seed)
 
     def forward(batch) -> Tensor:  # patches through the encoder and g_ar (batch-norm recalibration)

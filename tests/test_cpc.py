@@ -93,6 +93,8 @@ def test_cpc_mse_and_its_collapse():
     (lambda: C.cut_patch_grid(torch.ones(2, 1, 6, 6), 8, 4), "do not fit"),
     (lambda: C.ContextNetwork(4, 8)(torch.ones(2, 4, 3)), "grid"),
     (lambda: C.Predictors(8, 4, 2)(torch.ones(1, 8, 4, 4), 3), "k must"),
+    (lambda: C.Predictors(8, 4, 2, skip_rows=1)(torch.ones(1, 8, 5, 4), 1), "k must be in 2..3"),
+    (lambda: C.Predictors(8, 4, 2, skip_rows=-1), "skip_rows"),
 ])
 def test_bad_input_is_refused(call, match):
     with pytest.raises(ValueError, match=match):
@@ -185,13 +187,69 @@ def test_step_trains_everything_and_logs_per_k():
     torch.testing.assert_close(mse["loss"], sum(C.cpc_mse(*C.pairs_at(z, pred(c, k), k)) for k in (1, 2)) / 2)
 
 
-# ---------------------------------------------------------------- the configuration
+def test_skipped_rows_predict_only_the_rows_that_share_no_pixel_with_the_context():
+    """skip_rows = 1, K = 2: W_2 and W_3 predict the patches 2 and 3 rows below, against a loop over the grid."""
+    torch.manual_seed(0)
+    cfg = tiny_config(flip_p=0.0, skip_rows=1)
+    assert list(cfg.distances) == [2, 3] and list(tiny_config().distances) == [1, 2]
+    net = SmallConvNet(1, width=4).eval()
+    g_ar, pred = C.ContextNetwork(net.feature_dim, 8, 2), C.Predictors(8, net.feature_dim, 2, skip_rows=1)
+    x = image_data(n=3, size=24).images  # a 5x5 grid of 8-px patches every 4 px
+    out = C.cpc_step(net, g_ar, pred, cfg)(Batch(x=x, y=torch.full((3,), -1), index=torch.arange(3)))
+    assert {"loss_2", "loss_3", "acc_2", "acc_3"} <= set(out) and not {"loss_1", "acc_1", "loss_4"} & set(out)
+    with torch.no_grad():
+        z = C.encode_patches(net, x.float() / 255, 8, 4).double()  # (3, D, 5, 5)
+        c = g_ar(z.float()).double()
+    losses = []
+    for i, k in enumerate((2, 3)):  # W_k = maps[i]: from context row r to the patch k rows below, same column
+        w = pred.maps[i].weight.detach().double()
+        pairs = [(w @ c[b, :, r, col], z[b, :, r + k, col]) for b in range(3) for r in range(5 - k) for col in range(5)]
+        sources, positives = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+        assert out[f"loss_{k}"].item() == pytest.approx(loop_cpc_loss(sources, positives), rel=1e-4)
+        losses.append(loop_cpc_loss(sources, positives))
+    assert out["loss"].item() == pytest.approx(sum(losses) / 2, rel=1e-4)
+    # the first target row begins where the source's patch ends: rows r*4..r*4+7 and (r+2)*4.. share no pixel
+    assert 2 * cfg.stride >= cfg.patch_size
+
+
+def test_per_patch_norm_normalises_each_patch_on_its_own():
+    torch.manual_seed(0)
+    net = SmallConvNet(1, width=4)
+    convs = {name: m.weight.clone() for name, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    x = torch.rand(6, 1, 8, 8)
+    net.train()
+    others = torch.cat([x[:1], torch.rand(5, 1, 8, 8)])  # patch 0 with five other patches
+    with torch.no_grad():  # batch norm: patch 0's z depends on the other patches of the batch
+        assert not torch.allclose(net.forward_features(others)[0], net.forward_features(x)[0], atol=1e-4)
+    assert C.per_patch_norm(net) is net
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert [n.num_channels for n in norms] == [4, 8, 16, 16] and all(n.num_groups == 1 for n in norms)
+    for name, m in net.named_modules():  # the convolutions (the seeded weights) are kept
+        if isinstance(m, torch.nn.Conv2d):
+            assert torch.equal(m.weight, convs[name])
+    z = net.forward_features(x)
+    torch.testing.assert_close(net.forward_features(others)[0], z[0])  # per patch: the others do not matter
+    torch.testing.assert_close(net.forward_features(x[:1]), z[:1])
+    torch.testing.assert_close(net.eval().forward_features(x), z)  # and training mode does not either
+    h = net.stages[0][0](x)  # (6, 4, 8, 8): the first convolution; its norm against the formula, patch by patch
+    norm = norms[0]
+    with torch.no_grad():
+        norm.weight.copy_(torch.tensor([1.0, 2.0, 0.5, -1.0]))
+        norm.bias.copy_(torch.tensor([0.0, 1.0, -1.0, 3.0]))
+    for b in range(6):
+        mean, var = h[b].mean(), h[b].var(unbiased=False)  # over the patch's channels and pixels
+        expected = (h[b] - mean) / torch.sqrt(var + 1e-5) * norm.weight[:, None, None] + norm.bias[:, None, None]
+        torch.testing.assert_close(norm(h)[b], expected, atol=1e-5, rtol=1e-5)
+
+
 
 
 @pytest.mark.parametrize("change", [
     {"patch_size": 4}, {"stride": 0}, {"pred_steps": 0}, {"context_dim": 0}, {"context_layers": 0},
     {"loss": "l1"}, {"num_negatives": 0}, {"batch_size": 1}, {"flip_p": 1.5}, {"num_epochs": 0},
     {"lr": 0}, {"weight_decay": -1.0}, {"time_budget_s": 0}, {"recalibration_batches": -1},
+    {"skip_rows": -1}, {"skip_rows": 1.0}, {"patch_norm": "group"},
 ])
 def test_bad_config_raises_when_built(change):
     with pytest.raises(ValueError, match=next(iter(change))):
@@ -214,6 +272,11 @@ def test_config_for_resolves_every_value_and_rejects_unknown_settings():
         C.config_for("fast")
     with pytest.raises(ValueError, match="too few rows"):
         C.CPCConfig(pred_steps=6).check_image_size(28)
+    C.CPCConfig(skip_rows=2).check_image_size(28)  # 6 rows: k = 3..5 fits
+    with pytest.raises(ValueError, match=r"too few rows to predict 6 rows ahead \(3 skipped \+ 3 predicted\)"):
+        C.CPCConfig(skip_rows=3).check_image_size(28)
+    default = C.CPCConfig()
+    assert (default.skip_rows, default.patch_norm, list(default.distances)) == (0, "batch", [1, 2, 3])
 
 
 # ---------------------------------------------------------------- training, caching, determinism
@@ -228,11 +291,24 @@ def test_pretrain_logs_every_k_and_the_spread_of_z(cache):
     assert len(h1.metrics["loss_2"]) == 8 and len(h1.metrics["rel_var"]) == 8
 
 
+def test_pretrain_with_skipped_rows_and_per_patch_norm(cache):
+    data, profile = image_data(n=16), tiny_profile()  # 20 px: a 4x4 grid, k = 2..3
+    pre = C.pretrain(data, profile, tiny_config(skip_rows=1, patch_norm="layer"), torch.device("cpu"), progress=False)
+    assert {"loss_2", "loss_3", "acc_2", "acc_3"} <= set(pre.history.metrics) and "loss_1" not in pre.history.metrics
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in pre.backbone.modules())
+    assert sum(isinstance(m, torch.nn.GroupNorm) for m in pre.backbone.modules()) == 4
+    assert pre.heads["predictors"].skip_rows == 1
+    base = C.pretrain(data, profile, tiny_config(), torch.device("cpu"), progress=False)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in base.backbone.modules())  # the default keeps batch norm
+
+
 def test_pretrain_rejects_small_sets_and_grids_too_short_to_predict_before_training(cache):
     with pytest.raises(ValueError, match="batch_size"):
         C.pretrain(image_data(n=3), tiny_profile(), tiny_config(), progress=False)
     with pytest.raises(ValueError, match="too few rows"):
         C.pretrain(image_data(n=8, size=12), tiny_profile(), tiny_config(), progress=False)
+    with pytest.raises(ValueError, match="2 skipped"):  # 20 px: 4 rows, k = 3..4 needs 5
+        C.pretrain(image_data(n=8, size=20), tiny_profile(), tiny_config(skip_rows=2), progress=False)
     assert not list(cache.glob("checkpoints/*"))
 
 
