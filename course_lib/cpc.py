@@ -15,8 +15,8 @@ contrastive predictive coding" (CPC v2). For images:
 4. for each k = 1..K a linear map W_k **predicts** the patch k rows below:
    ẑ[r + k, col] = W_k c[r, col]. With 50% overlap the patch one row below (k = 1) shares its upper
    half with the source's own patch, which the context has read: ``skip_rows=1`` predicts k = 2..K+1
-   instead, rows that share no pixel with the context (CPC v2's released pseudo-code, Hénaff et al.
-   appendix, likewise skips the nearest rows);
+   instead, rows that share no pixel with the context (CPC v2's appendix pseudo-code, Hénaff et al.,
+   with its default settings predicts only the row three below);
 5. the **InfoNCE loss** of the lecture makes ẑ pick the true z among other patches'
    embeddings (:func:`cpc_infonce`, built on the course's one contrastive loss
    ``contrastive.info_nce``):
@@ -29,8 +29,9 @@ contrastive predictive coding" (CPC v2). For images:
 
 **Normalisation in the patch encoder.** The backbone's batch norm normalises every patch with
 statistics of all the patches of the batch, its target included, so a patch's z depends on the other
-patches. CPC v2 replaced batch norm by layer normalisation for this reason (Hénaff et al., §4.1: the
-batch statistics let patches depend on each other, a way round the receptive field).
+patches. CPC v2 replaced batch norm by layer normalisation (Hénaff et al., §4.1: batch norm hurt their large
+networks, and they hypothesise that the batch statistics let patches depend on each other, a way round
+the receptive field).
 ``patch_norm="layer"`` does that here: every ``BatchNorm2d`` of the backbone becomes
 ``GroupNorm(1, C)``, which normalises each patch over its own channels and pixels (:func:`per_patch_norm`).
 
