@@ -439,10 +439,10 @@ def at_budget(points: Sequence[dict], flops_per_image: float, budget_flops: floa
     ys = [p["probe"] for p in points if p["images"] > 0]
     if any(b <= a for a, b in zip(xs, xs[1:], strict=False)):
         raise ValueError(f"a curve's points must come in order of images seen, got {[p['images'] for p in points]}")
-    x = math.log(budget_flops)
+    x, eps = math.log(budget_flops), 1e-9  # eps: a budget computed from a point's own FLOPs reads that point
     for (x0, y0), (x1, y1) in zip(zip(xs, ys, strict=True), zip(xs[1:], ys[1:], strict=True), strict=False):
-        if x0 <= x <= x1:
-            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    if len(xs) == 1 and math.isclose(x, xs[0]):
+        if x0 - eps <= x <= x1 + eps:
+            return y0 + (y1 - y0) * min(max((x - x0) / (x1 - x0), 0.0), 1.0)
+    if len(xs) == 1 and abs(x - xs[0]) <= eps:
         return ys[0]
     return math.nan

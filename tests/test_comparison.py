@@ -352,6 +352,7 @@ def test_at_budget_reads_the_curve_linearly_in_log_flops_and_never_extrapolates(
     assert read(8e3) == pytest.approx(0.7)
     assert read(4e3) == pytest.approx(0.6) and read(1e3) == pytest.approx(0.5) and read(1.6e4) == pytest.approx(0.8)
     assert math.isnan(read(999.0)) and math.isnan(read(1.7e4))  # before the first point, after the run's end
+    assert read(1.6e4 * (1 + 1e-12)) == pytest.approx(0.8) and read(1e3 * (1 - 1e-12)) == pytest.approx(0.5)  # rounding
     assert comparison.at_budget(points[:1], 10.0, 1e3) == 0.5 and math.isnan(comparison.at_budget(points[:1], 10.0, 2e3))
     with pytest.raises(ValueError, match="order"):
         comparison.at_budget(points[::-1], 10.0, 2e3)
