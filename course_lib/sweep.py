@@ -8,7 +8,10 @@ that seed's own cache, :func:`course_lib.config.seed_cache_dir`: the same folder
 again. Each row is saved the moment it is computed and every pre-training is checkpointed, so a sweep
 that is interrupted resumes where it stopped and loses at most the row in progress.
 
-At the end it writes the rows of every seed to one **recorded file** (``results/seeds-<profile>.json``,
+Beside the rows it records each self-supervised method's accuracy-against-compute curve for that seed
+(:func:`method_curves`, ``comparison.curve``: copies of the backbone along the run), so that notebook 10 can
+read the methods at equal FLOPs over seeds. At the end it writes the rows (and curves) of every seed to one
+**recorded file** (``results/seeds-<profile>.json``,
 committed), with the command, the git revision and the protocol version that made it. Notebook 10 and
 the README read that file, labelled as recorded; :func:`seed_summary` turns it into each method's gain
 over a reference row per seed, its mean and its spread over seeds (the standard deviation of the per-seed
@@ -21,7 +24,7 @@ import json
 import math
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -58,18 +61,32 @@ def check_seeds(seeds: Sequence[int]) -> list[int]:
     return seeds
 
 
+def method_curves(profile, collected, device: torch.device | None = None) -> dict[str, list[dict]]:
+    """``comparison.curve`` of every self-supervised method among ``collected``'s rows (a ``comparison.Collected``),
+    by row name: what a sweep records beside the rows, in the seed's own cache."""
+    from course_lib import comparison
+
+    names = {r.method for r in collected.rows}
+    return {m.row: comparison.curve(m, profile, collected.row(m.row), device)
+            for m in comparison.METHODS if not m.labels and m.row in names}
+
+
 def run_sweep(profile_name: str, seeds: Sequence[int], out: Path | None = None, device: torch.device | None = None,
-              collect: Callable | None = None, say: Callable[[str], None] = print) -> Path:
-    """Every row of the comparison for each of ``seeds`` (computed where missing, see the module's text),
-    then the recorded file ``out`` (default :func:`recorded_path`), written atomically; returns its path.
-    ``collect``: ``comparison.collect`` unless given (tests pass a stand-in)."""
+              collect: Callable | None = None, say: Callable[[str], None] = print,
+              curves: Callable | None = None) -> Path:
+    """Every row of the comparison for each of ``seeds`` (computed where missing, see the module's text) and
+    each self-supervised method's accuracy-against-compute curve (``curves(profile, collected, device)``,
+    default :func:`method_curves`), then the recorded file ``out`` (default :func:`recorded_path`), written
+    atomically; returns its path. ``collect``: ``comparison.collect`` unless given (tests pass stand-ins)."""
     from course_lib import comparison
 
     seeds = check_seeds(seeds)
     get_profile(profile_name)  # an unknown profile fails here, naming the valid ones, before any work
     collect = collect or comparison.collect
+    curves = curves or method_curves
     out = Path(out) if out is not None else recorded_path(profile_name)
     rows: dict[str, dict[str, dict]] = {}
+    along: dict[str, dict[str, list[dict]]] = {}
     with environ(**{BUDGETS_ENV: "off"}):  # complete runs: a time budget would cut a run short
         for seed in seeds:
             folder = seed_cache_dir(seed)
@@ -78,14 +95,15 @@ def run_sweep(profile_name: str, seeds: Sequence[int], out: Path | None = None, 
                 profile = get_profile(profile_name, seed=seed)
                 seed_everything(seed, threads=profile.num_threads)  # as a notebook's first cell: the same numbers
                 collected = collect(profile, device, folder=folder, say=say)
-            if collected.missing:
-                raise RuntimeError(f"seed {seed}: rows still missing after the sweep: {collected.missing}")
+                if collected.missing:
+                    raise RuntimeError(f"seed {seed}: rows still missing after the sweep: {collected.missing}")
+                along[str(seed)] = curves(profile, collected, device)  # each copy's reading cached: resumable too
             rows[str(seed)] = {r.method: r.as_dict() for r in collected.rows}
     record = {"format": FORMAT, "profile": profile_name, "protocol_version": PROTOCOL_VERSION,
               "command": "python -m course_lib compare --seeds " + " ".join(map(str, seeds))
                          + (f" --profile {profile_name}" if profile_name != "fast" else ""),
               "revision": git_revision() or "unknown", "python": sys.version.split()[0], "torch": torch.__version__,
-              "seeds": rows}
+              "seeds": rows, "curves": along}
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
     say(f"recorded {len(seeds)} seed(s) in {out}")
@@ -101,6 +119,7 @@ class Sweep:
     revision: str
     protocol_version: int
     rows: dict[int, dict[str, Evaluation]]  # seed -> row name -> row
+    curves: dict[int, dict[str, list[dict]]] = field(default_factory=dict)  # seed -> method -> comparison.curve
 
     @property
     def seeds(self) -> list[int]:
@@ -123,7 +142,10 @@ def load_sweep(path: Path | str, profile_name: str | None = None) -> Sweep | Non
         record = json.loads(path.read_text())
         rows = {int(seed): {name: Evaluation.from_dict(row) for name, row in by_name.items()}
                 for seed, by_name in record["seeds"].items()}
-        sweep = Sweep(record["profile"], record["command"], record["revision"], int(record["protocol_version"]), rows)
+        curves = {int(seed): {name: [dict(point) for point in points] for name, points in by_name.items()}
+                  for seed, by_name in record.get("curves", {}).items()}  # absent from files recorded before curves
+        sweep = Sweep(record["profile"], record["command"], record["revision"], int(record["protocol_version"]), rows,
+                      curves)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{path} is not a recorded sweep ({type(e).__name__}: {e}); {remake}") from None
     if record.get("format") != FORMAT:

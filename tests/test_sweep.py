@@ -71,7 +71,15 @@ def test_a_sweep_records_every_seeds_rows_and_resumes_after_an_interruption(tmp_
     assert os.environ["COURSE_CACHE"] == str(tmp_path / "cache") and BUDGETS_ENV not in os.environ, "restored"
 
     calls.clear()
-    sweep.run_sweep("fast", [0, 1], out, collect=functools.partial(collect, train=train), say=lambda _: None)
+
+    def curves(profile, collected, device):  # a stand-in for comparison.curve, run in the seed's own cache
+        assert os.environ["COURSE_CACHE"].endswith("cache" if profile.seed == 0 else f"seed-{profile.seed}")
+        return {"a method": [{"steps": 2, "images": 20, "probe": 0.6 + profile.seed / 100, "probe_std": 0.0, "knn": 0.5},
+                             {"steps": 8, "images": 80, "probe": collected.row("a method").mean("100"),
+                              "probe_std": 0.01, "knn": 0.6}]}
+
+    sweep.run_sweep("fast", [0, 1], out, collect=functools.partial(collect, train=train), say=lambda _: None,
+                    curves=curves)
     assert [c[:2] for c in calls] == [("b method", 1)], "only the row the interruption lost is computed again"
     record = json.loads(out.read_text())
     assert record["command"] == "python -m course_lib compare --seeds 0 1"
@@ -82,6 +90,11 @@ def test_a_sweep_records_every_seeds_rows_and_resumes_after_an_interruption(tmp_
     recorded = sweep.load_sweep(out, "fast")
     assert recorded.seeds == [0, 1] and "compare --seeds 0 1" in recorded.describe()
     assert isinstance(recorded.rows[0]["random init"], Evaluation)
+    assert recorded.curves[1]["a method"][0]["probe"] == pytest.approx(0.61)
+    assert recorded.curves[1]["a method"][1]["probe"] == pytest.approx(recorded.rows[1]["a method"].mean("100"))
+    del record["curves"]  # a file recorded before the curves: its rows load, without curves
+    out.write_text(json.dumps(record))
+    assert sweep.load_sweep(out, "fast").curves == {} and sweep.load_sweep(out, "fast").seeds == [0, 1]
 
 
 def test_seed_gains_against_numbers_worked_by_hand():
