@@ -236,3 +236,42 @@ def seed_summary(sweep: Sweep, budget: str = "100", over: str = "random init", c
     what = "probe" if column == "probe" else "LP-FT fine-tune"
     return markdown_table([f"row ({what}, {budget}/class) minus {over}", *(f"seed {s}" for s in seeds),
                            "mean ± std over seeds", "label-draw std", "verdict"], lines)
+
+
+def equal_compute(sweep: Sweep, flops: dict[str, float], budgets: Sequence[float]) -> dict[str, dict[float, dict[int, float]]]:
+    """Each recorded curve read at each training-FLOP budget (``comparison.at_budget``), per seed: method ->
+    budget -> seed -> probe accuracy; a seed whose run never reached a budget (NaN) is left out of it.
+    ``flops``: FLOPs per image of each method (``comparison.flops_per_image``); a recorded method without one
+    raises ``KeyError`` naming it. Empty when the sweep recorded no curves."""
+    from course_lib.comparison import at_budget
+
+    out: dict[str, dict[float, dict[int, float]]] = {}
+    for seed, by_name in sorted(sweep.curves.items()):
+        for name, points in by_name.items():
+            if name not in flops:
+                raise KeyError(f"no FLOPs per image for {name!r} (known: {sorted(flops)})")
+            for b in budgets:
+                value = at_budget(points, flops[name], b)
+                if not math.isnan(value):
+                    out.setdefault(name, {}).setdefault(b, {})[seed] = value
+    return out
+
+
+def equal_compute_table(sweep: Sweep, flops: dict[str, float], budgets: Sequence[float]) -> str:
+    """A Markdown table of :func:`equal_compute`: per method and budget (TFLOP), the probe's mean ± std over the
+    seeds whose runs reached it (in %), and how many seeds that is."""
+    from course_lib.results import markdown_table
+
+    readings = equal_compute(sweep, flops, budgets)
+    lines = []
+    for name, by_budget in readings.items():
+        cells = []
+        for b in budgets:
+            values = list(by_budget.get(b, {}).values())
+            if not values:
+                cells.append("–")
+                continue
+            m, s = mean_std(values)
+            cells.append(f"{100 * m:.1f} ± {100 * s:.1f} ({len(values)} seeds)")
+        lines.append([name, *cells])
+    return markdown_table(["method", *(f"probe at {b / 1e12:.2f} TFLOP, mean ± std over seeds" for b in budgets)], lines)

@@ -163,3 +163,21 @@ def test_the_course_command_runs_another_seed_in_its_own_cache(tmp_path, monkeyp
     assert get_profile().seed == 2  # the kernels inherit the variable
     with pytest.raises(SystemExit):
         cli.main(["course", "--seed", "-1"])
+
+
+def test_equal_compute_reads_every_seeds_curve_at_each_budget_against_numbers_worked_by_hand():
+    """Curves of two seeds (FLOPs per image 10): 'a' reaches 1e3, 4e3 and 1.6e4 FLOPs; read at 2e3 (halfway on a
+    log axis) it gives 0.55 on seed 0 and 0.65 on seed 1 (mean 0.60, sample std 0.0707); at 2e4 no run reached it."""
+    def curve(*probes):
+        return [{"steps": i + 1, "images": images, "probe": p, "probe_std": 0.0, "knn": 0.5}
+                for i, (images, p) in enumerate(zip((100, 400, 1600), probes, strict=True))]
+
+    recorded = sweep.Sweep("fast", "cmd", "abc", PROTOCOL_VERSION, {0: {}, 1: {}},
+                           {0: {"a": curve(0.5, 0.6, 0.8)}, 1: {"a": curve(0.6, 0.7, 0.9)}})
+    readings = sweep.equal_compute(recorded, {"a": 10.0}, [2e3, 2e4])
+    assert readings["a"][2e3] == pytest.approx({0: 0.55, 1: 0.65}) and 2e4 not in readings["a"]
+    table = sweep.equal_compute_table(recorded, {"a": 10.0}, [2e3, 2e4])
+    assert "| a | 60.0 ± 7.1 (2 seeds) | – |" in table
+    with pytest.raises(KeyError, match="no FLOPs per image for 'a'"):
+        sweep.equal_compute(recorded, {}, [2e3])
+    assert sweep.equal_compute(sweep.Sweep("fast", "cmd", "abc", PROTOCOL_VERSION, {0: {}}), {}, [1e3]) == {}
