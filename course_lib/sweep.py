@@ -272,6 +272,6 @@ def equal_compute_table(sweep: Sweep, flops: dict[str, float], budgets: Sequence
                 cells.append("–")
                 continue
             m, s = mean_std(values)
-            cells.append(f"{100 * m:.1f} ± {100 * s:.1f} ({len(values)} seeds)")
+            cells.append(f"{100 * m:.1f} ± {100 * s:.1f} ({len(values)} seed{'s' if len(values) != 1 else ''})")
         lines.append([name, *cells])
     return markdown_table(["method", *(f"probe at {b / 1e12:.2f} TFLOP, mean ± std over seeds" for b in budgets)], lines)
