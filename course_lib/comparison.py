@@ -300,6 +300,12 @@ def training_flops_per_image(method: Method, profile: Profile, device: torch.dev
     return flops / images
 
 
+def _profile_key(profile: Profile) -> dict:
+    """The profile as part of a cache key here: every field but the time limits, which change no count or reading
+    (as ``train.pretrain_key`` keys a run)."""
+    return {k: v for k, v in profile.as_dict().items() if k not in ("time_budget_s", "cell_timeout_s")}
+
+
 def flops_per_image(methods: Sequence[Method], profile: Profile, device: torch.device | None = None) -> dict[str, float]:
     """:func:`training_flops_per_image` of every method, by row name; cached (keyed by the profile and the
     code of the method and the core modules)."""
@@ -308,7 +314,7 @@ def flops_per_image(methods: Sequence[Method], profile: Profile, device: torch.d
     out = {}
     for m in _check_methods(methods):
         key = {"task": "training FLOPs per image", "method": m.row, "module": m.module, "data": m.data, "inputs": m.inputs,
-               "profile": {k: v for k, v in profile.as_dict().items() if k not in ("time_budget_s", "cell_timeout_s")}}
+               "profile": _profile_key(profile)}
         result = load_or_compute("flops", key, lambda m=m: {"flops_per_image": training_flops_per_image(m, profile, device)},
                                  code=tuple(sorted({*code_of(m.module), *code_of(__name__)})))
         out[m.row] = float(result["flops_per_image"])
@@ -323,7 +329,7 @@ def supervised_flops_per_image(profile: Profile, device: torch.device | None = N
     from course_lib.checkpoints import code_of, load_or_compute
 
     key = {"task": "training FLOPs per image", "method": SUPERVISED,
-           "profile": {k: v for k, v in profile.as_dict().items() if k not in ("time_budget_s", "cell_timeout_s")}}
+           "profile": _profile_key(profile)}
     result = load_or_compute("flops", key, lambda: {"flops_per_image": _supervised_step_flops(profile, device)},
                              code=tuple(sorted({*code_of("course_lib.supervised"), *code_of(__name__)})))
     return float(result["flops_per_image"])
@@ -404,7 +410,8 @@ def curve(method: Method, profile: Profile, row: Evaluation, device: torch.devic
     from course_lib.evaluate import evaluate_features, protocol_features, protocol_for
 
     pre = pretrained(method, profile, device, progress=False)
-    labels = budget_name(curve_budget(profile))
+    per_class = curve_budget(profile)
+    labels = budget_name(per_class)
     if not isinstance(row, Evaluation) or row.method != method.row or labels not in row.probe:
         raise ValueError(f"row must be {method.row!r}'s row of the table with a probe of {labels} labels per class, "
                          f"got {getattr(row, 'method', row)!r}")
@@ -412,7 +419,7 @@ def curve(method: Method, profile: Profile, row: Evaluation, device: torch.devic
         raise ValueError(f"{method.row}: the row's run saw {row.compute.get('images')} images, the cached run "
                          f"{pre.history.images}: rerun notebook {method.notebook} to save the row of this run")
     train, test = evaluation_data(profile, method)
-    protocol = protocol_for(profile, labels_per_class=(curve_budget(profile),))
+    protocol = protocol_for(profile, labels_per_class=(per_class,))
     points = []
     for mark, backbone in pre.along:
         def measure(backbone=backbone) -> dict:
@@ -421,7 +428,7 @@ def curve(method: Method, profile: Profile, row: Evaluation, device: torch.devic
             return {"probe": reading.mean(labels), "probe_std": reading.std(labels), "knn": reading.knn}
 
         key = {"task": "curve point", "method": method.row, "protocol": protocol.as_dict(),
-               "profile": {k: v for k, v in profile.as_dict().items() if k not in ("time_budget_s", "cell_timeout_s")},
+               "profile": _profile_key(profile),
                "data": [len(train), len(test), list(train.images.shape[1:])], "weights": weights_digest(backbone)}
         reading = load_or_compute("curve", key, measure, code=code_of(protocol_features))
         points.append({"steps": int(mark["steps"]), "images": int(mark["images"]), **reading})
