@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -434,6 +435,19 @@ def curve(method: Method, profile: Profile, row: Evaluation, device: torch.devic
         points.append({"steps": int(mark["steps"]), "images": int(mark["images"]), **reading})
     end = {"probe": row.mean(labels), "probe_std": row.std(labels), "knn": row.knn}
     return [*points, {"steps": pre.history.steps, "images": pre.history.images, **end}]
+
+
+def equal_budgets(curves: dict[str, Sequence[dict]], flops: dict[str, float]) -> list[float]:
+    """The training-FLOP budgets at which the methods of ``curves`` (row name -> :func:`curve`) are read side by
+    side: the smallest of their own budgets (each run's last point, times its :func:`flops_per_image`) and their
+    median, in FLOPs, ascending (one budget when the two coincide). A method without FLOPs raises ``KeyError``."""
+    if not curves:
+        raise ValueError("curves: give at least one method's curve")
+    missing = sorted(set(curves) - set(flops))
+    if missing:
+        raise KeyError(f"no FLOPs per image for {missing} (known: {sorted(flops)})")
+    own = [points[-1]["images"] * flops[name] for name, points in curves.items()]
+    return sorted({min(own), statistics.median(own)})
 
 
 def at_budget(points: Sequence[dict], flops_per_image: float, budget_flops: float) -> float:

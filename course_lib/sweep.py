@@ -71,13 +71,23 @@ def method_curves(profile, collected, device: torch.device | None = None) -> dic
             for m in comparison.METHODS if not m.labels and m.row in names}
 
 
+def curve_flops(profile, names, device: torch.device | None = None) -> dict[str, float]:
+    """``comparison.flops_per_image`` of the registered methods among ``names`` (the curves' methods), by row
+    name: what turns a curve's images into training FLOPs, recorded beside the curves (cached)."""
+    from course_lib import comparison
+
+    return comparison.flops_per_image([m for m in comparison.METHODS if m.row in set(names)], profile, device)
+
+
 def run_sweep(profile_name: str, seeds: Sequence[int], out: Path | None = None, device: torch.device | None = None,
               collect: Callable | None = None, say: Callable[[str], None] = print,
-              curves: Callable | None = None) -> Path:
+              curves: Callable | None = None, flops: Callable | None = None) -> Path:
     """Every row of the comparison for each of ``seeds`` (computed where missing, see the module's text) and
     each self-supervised method's accuracy-against-compute curve (``curves(profile, collected, device)``,
-    default :func:`method_curves`), then the recorded file ``out`` (default :func:`recorded_path`), written
-    atomically; returns its path. ``collect``: ``comparison.collect`` unless given (tests pass stand-ins)."""
+    default :func:`method_curves`) with the FLOPs per image of the curves' methods (``flops(profile, names,
+    device)``, default :func:`curve_flops`), then the recorded file ``out`` (default :func:`recorded_path`),
+    written atomically; returns its path. ``collect``: ``comparison.collect`` unless given (tests pass
+    stand-ins)."""
     from course_lib import comparison
 
     seeds = check_seeds(seeds)
@@ -99,11 +109,13 @@ def run_sweep(profile_name: str, seeds: Sequence[int], out: Path | None = None, 
                     raise RuntimeError(f"seed {seed}: rows still missing after the sweep: {collected.missing}")
                 along[str(seed)] = curves(profile, collected, device)  # each copy's reading cached: resumable too
             rows[str(seed)] = {r.method: r.as_dict() for r in collected.rows}
+        names = sorted({name for by_name in along.values() for name in by_name})
+        per_image = (flops or curve_flops)(get_profile(profile_name), names, device)  # not the seed's: one count
     record = {"format": FORMAT, "profile": profile_name, "protocol_version": PROTOCOL_VERSION,
               "command": "python -m course_lib compare --seeds " + " ".join(map(str, seeds))
                          + (f" --profile {profile_name}" if profile_name != "fast" else ""),
               "revision": git_revision() or "unknown", "python": sys.version.split()[0], "torch": torch.__version__,
-              "seeds": rows, "curves": along}
+              "seeds": rows, "curves": along, "flops_per_image": per_image}
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
     say(f"recorded {len(seeds)} seed(s) in {out}")
@@ -120,6 +132,7 @@ class Sweep:
     protocol_version: int
     rows: dict[int, dict[str, Evaluation]]  # seed -> row name -> row
     curves: dict[int, dict[str, list[dict]]] = field(default_factory=dict)  # seed -> method -> comparison.curve
+    flops: dict[str, float] = field(default_factory=dict)  # method -> training FLOPs per image (of the curves)
 
     @property
     def seeds(self) -> list[int]:
@@ -144,8 +157,9 @@ def load_sweep(path: Path | str, profile_name: str | None = None) -> Sweep | Non
                 for seed, by_name in record["seeds"].items()}
         curves = {int(seed): {name: [dict(point) for point in points] for name, points in by_name.items()}
                   for seed, by_name in record.get("curves", {}).items()}  # absent from files recorded before curves
+        flops = {name: float(v) for name, v in record.get("flops_per_image", {}).items()}  # absent before them too
         sweep = Sweep(record["profile"], record["command"], record["revision"], int(record["protocol_version"]), rows,
-                      curves)
+                      curves, flops)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{path} is not a recorded sweep ({type(e).__name__}: {e}); {remake}") from None
     if record.get("format") != FORMAT:
@@ -275,3 +289,76 @@ def equal_compute_table(sweep: Sweep, flops: dict[str, float], budgets: Sequence
             cells.append(f"{100 * m:.1f} ± {100 * s:.1f} ({len(values)} seed{'s' if len(values) != 1 else ''})")
         lines.append([name, *cells])
     return markdown_table(["method", *(f"probe at {b / 1e12:.2f} TFLOP, mean ± std over seeds" for b in budgets)], lines)
+
+
+def where_on_curves(sweep: Sweep, name: str) -> str:
+    """Where method ``name``'s own run sits on the recorded curves, in Markdown, for its notebook: its curve
+    (each copy along the run and its end: steps, images, training TFLOP, the probe and kNN as mean ± std over
+    the recorded seeds), its own budget among the methods' own budgets, and its probe at the budgets notebook 10
+    reads every method at (``comparison.equal_budgets``: the smallest own budget and the median), with its
+    rank there among the methods that reached it. A sweep without curves or FLOPs for ``name`` says how to
+    record them."""
+    from course_lib.comparison import at_budget, curve_budget, equal_budgets
+    from course_lib.results import markdown_table
+
+    seeds = [s for s in sweep.seeds if name in sweep.curves.get(s, {})]
+    if not seeds or name not in sweep.flops:
+        return (f"The recorded sweep holds no curve of {name!r} with its FLOPs (it predates them): "
+                f"`python -m course_lib compare --seeds 0 1 2` records them.")
+    per_image = sweep.flops[name]
+    first = sweep.curves[seeds[0]][name]
+    if any([(p["steps"], p["images"]) for p in sweep.curves[s][name]] != [(p["steps"], p["images"]) for p in first]
+           for s in seeds):
+        raise ValueError(f"{name}: the recorded seeds' runs stopped at different points; record complete runs")
+    labels = curve_budget(get_profile(sweep.profile))
+    lines = []
+    for i, p in enumerate(first):
+        probe = mean_std([sweep.curves[s][name][i]["probe"] for s in seeds])
+        knn = mean_std([sweep.curves[s][name][i]["knn"] for s in seeds])
+        where = "end of the run (this notebook's)" if i == len(first) - 1 else f"copy after {p['steps'] / first[-1]['steps']:.0%} of the steps"
+        lines.append([where, f"{p['steps']:,}", f"{p['images']:,}", f"{p['images'] * per_image / 1e12:.2f}",
+                      f"{100 * probe[0]:.1f} ± {100 * probe[1]:.1f}", f"{100 * knn[0]:.1f} ± {100 * knn[1]:.1f}"])
+    table = markdown_table(["along the run", "steps", "images", "training TFLOP",
+                            f"probe {labels}/class, % (mean ± std over seeds)", "kNN, % (mean ± std over seeds)"], lines)
+    curves = {m: points for m, points in sweep.curves[seeds[0]].items() if m in sweep.flops}
+    own = sorted((points[-1]["images"] * sweep.flops[m] / 1e12, m) for m, points in curves.items())
+    rank = [m for _, m in own].index(name) + 1
+    said = sweep.describe()
+    text = [said[0].upper() + said[1:] + ("" if seeds == sweep.seeds else f"; {name}'s curve on seeds "
+                                          + ", ".join(map(str, seeds))) + ":", "", table, "",
+            f"- Its own budget is {_place(rank, len(own))} of the {len(own)} self-supervised methods' "
+            "(TFLOP: " + ", ".join(f"**{m} {t:.2f}**" if m == name else f"{m} {t:.2f}" for t, m in own) + ")."]
+    for b in equal_budgets(curves, sweep.flops):
+        readings = {m: mean_std([v for s in seeds if m in sweep.curves[s]
+                                 and not math.isnan(v := at_budget(sweep.curves[s][m], sweep.flops[m], b))])[0]
+                    for m in curves}
+        reached = sorted((m for m, v in readings.items() if not math.isnan(v)), key=lambda m: -readings[m])
+        if name in reached:
+            text.append(f"- At {b / 1e12:.2f} TFLOP, where notebook 10 reads every method, its probe is "
+                        f"{100 * readings[name]:.1f} (mean over seeds), {_ordinal(reached.index(name) + 1)} of the "
+                        f"{len(reached)} methods whose runs reach it.")
+        else:
+            text.append(f"- At {b / 1e12:.2f} TFLOP, where notebook 10 reads every method, its curve has no reading "
+                        "(its run stops before, or its first copy lies beyond).")
+    return "\n".join(text)
+
+
+def recorded_place(profile_name: str, name: str) -> str:
+    """:func:`where_on_curves` of method ``name`` in the recorded sweep of ``profile_name`` (its committed file,
+    :func:`recorded_path`), for the method's notebook; without such a file, a sentence saying so and how to
+    record one."""
+    recorded = load_sweep(recorded_path(profile_name), profile_name)
+    if recorded is None:
+        return (f"No recorded sweep for the {profile_name!r} profile ({recorded_path(profile_name).name}): "
+                f"`python -m course_lib compare --seeds 0 1 2{'' if profile_name == 'fast' else ' --profile ' + profile_name}` "
+                "records one; notebook 10 reads this run's own curve.")
+    return where_on_curves(recorded, name)
+
+
+def _ordinal(n: int) -> str:
+    return {1: "1st", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")
+
+
+def _place(rank: int, count: int) -> str:
+    """Where the ``rank``-th smallest of ``count`` budgets lies, in words."""
+    return "the smallest" if rank == 1 else "the largest" if rank == count else f"the {_ordinal(rank)} smallest"

@@ -360,6 +360,19 @@ def test_at_budget_reads_the_curve_linearly_in_log_flops_and_never_extrapolates(
         comparison.at_budget(points, 0.0, 2e3)
 
 
+def test_equal_budgets_are_the_smallest_and_the_median_of_the_methods_own_budgets():
+    end = lambda images: [{"images": images // 4}, {"images": images}]  # noqa: E731 -- a run's last point is its own
+    flops = {"a": 10.0, "b": 20.0, "c": 5.0}
+    curves = {"a": end(100), "b": end(100), "c": end(1000)}  # own budgets 1e3, 2e3 and 5e3 FLOPs
+    assert comparison.equal_budgets(curves, flops) == [1e3, 2e3]
+    assert comparison.equal_budgets({"a": end(100), "b": end(100)}, flops) == [1e3, 1.5e3]  # median of two: their mean
+    assert comparison.equal_budgets({"a": end(100)}, flops) == [1e3]  # smallest and median coincide: one budget
+    with pytest.raises(KeyError, match=r"no FLOPs per image for \['d'\]"):
+        comparison.equal_budgets({**curves, "d": end(10)}, flops)
+    with pytest.raises(ValueError, match="at least one"):
+        comparison.equal_budgets({}, flops)
+
+
 def test_a_curve_reads_each_copy_along_the_run_as_the_table_reads_its_end(one_thread, tmp_path, monkeypatch):
     """comparison.curve on rotation (grade profile: a few steps): one point per copy the run kept, read as the
     table reads an encoder (evaluate_features on the features of the re-estimated copy, protocol_features, for

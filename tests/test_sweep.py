@@ -78,8 +78,12 @@ def test_a_sweep_records_every_seeds_rows_and_resumes_after_an_interruption(tmp_
                              {"steps": 8, "images": 80, "probe": collected.row("a method").mean("100"),
                               "probe_std": 0.01, "knn": 0.6}]}
 
+    def flops(profile, names, device):  # a stand-in for comparison.flops_per_image of the curves' methods
+        assert names == ["a method"] and profile.seed == 0
+        return {"a method": 123.0}
+
     sweep.run_sweep("fast", [0, 1], out, collect=functools.partial(collect, train=train), say=lambda _: None,
-                    curves=curves)
+                    curves=curves, flops=flops)
     assert [c[:2] for c in calls] == [("b method", 1)], "only the row the interruption lost is computed again"
     record = json.loads(out.read_text())
     assert record["command"] == "python -m course_lib compare --seeds 0 1"
@@ -92,9 +96,11 @@ def test_a_sweep_records_every_seeds_rows_and_resumes_after_an_interruption(tmp_
     assert isinstance(recorded.rows[0]["random init"], Evaluation)
     assert recorded.curves[1]["a method"][0]["probe"] == pytest.approx(0.61)
     assert recorded.curves[1]["a method"][1]["probe"] == pytest.approx(recorded.rows[1]["a method"].mean("100"))
-    del record["curves"]  # a file recorded before the curves: its rows load, without curves
+    assert record["flops_per_image"] == {"a method": 123.0} and recorded.flops == {"a method": 123.0}
+    del record["curves"], record["flops_per_image"]  # a file recorded before the curves: its rows load, without curves
     out.write_text(json.dumps(record))
     assert sweep.load_sweep(out, "fast").curves == {} and sweep.load_sweep(out, "fast").seeds == [0, 1]
+    assert sweep.load_sweep(out, "fast").flops == {}
 
 
 def test_seed_gains_against_numbers_worked_by_hand():
@@ -181,3 +187,50 @@ def test_equal_compute_reads_every_seeds_curve_at_each_budget_against_numbers_wo
     with pytest.raises(KeyError, match="no FLOPs per image for 'a'"):
         sweep.equal_compute(recorded, {}, [2e3])
     assert sweep.equal_compute(sweep.Sweep("fast", "cmd", "abc", PROTOCOL_VERSION, {0: {}}), {}, [1e3]) == {}
+
+
+def test_where_on_curves_places_a_run_among_the_recorded_curves_against_numbers_worked_by_hand():
+    """Two methods, two seeds. 'a' (1e9 FLOPs per image) reaches 0.1, 0.4 and 1.6 TFLOP, probe 0.5/0.6/0.8 on seed
+    0 and 0.6/0.7/0.9 on seed 1 (means 55, 65, 85, sample std 7.1); 'b' (2e9) reaches 0.2, 0.8 and 3.2 TFLOP,
+    0.70/0.75/0.78 on both seeds. Own budgets 1.6 and 3.2: notebook 10 reads at 1.6 (the smallest) and 2.4 (the
+    median of two). At 1.6, b lies halfway (log axis) between 0.8 and 3.2: 0.765; at 2.4, ln 3 / ln 4 = 0.7925 of
+    the way: 0.7738; a's run never reaches 2.4."""
+    def curve(*probes):
+        return [{"steps": steps, "images": images, "probe": p, "probe_std": 0.0, "knn": 0.5}
+                for steps, images, p in zip((1, 4, 16), (100, 400, 1600), probes, strict=True)]
+
+    curves = {0: {"a": curve(0.5, 0.6, 0.8), "b": curve(0.7, 0.75, 0.78)},
+              1: {"a": curve(0.6, 0.7, 0.9), "b": curve(0.7, 0.75, 0.78)}}
+    recorded = sweep.Sweep("fast", "python -m course_lib compare --seeds 0 1", "abc", PROTOCOL_VERSION,
+                           {0: {}, 1: {}}, curves, {"a": 1e9, "b": 2e9})
+    a = sweep.where_on_curves(recorded, "a")
+    assert a.startswith("Recorded by `python -m course_lib compare --seeds 0 1` at revision abc") and "seeds 0, 1):" in a
+    assert "| copy after 6% of the steps | 1 | 100 | 0.10 | 55.0 ± 7.1 | 50.0 ± 0.0 |" in a
+    assert "| end of the run (this notebook's) | 16 | 1,600 | 1.60 | 85.0 ± 7.1 | 50.0 ± 0.0 |" in a
+    assert "the smallest of the 2 self-supervised methods' (TFLOP: **a 1.60**, b 3.20)" in a
+    assert "At 1.60 TFLOP, where notebook 10 reads every method, its probe is 85.0 (mean over seeds), 1st of the 2" in a
+    assert "At 2.40 TFLOP, where notebook 10 reads every method, its curve has no reading" in a
+    b = sweep.where_on_curves(recorded, "b")
+    assert "the largest of the 2" in b and "(TFLOP: a 1.60, **b 3.20**)" in b
+    assert "At 1.60 TFLOP, where notebook 10 reads every method, its probe is 76.5 (mean over seeds), 2nd of the 2" in b
+    assert "At 2.40 TFLOP, where notebook 10 reads every method, its probe is 77.4 (mean over seeds), 1st of the 1" in b
+    old = sweep.Sweep("fast", "cmd", "abc", PROTOCOL_VERSION, {0: {}}, {}, {})  # recorded before curves and FLOPs
+    assert "compare --seeds 0 1 2" in sweep.where_on_curves(old, "a")
+    cut = {**curves, 1: {**curves[1], "a": curve(0.6, 0.7, 0.9)[:2]}}  # seed 1's run of 'a' stopped early
+    with pytest.raises(ValueError, match="stopped at different points"):
+        sweep.where_on_curves(sweep.Sweep("fast", "cmd", "abc", PROTOCOL_VERSION, {0: {}, 1: {}}, cut,
+                                          {"a": 1e9, "b": 2e9}), "a")
+
+
+def test_recorded_place_reads_the_committed_file_or_says_how_to_record_one(tmp_path, monkeypatch):
+    curves = {0: {"a": [{"steps": 1, "images": 10, "probe": 0.5, "probe_std": 0.0, "knn": 0.4},
+                        {"steps": 4, "images": 40, "probe": 0.6, "probe_std": 0.0, "knn": 0.5}]}}
+    record = {"format": sweep.FORMAT, "profile": "fast", "protocol_version": PROTOCOL_VERSION, "command": "cmd",
+              "revision": "abc", "seeds": {"0": {"random init": row("random init", 0.7).as_dict()}},
+              "curves": {"0": curves[0]}, "flops_per_image": {"a": 1e10}}
+    (tmp_path / "seeds-fast.json").write_text(json.dumps(record))
+    monkeypatch.setattr(sweep, "recorded_path", lambda name: tmp_path / f"seeds-{name}.json")
+    assert sweep.recorded_place("fast", "a") == sweep.where_on_curves(sweep.load_sweep(tmp_path / "seeds-fast.json"), "a")
+    assert "| end of the run (this notebook's) | 4 | 40 | 0.40 | 60.0 ± 0.0 | 50.0 ± 0.0 |" in sweep.recorded_place("fast", "a")
+    said = sweep.recorded_place("full", "a")
+    assert "No recorded sweep for the 'full' profile" in said and "compare --seeds 0 1 2 --profile full" in said
