@@ -14,6 +14,7 @@ The Makefile's targets call these, so everything also works without make:
     python -m course_lib bench         # time the input pipeline (--notebooks: the course table too)
     python -m course_lib demo          # prepare a live lecture: warm every notebook's cache, time a warm run
     python -m course_lib drift         # the tests on the newest versions pyproject.toml allows (--lowest: the oldest)
+    python -m course_lib tune --seeds 0 1 2  # the tuning pass of the self-supervised methods, on the validation split
     python -m course_lib tune-supervised  # choose the supervised baseline's length and rate on the validation split
 
 release, grade, grade-manual and nbgrader-course need the instructor extra (nbgrader), site the site extra (Sphinx),
@@ -89,6 +90,15 @@ def _compare(args: argparse.Namespace) -> int:
     print(sweep.describe())
     for budget in ("10", "100"):
         print(seed_summary(sweep, budget))
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from course_lib.tuning import load_tuning, run_tuning, tuning_table
+
+    name = get_profile(args.profile).name
+    path = run_tuning(name, args.seeds, args.methods, Path(args.out) if args.out else None)
+    print(tuning_table(load_tuning(path)))
     return 0
 
 
@@ -306,6 +316,16 @@ def _main(argv: list[str] | None, prog: str) -> int:
     p.add_argument("--profile", default=None, help=f"profile name (default: ${PROFILE_ENV} or 'fast')")
     p.add_argument("--out", default=None, help="the recorded file (default: results/seeds-<profile>.json)")
     p.set_defaults(fn=_compare)
+
+    p = sub.add_parser("tune", help="the tuning pass: every configuration of tuning.GRIDS (at most 8 per method) "
+                                    "scored on the validation split for each training seed, recorded in "
+                                    "results/tuning-<profile>.json (resumable: every run and score is cached)")
+    p.add_argument("--seeds", nargs="+", type=int, required=True, help="training seeds, e.g. 0 1 2")
+    p.add_argument("--methods", nargs="+", default=None, help="rows to tune, e.g. rotation 'patch position' "
+                                                              "(default: every self-supervised method)")
+    p.add_argument("--profile", default=None, help=f"profile name (default: ${PROFILE_ENV} or 'fast')")
+    p.add_argument("--out", default=None, help="the recorded file (default: results/tuning-<profile>.json)")
+    p.set_defaults(fn=_tune)
 
     p = sub.add_parser("demo", help="prepare a live lecture: warm every notebook's cache so each runs in seconds")
     p.add_argument("notebooks", nargs="*", help="notebook files (default: notebooks/*.ipynb)")
