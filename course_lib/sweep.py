@@ -25,6 +25,7 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -300,6 +301,7 @@ def where_on_curves(sweep: Sweep, name: str) -> str:
     record them."""
     from course_lib.comparison import at_budget, curve_budget, equal_budgets
     from course_lib.results import markdown_table
+    from course_lib.train import SNAPSHOT_FRACTIONS
 
     seeds = [s for s in sweep.seeds if name in sweep.curves.get(s, {})]
     if not seeds or name not in sweep.flops:
@@ -311,11 +313,14 @@ def where_on_curves(sweep: Sweep, name: str) -> str:
            for s in seeds):
         raise ValueError(f"{name}: the recorded seeds' runs stopped at different points; record complete runs")
     labels = curve_budget(get_profile(sweep.profile))
+
+    share = ([str(Fraction(f).limit_denominator(64)) for f in SNAPSHOT_FRACTIONS] if len(first) == len(SNAPSHOT_FRACTIONS) + 1
+             else [f"{p['steps'] / first[-1]['steps']:.0%}" for p in first])  # a short run keeps fewer copies
     lines = []
     for i, p in enumerate(first):
         probe = mean_std([sweep.curves[s][name][i]["probe"] for s in seeds])
         knn = mean_std([sweep.curves[s][name][i]["knn"] for s in seeds])
-        where = "end of the run (this notebook's)" if i == len(first) - 1 else f"copy after {p['steps'] / first[-1]['steps']:.0%} of the steps"
+        where = "end of the run (this notebook's)" if i == len(first) - 1 else f"copy after {share[i]} of the steps"
         lines.append([where, f"{p['steps']:,}", f"{p['images']:,}", f"{p['images'] * per_image / 1e12:.2f}",
                       f"{100 * probe[0]:.1f} ± {100 * probe[1]:.1f}", f"{100 * knn[0]:.1f} ± {100 * knn[1]:.1f}"])
     table = markdown_table(["along the run", "steps", "images", "training TFLOP",

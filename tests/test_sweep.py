@@ -205,7 +205,8 @@ def test_where_on_curves_places_a_run_among_the_recorded_curves_against_numbers_
                            {0: {}, 1: {}}, curves, {"a": 1e9, "b": 2e9})
     a = sweep.where_on_curves(recorded, "a")
     assert a.startswith("Recorded by `python -m course_lib compare --seeds 0 1` at revision abc") and "seeds 0, 1):" in a
-    assert "| copy after 6% of the steps | 1 | 100 | 0.10 | 55.0 ± 7.1 | 50.0 ± 0.0 |" in a
+    assert "| copy after 1/16 of the steps | 1 | 100 | 0.10 | 55.0 ± 7.1 | 50.0 ± 0.0 |" in a  # train.SNAPSHOT_FRACTIONS
+    assert "| copy after 1/4 of the steps | 4 | 400 | 0.40 | 65.0 ± 7.1 | 50.0 ± 0.0 |" in a
     assert "| end of the run (this notebook's) | 16 | 1,600 | 1.60 | 85.0 ± 7.1 | 50.0 ± 0.0 |" in a
     assert "the smallest of the 2 self-supervised methods' (TFLOP: **a 1.60**, b 3.20)" in a
     assert "At 1.60 TFLOP, where notebook 10 reads every method, its probe is 85.0 (mean over seeds), 1st of the 2" in a
