@@ -295,10 +295,10 @@ def equal_compute_table(sweep: Sweep, flops: dict[str, float], budgets: Sequence
 def where_on_curves(sweep: Sweep, name: str) -> str:
     """Where method ``name``'s own run sits on the recorded curves, in Markdown, for its notebook: its curve
     (each copy along the run and its end: steps, images, training TFLOP, the probe and kNN as mean ± std over
-    the recorded seeds), its own budget among the methods' own budgets, and its probe at the budgets notebook 10
-    reads every method at (``comparison.equal_budgets``: the smallest own budget and the median), with its
-    rank there among the methods that reached it. A sweep without curves or FLOPs for ``name`` says how to
-    record them."""
+    the recorded seeds), its own budget among the methods' own budgets, and, at each budget at which notebook 10
+    compares the methods (``comparison.equal_budgets``: the smallest own budget and the median), its probe with
+    the methods it is clearly above, clearly below and level with by the rule of :attr:`SeedGain.verdict` (on the
+    per-seed differences). A sweep without curves or FLOPs for ``name`` says how to record them."""
     from course_lib.comparison import at_budget, curve_budget, equal_budgets
     from course_lib.results import markdown_table
     from course_lib.train import SNAPSHOT_FRACTIONS
@@ -320,7 +320,8 @@ def where_on_curves(sweep: Sweep, name: str) -> str:
     for i, p in enumerate(first):
         probe = mean_std([sweep.curves[s][name][i]["probe"] for s in seeds])
         knn = mean_std([sweep.curves[s][name][i]["knn"] for s in seeds])
-        where = "end of the run (this notebook's)" if i == len(first) - 1 else f"copy after {share[i]} of the steps"
+        where = ("end of the run (this notebook's length)" if i == len(first) - 1
+                 else f"copy after {share[i]} of the steps")
         lines.append([where, f"{p['steps']:,}", f"{p['images']:,}", f"{p['images'] * per_image / 1e12:.2f}",
                       f"{100 * probe[0]:.1f} ± {100 * probe[1]:.1f}", f"{100 * knn[0]:.1f} ± {100 * knn[1]:.1f}"])
     table = markdown_table(["along the run", "steps", "images", "training TFLOP",
@@ -331,20 +332,38 @@ def where_on_curves(sweep: Sweep, name: str) -> str:
     said = sweep.describe()
     text = [said[0].upper() + said[1:] + ("" if seeds == sweep.seeds else f"; {name}'s curve on seeds "
                                           + ", ".join(map(str, seeds))) + ":", "", table, "",
-            f"- Its own budget is {_place(rank, len(own))} of the {len(own)} self-supervised methods' "
-            "(TFLOP: " + ", ".join(f"**{m} {t:.2f}**" if m == name else f"{m} {t:.2f}" for t, m in own) + ")."]
-    for b in equal_budgets(curves, sweep.flops):
-        readings = {m: mean_std([v for s in seeds if m in sweep.curves[s]
-                                 and not math.isnan(v := at_budget(sweep.curves[s][m], sweep.flops[m], b))])[0]
-                    for m in curves}
-        reached = sorted((m for m, v in readings.items() if not math.isnan(v)), key=lambda m: -readings[m])
-        if name in reached:
-            text.append(f"- At {b / 1e12:.2f} TFLOP, where notebook 10 reads every method, its probe is "
-                        f"{100 * readings[name]:.1f} (mean over seeds), {_ordinal(reached.index(name) + 1)} of the "
-                        f"{len(reached)} methods whose runs reach it.")
-        else:
-            text.append(f"- At {b / 1e12:.2f} TFLOP, where notebook 10 reads every method, its curve has no reading "
-                        "(its run stops before, or its first copy lies beyond).")
+            f"- Its own budget, {own[rank - 1][0]:.2f} TFLOP, is {_place(rank, len(own))} of the {len(own)} "
+            "self-supervised methods' own budgets (TFLOP: "
+            + ", ".join(f"**{m} {t:.2f}**" if m == name else f"{m} {t:.2f}" for t, m in own) + ")."]
+    budgets = equal_budgets(curves, sweep.flops)
+    for k, b in enumerate(budgets):
+        what = (f"At {b / 1e12:.2f} TFLOP ("
+                + ("the smallest of the methods' own budgets" if k == 0 else "the median of the methods' own budgets")
+                + ", where notebook 10 compares them)")
+        reading = {s: at_budget(sweep.curves[s][name], per_image, b) for s in seeds}
+        reading = {s: v for s, v in reading.items() if not math.isnan(v)}
+        if not reading:
+            why = (f"its run ends at {first[-1]['images'] * per_image / 1e12:.2f} TFLOP" if first[-1]["images"] * per_image < b
+                   else f"its first copy lies beyond it, at {first[0]['images'] * per_image / 1e12:.2f} TFLOP")
+            text.append(f"- {what}: no reading, {why}.")
+            continue
+        m, sd = mean_std(list(reading.values()))
+        groups: dict[str, list[str]] = {"above": [], "below": [], "tie": []}
+        for other in curves:
+            if other == name:
+                continue
+            diffs = {s: reading[s] - v for s in reading if other in sweep.curves[s]
+                     and not math.isnan(v := at_budget(sweep.curves[s][other], sweep.flops[other], b))}
+            if diffs:
+                verdict = SeedGain(other, diffs, 0.0).verdict
+                groups["tie" if verdict == "one seed" else verdict].append(other)
+        said = "; ".join(f"{label} {', '.join(groups[g])}" for g, label in
+                         (("above", "clearly above"), ("below", "clearly below"), ("tie", "level with"))
+                         if groups[g]) or "no other method's run reaches it"
+        text.append(f"- {what}: probe {100 * m:.1f} ± {100 * sd:.1f} % (mean ± std over seeds); {said}.")
+    text.append("")
+    text.append("*Clearly above / below*: on every seed, by a mean gap more than twice its standard deviation over "
+                "the seeds; otherwise *level* (a tie).")
     return "\n".join(text)
 
 
@@ -365,5 +384,9 @@ def _ordinal(n: int) -> str:
 
 
 def _place(rank: int, count: int) -> str:
-    """Where the ``rank``-th smallest of ``count`` budgets lies, in words."""
-    return "the smallest" if rank == 1 else "the largest" if rank == count else f"the {_ordinal(rank)} smallest"
+    """Where the ``rank``-th smallest of ``count`` budgets lies, in words, counted from the nearer end."""
+    if rank == 1:
+        return "the smallest"
+    if rank == count:
+        return "the largest"
+    return f"the {_ordinal(rank)} smallest" if rank <= (count + 1) / 2 else f"the {_ordinal(count - rank + 1)} largest"

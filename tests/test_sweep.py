@@ -190,37 +190,49 @@ def test_equal_compute_reads_every_seeds_curve_at_each_budget_against_numbers_wo
 
 
 def test_where_on_curves_places_a_run_among_the_recorded_curves_against_numbers_worked_by_hand():
-    """Two methods, two seeds. 'a' (1e9 FLOPs per image) reaches 0.1, 0.4 and 1.6 TFLOP, probe 0.5/0.6/0.8 on seed
-    0 and 0.6/0.7/0.9 on seed 1 (means 55, 65, 85, sample std 7.1); 'b' (2e9) reaches 0.2, 0.8 and 3.2 TFLOP,
-    0.70/0.75/0.78 on both seeds. Own budgets 1.6 and 3.2: notebook 10 reads at 1.6 (the smallest) and 2.4 (the
-    median of two). At 1.6, b lies halfway (log axis) between 0.8 and 3.2: 0.765; at 2.4, ln 3 / ln 4 = 0.7925 of
-    the way: 0.7738; a's run never reaches 2.4."""
-    def curve(*probes):
-        return [{"steps": steps, "images": images, "probe": p, "probe_std": 0.0, "knn": 0.5}
-                for steps, images, p in zip((1, 4, 16), (100, 400, 1600), probes, strict=True)]
+    """Three methods, two seeds, 1e9 FLOPs per image unless said. 'a' reaches 0.1, 0.4 and 1.6 TFLOP, probe
+    0.5/0.6/0.8 on seed 0 and 0.6/0.7/0.9 on seed 1; 'b' (2e9) 0.2, 0.8, 3.2 TFLOP, 0.70/0.75/0.78 on both seeds; 'c'
+    0.1, 0.4, 2.0 TFLOP, 0.40/0.45/0.50 on both. Own budgets 1.6, 3.2, 2.0: notebook 10 reads at 1.6 (the smallest)
+    and 2.0 (the median). At 1.6 (log axis): b 0.75 + 0.03 ln 2 / ln 4 = 0.765, c 0.45 + 0.05 ln 4 / ln 5 = 0.4931;
+    a - b = +0.035 and +0.135 (mean 0.085 < twice its std 0.0707: level), a - c = +0.307 and +0.407 (clearly
+    above). At 2.0: a's run has ended; b 0.75 + 0.03 ln 2.5 / ln 4 = 0.7698, clearly above c (0.5) on both seeds."""
+    def curve(probes, images=(100, 400, 1600)):
+        return [{"steps": steps, "images": n, "probe": p, "probe_std": 0.0, "knn": 0.5}
+                for steps, n, p in zip((1, 4, 16), images, probes, strict=True)]
 
-    curves = {0: {"a": curve(0.5, 0.6, 0.8), "b": curve(0.7, 0.75, 0.78)},
-              1: {"a": curve(0.6, 0.7, 0.9), "b": curve(0.7, 0.75, 0.78)}}
+    c = curve((0.4, 0.45, 0.5), (100, 400, 2000))
+    curves = {0: {"a": curve((0.5, 0.6, 0.8)), "b": curve((0.7, 0.75, 0.78)), "c": c},
+              1: {"a": curve((0.6, 0.7, 0.9)), "b": curve((0.7, 0.75, 0.78)), "c": c}}
+    flops = {"a": 1e9, "b": 2e9, "c": 1e9}
     recorded = sweep.Sweep("fast", "python -m course_lib compare --seeds 0 1", "abc", PROTOCOL_VERSION,
-                           {0: {}, 1: {}}, curves, {"a": 1e9, "b": 2e9})
+                           {0: {}, 1: {}}, curves, flops)
     a = sweep.where_on_curves(recorded, "a")
     assert a.startswith("Recorded by `python -m course_lib compare --seeds 0 1` at revision abc") and "seeds 0, 1):" in a
     assert "| copy after 1/16 of the steps | 1 | 100 | 0.10 | 55.0 ± 7.1 | 50.0 ± 0.0 |" in a  # train.SNAPSHOT_FRACTIONS
     assert "| copy after 1/4 of the steps | 4 | 400 | 0.40 | 65.0 ± 7.1 | 50.0 ± 0.0 |" in a
-    assert "| end of the run (this notebook's) | 16 | 1,600 | 1.60 | 85.0 ± 7.1 | 50.0 ± 0.0 |" in a
-    assert "the smallest of the 2 self-supervised methods' (TFLOP: **a 1.60**, b 3.20)" in a
-    assert "At 1.60 TFLOP, where notebook 10 reads every method, its probe is 85.0 (mean over seeds), 1st of the 2" in a
-    assert "At 2.40 TFLOP, where notebook 10 reads every method, its curve has no reading" in a
+    assert "| end of the run (this notebook's length) | 16 | 1,600 | 1.60 | 85.0 ± 7.1 | 50.0 ± 0.0 |" in a
+    assert ("Its own budget, 1.60 TFLOP, is the smallest of the 3 self-supervised methods' own budgets "
+            "(TFLOP: **a 1.60**, c 2.00, b 3.20)") in a
+    assert ("- At 1.60 TFLOP (the smallest of the methods' own budgets, where notebook 10 compares them): probe "
+            "85.0 ± 7.1 % (mean ± std over seeds); clearly above c; level with b.") in a
+    assert "- At 2.00 TFLOP (the median of the methods' own budgets, where notebook 10 compares them): no reading, " \
+           "its run ends at 1.60 TFLOP." in a
     b = sweep.where_on_curves(recorded, "b")
-    assert "the largest of the 2" in b and "(TFLOP: a 1.60, **b 3.20**)" in b
-    assert "At 1.60 TFLOP, where notebook 10 reads every method, its probe is 76.5 (mean over seeds), 2nd of the 2" in b
-    assert "At 2.40 TFLOP, where notebook 10 reads every method, its probe is 77.4 (mean over seeds), 1st of the 1" in b
+    assert "is the largest of the 3" in b and "(TFLOP: a 1.60, c 2.00, **b 3.20**)" in b
+    assert "compares them): probe 76.5 ± 0.0 % (mean ± std over seeds); clearly above c; level with a." in b
+    assert "compares them): probe 77.0 ± 0.0 % (mean ± std over seeds); clearly above c." in b
+    assert "clearly below a, b" in sweep.where_on_curves(recorded, "c")
+    assert "*Clearly above / below*: on every seed" in b
+    late = {s: {**curves[s], "b": curve((0.7, 0.75, 0.78), (1000, 4000, 16000))} for s in curves}  # from 2 TFLOP
+    assert "no reading, its first copy lies beyond it, at 2.00 TFLOP" in sweep.where_on_curves(
+        sweep.Sweep("fast", "cmd", "abc", PROTOCOL_VERSION, {0: {}, 1: {}}, late, flops), "b")
     old = sweep.Sweep("fast", "cmd", "abc", PROTOCOL_VERSION, {0: {}}, {}, {})  # recorded before curves and FLOPs
     assert "compare --seeds 0 1 2" in sweep.where_on_curves(old, "a")
-    cut = {**curves, 1: {**curves[1], "a": curve(0.6, 0.7, 0.9)[:2]}}  # seed 1's run of 'a' stopped early
+    cut = {**curves, 1: {**curves[1], "a": curve((0.6, 0.7, 0.9))[:2]}}  # seed 1's run of 'a' stopped early
     with pytest.raises(ValueError, match="stopped at different points"):
-        sweep.where_on_curves(sweep.Sweep("fast", "cmd", "abc", PROTOCOL_VERSION, {0: {}, 1: {}}, cut,
-                                          {"a": 1e9, "b": 2e9}), "a")
+        sweep.where_on_curves(sweep.Sweep("fast", "cmd", "abc", PROTOCOL_VERSION, {0: {}, 1: {}}, cut, flops), "a")
+    assert [sweep._place(r, 7) for r in (1, 2, 4, 5, 7)] == ["the smallest", "the 2nd smallest", "the 4th smallest",
+                                                             "the 3rd largest", "the largest"]
 
 
 def test_recorded_place_reads_the_committed_file_or_says_how_to_record_one(tmp_path, monkeypatch):
@@ -232,6 +244,6 @@ def test_recorded_place_reads_the_committed_file_or_says_how_to_record_one(tmp_p
     (tmp_path / "seeds-fast.json").write_text(json.dumps(record))
     monkeypatch.setattr(sweep, "recorded_path", lambda name: tmp_path / f"seeds-{name}.json")
     assert sweep.recorded_place("fast", "a") == sweep.where_on_curves(sweep.load_sweep(tmp_path / "seeds-fast.json"), "a")
-    assert "| end of the run (this notebook's) | 4 | 40 | 0.40 | 60.0 ± 0.0 | 50.0 ± 0.0 |" in sweep.recorded_place("fast", "a")
+    assert "| end of the run (this notebook's length) | 4 | 40 | 0.40 | 60.0 ± 0.0 | 50.0 ± 0.0 |" in sweep.recorded_place("fast", "a")
     said = sweep.recorded_place("full", "a")
     assert "No recorded sweep for the 'full' profile" in said and "compare --seeds 0 1 2 --profile full" in said
