@@ -20,6 +20,17 @@ def _default_profile(monkeypatch):
 
 
 @pytest.fixture
+def restore_torch():
+    """Torch's global settings back as they were after a test whose code seeds runs as a notebook does
+    (``seed_everything``: deterministic algorithms, the profile's threads), e.g. a sweep or the tuning pass."""
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.get_num_threads())
+    yield
+    torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+    torch.set_num_threads(before[2])
+
+
+@pytest.fixture
 def one_thread():
     """Torch on one thread: on a busy 2-core machine two threads make small ops many times slower."""
     before = torch.get_num_threads()

@@ -7,7 +7,6 @@ import json
 import os
 
 import pytest
-import torch
 
 from course_lib import comparison, sweep
 from course_lib.config import BUDGETS_ENV, cache_dir, get_profile, seed_cache_dir
@@ -15,15 +14,7 @@ from course_lib.evaluate import PROTOCOL_VERSION, Evaluation
 from course_lib.tools import cli
 from tests.test_comparison import METHODS_ABC, fake_baselines, row
 
-
-@pytest.fixture(autouse=True)
-def _restore_torch():
-    """A sweep seeds every run as a notebook does (seed_everything: deterministic algorithms, one thread)."""
-    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-              torch.get_num_threads())
-    yield
-    torch.use_deterministic_algorithms(before[0], warn_only=before[1])
-    torch.set_num_threads(before[2])
+pytestmark = pytest.mark.usefixtures("restore_torch")  # a sweep seeds every run as a notebook does
 
 
 def seeded_train(calls):

@@ -15,15 +15,7 @@ from course_lib.datasets import ImageData
 from course_lib.evaluate import split_validation
 from course_lib.tools import cli
 
-
-@pytest.fixture(autouse=True)
-def _restore_torch():
-    """The pass seeds every run as a notebook does (seed_everything: deterministic algorithms, one thread)."""
-    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-              torch.get_num_threads())
-    yield
-    torch.use_deterministic_algorithms(before[0], warn_only=before[1])
-    torch.set_num_threads(before[2])
+pytestmark = pytest.mark.usefixtures("restore_torch")  # the pass seeds every run as a notebook does
 
 
 def test_every_grid_keeps_the_rules_and_bad_grids_are_refused_before_any_training():
