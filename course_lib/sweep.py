@@ -292,6 +292,35 @@ def equal_compute_table(sweep: Sweep, flops: dict[str, float], budgets: Sequence
     return markdown_table(["method", *(f"probe at {b / 1e12:.2f} TFLOP, mean ± std over seeds" for b in budgets)], lines)
 
 
+def pair_gain(sweep: Sweep, flops: dict[str, float], a: str, b: str, budget: float) -> SeedGain | None:
+    """Method ``a``'s probe minus method ``b``'s, each read off its recorded curve at ``budget`` training FLOPs
+    (``comparison.at_budget``), per seed, for the seeds where both runs reach it (None when none does); its
+    :attr:`SeedGain.verdict` is the course's rule on the per-seed differences."""
+    from course_lib.comparison import at_budget
+
+    diffs = {}
+    for seed, by_name in sorted(sweep.curves.items()):
+        if a in by_name and b in by_name:
+            x, y = at_budget(by_name[a], flops[a], budget), at_budget(by_name[b], flops[b], budget)
+            if not (math.isnan(x) or math.isnan(y)):
+                diffs[seed] = x - y
+    return SeedGain(f"{a} − {b}", diffs, 0.0) if diffs else None
+
+
+def clear_gaps(sweep: Sweep, flops: dict[str, float], budget: float) -> list[str]:
+    """The pairs of recorded methods that differ at ``budget`` training FLOPs by the course's rule (:func:`pair_gain`'s
+    verdict "above"), best first, each as "a > b (+mean ± std)" in points; every pair not listed is a tie there or
+    not reached by both runs."""
+    names = sorted({m for by_name in sweep.curves.values() for m in by_name})
+    out = []
+    for a in names:
+        for b in names:
+            g = pair_gain(sweep, flops, a, b, budget) if a != b else None
+            if g is not None and g.verdict == "above":
+                out.append((g.mean, f"{a} > {b} ({100 * g.mean:+.1f} ± {100 * g.seed_std:.1f})"))
+    return [text for _, text in sorted(out, key=lambda t: -t[0])]
+
+
 def where_on_curves(sweep: Sweep, name: str) -> str:
     """Where method ``name``'s own run sits on the recorded curves, in Markdown, for its notebook: its curve
     (each copy along the run and its end: steps, images, training TFLOP, the probe and kNN as mean ± std over
@@ -350,13 +379,9 @@ def where_on_curves(sweep: Sweep, name: str) -> str:
         m, sd = mean_std(list(reading.values()))
         groups: dict[str, list[str]] = {"above": [], "below": [], "tie": []}
         for other in curves:
-            if other == name:
-                continue
-            diffs = {s: reading[s] - v for s in reading if other in sweep.curves[s]
-                     and not math.isnan(v := at_budget(sweep.curves[s][other], sweep.flops[other], b))}
-            if diffs:
-                verdict = SeedGain(other, diffs, 0.0).verdict
-                groups["tie" if verdict == "one seed" else verdict].append(other)
+            gain = pair_gain(sweep, sweep.flops, name, other, b) if other != name else None
+            if gain is not None:
+                groups["tie" if gain.verdict == "one seed" else gain.verdict].append(other)
         said = "; ".join(f"{label} {', '.join(groups[g])}" for g, label in
                          (("above", "clearly above"), ("below", "clearly below"), ("tie", "level with"))
                          if groups[g]) or "no other method's run reaches it"
@@ -389,4 +414,6 @@ def _place(rank: int, count: int) -> str:
         return "the smallest"
     if rank == count:
         return "the largest"
+    if count % 2 and rank == (count + 1) // 2:
+        return "the median"
     return f"the {_ordinal(rank)} smallest" if rank <= (count + 1) / 2 else f"the {_ordinal(count - rank + 1)} largest"

@@ -222,8 +222,12 @@ def test_where_on_curves_places_a_run_among_the_recorded_curves_against_numbers_
     cut = {**curves, 1: {**curves[1], "a": curve((0.6, 0.7, 0.9))[:2]}}  # seed 1's run of 'a' stopped early
     with pytest.raises(ValueError, match="stopped at different points"):
         sweep.where_on_curves(sweep.Sweep("fast", "cmd", "abc", PROTOCOL_VERSION, {0: {}, 1: {}}, cut, flops), "a")
-    assert [sweep._place(r, 7) for r in (1, 2, 4, 5, 7)] == ["the smallest", "the 2nd smallest", "the 4th smallest",
+    assert [sweep._place(r, 7) for r in (1, 2, 4, 5, 7)] == ["the smallest", "the 2nd smallest", "the median",
                                                              "the 3rd largest", "the largest"]
+    assert sweep.clear_gaps(recorded, flops, 1.6e12) == ["a > c (+35.7 ± 7.1)", "b > c (+27.2 ± 0.0)"]
+    assert sweep.clear_gaps(recorded, flops, 2.0e12) == ["b > c (+27.0 ± 0.0)"]  # a's run has ended
+    assert sweep.pair_gain(recorded, flops, "a", "b", 1.6e12).per_seed == pytest.approx({0: 0.035, 1: 0.135})
+    assert sweep.pair_gain(recorded, flops, "a", "b", 2.0e12) is None
 
 
 def test_recorded_place_reads_the_committed_file_or_says_how_to_record_one(tmp_path, monkeypatch):
