@@ -216,7 +216,7 @@ def collect(profile: Profile, device: torch.device | None = None, methods: Seque
     def add(new: list[Evaluation]) -> None:
         for r in new:
             check_row(r.method, r, budgets)
-        save_results(new, profile.name, folder, source=SOURCE)
+        save_results(new, profile.name, folder, source=SOURCE, code=known_codes([r.method for r in new]))
         for r in new:
             rows[r.method], sources[r.method] = r, SOURCE
             trained.append(r.method)
@@ -299,6 +299,29 @@ def training_flops_per_image(method: Method, profile: Profile, device: torch.dev
     if images == 0 or flops == 0:
         raise ValueError(f"{method.row}: a training step of {images} images counted {flops} FLOPs")
     return flops / images
+
+
+def row_code(name: str) -> str:
+    """A short hash of the code that row ``name`` of the comparison (and, for a method, its curve) depends on:
+    this module and every course module it imports (the protocol, the baselines), and for a registered method
+    its module and what that imports (``checkpoints.code_of``). Recorded beside a sweep's rows and the tuning
+    pass's scores, so that what is kept from a recorded file is what today's code would compute again.
+    ``ValueError`` for a name that is neither a baseline nor a registered method."""
+    from course_lib.checkpoints import code_of, code_version
+
+    modules = set(code_of(__name__))
+    if name not in BASELINES:
+        method = next((m for m in METHODS if m.row == name), None)
+        if method is None:
+            raise ValueError(f"unknown row {name!r}: expected one of {[*BASELINES, *(m.row for m in METHODS)]}")
+        modules |= set(code_of(method.module))
+    return code_version(*modules)
+
+
+def known_codes(names: Sequence[str]) -> dict[str, str]:
+    """:func:`row_code` of each of ``names`` that is a row of the comparison (others are left out)."""
+    known = {*BASELINES, *(m.row for m in METHODS)}
+    return {n: row_code(n) for n in names if n in known}
 
 
 def _profile_key(profile: Profile) -> dict:

@@ -48,8 +48,9 @@ def load_results(profile_name: str, folder: Path | None = None) -> dict[str, Eva
 
 
 def save_results(evaluations: list[Evaluation] | Evaluation, profile_name: str, folder: Path | None = None,
-                 source: str = "") -> Path:
-    """Add or replace rows (by method name), keeping every other row as it was; returns the file written."""
+                 source: str = "", code: dict[str, str] | None = None) -> Path:
+    """Add or replace rows (by method name), keeping every other row as it was; returns the file written.
+    ``code``: by method name, the code a row was computed with (``comparison.row_code``), stored with it."""
     if isinstance(evaluations, Evaluation):
         evaluations = [evaluations]
     if not all(isinstance(e, Evaluation) for e in evaluations):
@@ -58,9 +59,20 @@ def save_results(evaluations: list[Evaluation] | Evaluation, profile_name: str, 
     with locked(path.with_name(path.name + ".lock")):  # (a no-op on Windows: two saves at one instant may race)
         rows = load_rows(profile_name, folder)
         for e in evaluations:
-            rows[e.method] = {**e.as_dict(), "source": source, "saved": time.strftime("%Y-%m-%d %H:%M:%S")}
+            rows[e.method] = {**e.as_dict(), "source": source, "saved": time.strftime("%Y-%m-%d %H:%M:%S"),
+                              **({"code": code[e.method]} if code and e.method in code else {})}
         atomic_write(path, lambda tmp: tmp.write_text(json.dumps(rows, indent=1, sort_keys=True)))
     return path
+
+
+def drop_rows(names: list[str], profile_name: str, folder: Path | None = None) -> None:
+    """Remove the rows ``names`` from the store (those it holds), keeping every other row as it was."""
+    path = results_path(profile_name, folder)
+    with locked(path.with_name(path.name + ".lock")):
+        rows = load_rows(profile_name, folder)
+        if any(n in rows for n in names):
+            kept = {n: r for n, r in rows.items() if n not in names}
+            atomic_write(path, lambda tmp: tmp.write_text(json.dumps(kept, indent=1, sort_keys=True)))
 
 
 HEADLINE_PREFIX = "Headline: "  # the line `make course` looks for in a notebook's outputs

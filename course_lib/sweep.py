@@ -15,11 +15,14 @@ read the methods at equal FLOPs over seeds. At the end it writes the rows (and c
 committed), with the command, the git revision and the protocol version that made it. Notebook 10 and
 the README read that file, labelled as recorded; :func:`seed_summary` turns it into each method's gain
 over a reference row per seed, its mean and its spread over seeds (the standard deviation of the per-seed
-gains) beside the spread over label draws.
+gains) beside the spread over label draws. The file records each row's code (``comparison.row_code``) and
+every pass that wrote it: ``compare --seeds ... --add`` (:func:`kept_rows`) keeps what it holds under
+today's code and computes only the rest.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -80,22 +83,60 @@ def curve_flops(profile, names, device: torch.device | None = None) -> dict[str,
     return comparison.flops_per_image([m for m in comparison.METHODS if m.row in set(names)], profile, device)
 
 
+def _command(seeds: Sequence[int], profile_name: str, add: bool = False) -> str:
+    return ("python -m course_lib compare --seeds " + " ".join(map(str, seeds))
+            + (f" --profile {profile_name}" if profile_name != "fast" else "") + (" --add" if add else ""))
+
+
+def kept_rows(out: Path, profile_name: str, seeds: Sequence[int]) -> dict[str, tuple[dict, dict]]:
+    """For ``--add``: per seed that the recorded sweep ``out`` holds, the rows and curves it can keep -- those
+    whose recorded ``comparison.row_code`` is today's (a row recorded without one is computed again) -- as
+    ``{seed: (rows, curves)}``. A recorded seed missing from ``seeds`` stays in the file as it is, so all its
+    rows must be kept; ``ValueError`` otherwise, naming the rows whose code changed, and where there is no
+    recorded sweep, or one of another profile or protocol (:func:`load_sweep`), before any work."""
+    from course_lib.comparison import known_codes
+
+    if load_sweep(out, profile_name) is None:
+        raise ValueError(f"--add: there is no recorded sweep in {out} to add to")
+    record = json.loads(Path(out).read_text())
+    codes = record.get("code", {})
+    today = known_codes(list(codes))  # a row no longer in the comparison has none: not kept
+    same = {name for name, code in codes.items() if today.get(name) == code}
+    kept = {}
+    for seed, by_name in record["seeds"].items():
+        kept[seed] = ({n: r for n, r in by_name.items() if n in same},
+                      {n: c for n, c in record.get("curves", {}).get(seed, {}).items() if n in same})
+        stale = sorted(set(by_name) - same)
+        if int(seed) not in seeds and stale:
+            raise ValueError(f"--add: seed {seed} of {out} holds rows that today's code would compute otherwise "
+                             f"({', '.join(stale)}); give it in --seeds too")
+    return kept
+
+
 def run_sweep(profile_name: str, seeds: Sequence[int], out: Path | None = None, device: torch.device | None = None,
               collect: Callable | None = None, say: Callable[[str], None] = print,
-              curves: Callable | None = None, flops: Callable | None = None) -> Path:
+              curves: Callable | None = None, flops: Callable | None = None, add: bool = False) -> Path:
     """Every row of the comparison for each of ``seeds`` (computed where missing, see the module's text) and
     each self-supervised method's accuracy-against-compute curve (``curves(profile, collected, device)``,
     default :func:`method_curves`) with the FLOPs per image of the curves' methods (``flops(profile, names,
     device)``, default :func:`curve_flops`), then the recorded file ``out`` (default :func:`recorded_path`),
     written atomically; returns its path. ``collect``: ``comparison.collect`` unless given (tests pass
-    stand-ins)."""
+    stand-ins).
+
+    With ``add``, the rows and curves that ``out`` records under today's code (:func:`kept_rows`) are kept --
+    put in the seed's results store before ``collect``, so that only the others are computed -- and the
+    seeds it holds beyond ``seeds`` stay in the file: after a change to one method, the sweep trains that
+    method again, not every row."""
     from course_lib import comparison
+    from course_lib.results import drop_rows, load_rows, save_results
 
     seeds = check_seeds(seeds)
     get_profile(profile_name)  # an unknown profile fails here, naming the valid ones, before any work
     collect = collect or comparison.collect
     curves = curves or method_curves
     out = Path(out) if out is not None else recorded_path(profile_name)
+    kept = kept_rows(out, profile_name, seeds) if add else {}
+    old = json.loads(out.read_text()) if add else {}
     rows: dict[str, dict[str, dict]] = {}
     along: dict[str, dict[str, list[dict]]] = {}
     with environ(**{BUDGETS_ENV: "off"}):  # complete runs: a time budget would cut a run short
@@ -104,18 +145,39 @@ def run_sweep(profile_name: str, seeds: Sequence[int], out: Path | None = None, 
             say(f"seed {seed}: rows in {folder}")
             with environ(COURSE_CACHE=str(folder)):
                 profile = get_profile(profile_name, seed=seed)
+                keep_rows, keep_curves = kept.get(str(seed), ({}, {}))
+                if add:  # the store holds what this seed's rows were: keep only what today's code would compute
+                    stored = load_rows(profile.name, folder)
+                    today = comparison.known_codes(list(stored))
+                    drop_rows([n for n, r in stored.items() if n not in keep_rows and r.get("code") != today.get(n)],
+                              profile.name, folder)
+                    save_results([Evaluation.from_dict(r) for n, r in keep_rows.items()], profile.name, folder,
+                                 source="recorded sweep", code=comparison.known_codes(list(keep_rows)))
+                    say(f"seed {seed}: kept from {out.name} (today's code): {', '.join(keep_rows) or 'none'}")
                 seed_everything(seed, threads=profile.num_threads)  # as a notebook's first cell: the same numbers
                 collected = collect(profile, device, folder=folder, say=say)
                 if collected.missing:
                     raise RuntimeError(f"seed {seed}: rows still missing after the sweep: {collected.missing}")
-                along[str(seed)] = curves(profile, collected, device)  # each copy's reading cached: resumable too
+                rest = dataclasses.replace(collected, rows=[r for r in collected.rows if r.method not in keep_curves])
+                computed = curves(profile, rest, device)  # each copy's reading cached: resumable too
+                along[str(seed)] = {n: keep_curves.get(n) or computed[n]
+                                    for n in [r.method for r in collected.rows] if n in keep_curves or n in computed}
             rows[str(seed)] = {r.method: r.as_dict() for r in collected.rows}
+        for seed, (keep_rows, keep_curves) in kept.items():  # seeds of the recorded file this pass did not ask for
+            if seed not in rows:
+                rows[seed], along[seed] = keep_rows, keep_curves  # all of them kept (kept_rows checks)
+        rows = dict(sorted(rows.items(), key=lambda x: int(x[0])))
+        along = {seed: along[seed] for seed in rows if seed in along}
         names = sorted({name for by_name in along.values() for name in by_name})
         per_image = (flops or curve_flops)(get_profile(profile_name), names, device)  # not the seed's: one count
+    every = [int(s) for s in rows]
+    this = {"command": _command(seeds, profile_name, add), "revision": git_revision() or "unknown",
+            "seeds": list(seeds)}
     record = {"format": FORMAT, "profile": profile_name, "protocol_version": PROTOCOL_VERSION,
-              "command": "python -m course_lib compare --seeds " + " ".join(map(str, seeds))
-                         + (f" --profile {profile_name}" if profile_name != "fast" else ""),
-              "revision": git_revision() or "unknown", "python": sys.version.split()[0], "torch": torch.__version__,
+              "command": _command(every, profile_name),  # remakes the whole file in one pass
+              "revision": this["revision"], "python": sys.version.split()[0], "torch": torch.__version__,
+              "passes": [*old.get("passes", []), this],  # the commands that did make it
+              "code": comparison.known_codes(sorted({n for r in rows.values() for n in r})),
               "seeds": rows, "curves": along, "flops_per_image": per_image}
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))

@@ -24,12 +24,15 @@ Each configuration's pre-training runs through the method's own cached ``pretrai
 cache (``config.seed_cache_dir``, as the sweep: today's recipe at seeds 0-2 is read, not trained again,
 after the sweep), with complete runs (time budgets off); each score is cached too, keyed by the weights.
 So an interrupted pass resumes where it stopped, and the recorded file is written, atomically, only
-at the end.
+at the end. ``--add`` adds seeds to a recorded pass (``tune --seeds 2 --add``) without training its seeds
+again, where each method's grid and the code its scores depend on (:func:`score_code`) are the recorded ones.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import inspect
 import json
 import math
 import sys
@@ -51,7 +54,7 @@ from course_lib.config import (
 from course_lib.evaluate import mean_std
 from course_lib.files import atomic_write
 
-FORMAT = 1  # of the recorded file
+FORMAT = 2  # of the recorded file
 BUDGET = 8  # configurations per method, today's recipe included
 
 # Per method, today's recipe first, then at most BUDGET - 1 others. "lr" is AdamW's rate: the config's own
@@ -183,19 +186,64 @@ def score(row: str, profile: Profile, overrides: dict, device: torch.device | No
     per_class = comparison.curve_budget(profile)  # 100 labels per class: what the notebooks' claims are about
     key = {"task": "tuning reading", "method": row, "profile": comparison._profile_key(profile),
            "labels_per_class": per_class, "data": [len(train), list(train.images.shape[1:])],
-           "weights": weights_digest(pre.backbone)}
+           "weights": weights_digest(pre.backbone),
+           "reader": hashlib.sha256(inspect.getsource(validation_reading).encode()).hexdigest()[:12]}
+    # keyed by the reading's own source and the protocol's modules, not the rest of this one (the recording, the
+    # choice): an edit there reads the cached scores again
     reading = load_or_compute("tuning", key, lambda: validation_reading(pre.backbone, train, profile, per_class),
-                              code=tuple(sorted({*code_of(__name__), "course_lib.evaluate"})))
+                              code=code_of("course_lib.comparison"))
     return {**reading, "steps": pre.history.steps, "images": pre.history.images}
+
+
+def score_code(row: str) -> str:
+    """A short hash of the code a score of method ``row`` depends on: its row's code
+    (``comparison.row_code``: its module, the protocol and the data, and all they import) and the functions of
+    this module that pre-train and read a configuration. Seeds recorded under one hash can be joined by seeds
+    scored under the same hash (``--add``); the rest of this module (the recording, the choice, the table) is
+    not part of it."""
+    from course_lib.comparison import row_code
+
+    _method(row)  # a clear error for an unknown row
+    digest = hashlib.sha256(row_code(row).encode())
+    for fn in (apply, validation_reading, score):
+        digest.update(inspect.getsource(fn).encode())
+    return digest.hexdigest()[:12]
+
+
+def _command(seeds: Sequence[int], methods: Sequence[str], profile_name: str, add: bool = False) -> str:
+    return ("python -m course_lib tune --seeds " + " ".join(map(str, seeds))
+            + (" --methods " + " ".join(f"'{m}'" if " " in m else m for m in methods) if list(methods) != list(GRIDS)
+               else "")
+            + (f" --profile {profile_name}" if profile_name != "fast" else "") + (" --add" if add else ""))
+
+
+def _recorded_seeds(out: Path, profile_name: str, methods: Sequence[str], codes: dict[str, str]) -> dict:
+    """For ``--add``: the recorded pass in ``out``, checked to be one the new seeds can join -- the same
+    profile and methods, each method's grid and :func:`score_code` the recorded ones. ``ValueError`` otherwise,
+    naming what differs, before any training."""
+    record = load_tuning(out)
+    if record is None:
+        raise ValueError(f"--add: there is no recorded pass in {out} to add seeds to")
+    if record["profile"] != profile_name or list(record["methods"]) != list(methods):
+        raise ValueError(f"--add: {out} records profile {record['profile']!r} and methods {list(record['methods'])}; "
+                         f"this pass has {profile_name!r} and {list(methods)}")
+    for row in methods:
+        if [c["overrides"] for c in record["methods"][row]] != json.loads(json.dumps(list(GRIDS[row]))):
+            raise ValueError(f"--add: {row}'s grid is not the one {out} records; run every seed again without --add")
+        if record["code"][row] != codes[row]:
+            raise ValueError(f"--add: the code {row}'s scores depend on has changed since {out} was recorded "
+                             f"({record['code'][row]} then, {codes[row]} now); run every seed again without --add")
+    return record
 
 
 def run_tuning(profile_name: str, seeds: Sequence[int], methods: Sequence[str] | None = None,
                out: Path | None = None, device: torch.device | None = None, say: Callable[[str], None] = print,
-               scorer: Callable | None = None) -> Path:
+               scorer: Callable | None = None, add: bool = False) -> Path:
     """Every configuration of :data:`GRIDS` of each of ``methods`` (default: all) for each of ``seeds``
     (``scorer(row, profile, overrides, device)``, default :func:`score`, in the seed's own cache, time budgets
     off), then the recorded file ``out`` (default :func:`recorded_path`), written atomically; returns its
-    path. Every grid is checked before any training."""
+    path. With ``add``, the seeds that ``out`` records and ``seeds`` does not are kept, not trained again
+    (:func:`_recorded_seeds` checks that they can be). Every grid is checked before any training."""
     from course_lib.sweep import check_seeds
 
     seeds = check_seeds(seeds)
@@ -208,7 +256,11 @@ def run_tuning(profile_name: str, seeds: Sequence[int], methods: Sequence[str] |
     check_grids({row: GRIDS[row] for row in methods}, base)
     scorer = scorer or score
     out = Path(out) if out is not None else recorded_path(base.name)
-    readings: dict[str, list[dict[str, dict]]] = {row: [{} for _ in GRIDS[row]] for row in methods}
+    codes = {row: score_code(row) for row in methods}
+    old = _recorded_seeds(out, base.name, methods, codes) if add else None
+    readings: dict[str, list[dict[str, dict]]] = {
+        row: [{s: r for s, r in c["seeds"].items() if int(s) not in seeds} if old else {}
+              for c in (old["methods"][row] if old else GRIDS[row])] for row in methods}
     with environ(**{BUDGETS_ENV: "off"}):
         for seed in seeds:
             with environ(COURSE_CACHE=str(seed_cache_dir(seed))):
@@ -221,14 +273,15 @@ def run_tuning(profile_name: str, seeds: Sequence[int], methods: Sequence[str] |
                         say(f"seed {seed} {row} {overrides or 'today'}: validation {100 * reading['validation']:.1f}")
     from course_lib.comparison import curve_budget
 
+    every = sorted({int(s) for row in methods for c in readings[row] for s in c})
+    this = {"command": _command(seeds, methods, base.name, add), "revision": git_revision() or "unknown",
+            "seeds": list(seeds), "python": sys.version.split()[0], "torch": torch.__version__}
     record = {"format": FORMAT, "profile": base.name, "budget": BUDGET, "labels_per_class": curve_budget(base),
-              "command": "python -m course_lib tune --seeds " + " ".join(map(str, seeds))
-                         + (" --methods " + " ".join(f"'{m}'" if " " in m else m for m in methods)
-                            if methods != list(GRIDS) else "")
-                         + (f" --profile {base.name}" if base.name != "fast" else ""),
-              "revision": git_revision() or "unknown", "python": sys.version.split()[0], "torch": torch.__version__,
-              "methods": {row: [{"overrides": g, "seeds": readings[row][i]} for i, g in enumerate(GRIDS[row])]
-                          for row in methods}}
+              "command": _command(every, methods, base.name),  # remakes the whole file in one pass
+              "passes": [*(old["passes"] if old else []), this],  # the commands that did make it
+              "code": codes,
+              "methods": {row: [{"overrides": g, "seeds": dict(sorted(readings[row][i].items(), key=lambda x: int(x[0])))}
+                                for i, g in enumerate(GRIDS[row])] for row in methods}}
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
     say(f"recorded the tuning pass of {len(methods)} method(s), seeds {seeds}, in {out}")
@@ -245,7 +298,9 @@ def load_tuning(path: Path | str) -> dict | None:
         record = json.loads(path.read_text())
         ok = record.get("format") == FORMAT and all(
             isinstance(c["overrides"], dict) and all("validation" in r for r in c["seeds"].values())
-            for configs in record["methods"].values() for c in configs)
+            for configs in record["methods"].values() for c in configs) and all(
+            isinstance(p["command"], str) and isinstance(p["revision"], str) for p in record["passes"]) and set(
+            record["code"]) == set(record["methods"])
     except (ValueError, KeyError, TypeError, AttributeError):
         ok = False
     if not ok:

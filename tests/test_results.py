@@ -5,7 +5,15 @@ import json
 import pytest
 
 from course_lib.evaluate import Evaluation
-from course_lib.results import format_table, gains, load_results, results_path, row_line, save_results
+from course_lib.results import (
+    drop_rows,
+    format_table,
+    gains,
+    load_results,
+    results_path,
+    row_line,
+    save_results,
+)
 
 
 def row(method: str, p10: float, p100: float, pall: float, knn: float) -> Evaluation:
@@ -21,6 +29,18 @@ def test_save_then_load_round_trip(tmp_path):
     stored = json.loads(path.read_text())
     assert stored["simclr"]["source"] == "08_simclr.ipynb"
     assert stored["simclr"]["saved"]  # a timestamp
+
+
+def test_a_row_keeps_the_code_it_was_computed_with_and_rows_can_be_dropped(tmp_path):
+    path = save_results([row("a", 0.1, 0.2, 0.3, 0.4), row("b", 0.5, 0.6, 0.7, 0.8)], "fast", tmp_path,
+                        code={"a": "abc123", "z": "unused"})
+    stored = json.loads(path.read_text())
+    assert stored["a"]["code"] == "abc123" and "code" not in stored["b"], "only the rows given a code"
+    drop_rows(["a", "not stored"], "fast", tmp_path)
+    assert list(load_results("fast", tmp_path)) == ["b"]
+    assert json.loads(path.read_text())["b"] == stored["b"], "the other rows as they were"
+    drop_rows(["b"], "full", tmp_path)  # no store of that profile: nothing to drop, nothing written
+    assert not results_path("full", tmp_path).exists()
 
 
 def test_profiles_have_separate_files(tmp_path):

@@ -94,6 +94,61 @@ def test_a_sweep_records_every_seeds_rows_and_resumes_after_an_interruption(tmp_
     assert sweep.load_sweep(out, "fast").flops == {}
 
 
+def test_a_sweep_added_to_computes_only_the_rows_whose_code_changed(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(BUDGETS_ENV, raising=False)
+    version = {"b method": "v1"}  # the code each row is computed with: a stand-in for comparison.row_code
+    monkeypatch.setattr(comparison, "known_codes", lambda names: {n: version.get(n, "v1") for n in names})
+    calls = []
+    collect = functools.partial(comparison.collect, methods=METHODS_ABC, compute_baselines=fake_baselines,
+                                train=seeded_train(calls))
+    asked = []
+
+    def curves(profile, collected, device):
+        asked.append((profile.seed, sorted(r.method for r in collected.rows if r.method.endswith("method"))))
+        return {m: [{"steps": 8, "images": 80, "probe": collected.row(m).mean("100") + (version.get(m) == "v2"),
+                     "probe_std": 0.0, "knn": 0.6}] for m in ("a method", "b method") if m in asked[-1][1]}
+
+    def flops(profile, names, device):
+        return {n: 1.0 for n in names}
+
+    out = tmp_path / "seeds-fast.json"
+    run = functools.partial(sweep.run_sweep, "fast", out=out, collect=collect, say=lambda _: None, curves=curves,
+                            flops=flops)
+    with pytest.raises(ValueError, match="no recorded sweep in .*seeds-fast.json to add to"):
+        run([0], add=True)
+    run([0, 1])
+    first = json.loads(out.read_text())
+    assert first["code"] == {n: "v1" for n in ("a method", "b method", *comparison.BASELINES)}
+    assert [p["command"] for p in first["passes"]] == ["python -m course_lib compare --seeds 0 1"]
+
+    version["b method"] = "v2"  # b's code changes: the store's b rows and the recorded ones are stale
+    calls.clear(), asked.clear()
+    with pytest.raises(ValueError, match="seed 0 of .* holds rows that today's code would compute otherwise "
+                                         r"\(b method\); give it in --seeds too"):
+        run([1], add=True)
+    assert not calls and not asked, "refused before any work"
+    run([0, 1], add=True)
+    assert [c[:2] for c in calls] == [("b method", 0), ("b method", 1)], "only b is trained again"
+    assert asked == [(0, ["b method"]), (1, ["b method"])], "only b's curve is read again"
+    added = json.loads(out.read_text())
+    assert added["code"]["b method"] == "v2" and added["command"] == "python -m course_lib compare --seeds 0 1"
+    assert [p["command"] for p in added["passes"]] == ["python -m course_lib compare --seeds 0 1",
+                                                       "python -m course_lib compare --seeds 0 1 --add"]
+    for seed in ("0", "1"):
+        assert added["seeds"][seed]["a method"] == first["seeds"][seed]["a method"], "a kept as recorded"
+        assert added["curves"][seed]["a method"] == first["curves"][seed]["a method"]
+        assert added["curves"][seed]["b method"][0]["probe"] == pytest.approx(first["curves"][seed]["b method"][0]["probe"] + 1)
+
+    calls.clear(), asked.clear()  # a new seed: computed in full, the recorded ones kept as they are
+    run([2], add=True)
+    assert {c[1] for c in calls} == {2} and len(calls) == 2
+    more = json.loads(out.read_text())
+    assert sorted(more["seeds"]) == ["0", "1", "2"] and more["command"] == "python -m course_lib compare --seeds 0 1 2"
+    assert {s: more["seeds"][s] for s in ("0", "1")} == {s: added["seeds"][s] for s in ("0", "1")}
+    assert sweep.load_sweep(out, "fast").seeds == [0, 1, 2]
+
+
 def test_seed_gains_against_numbers_worked_by_hand():
     """Probe means at 100 labels/class: random init 0.68 (all seeds); 'a method' 0.72, 0.75, 0.70 -> gains
     +4, +7, +2 points: mean 4.333, sample std sqrt(((-1/3)^2 + (8/3)^2 + (-7/3)^2) / 2) = 2.517."""

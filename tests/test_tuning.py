@@ -111,7 +111,9 @@ def test_a_pass_scores_every_configuration_per_seed_in_its_cache_and_records_wha
     assert {c[3] for c in calls[:4]} == {str(tmp_path / "cache")} and calls[4][3] == str(tmp_path / "cache" / "seed-1")
     assert all(c[4] == "off" for c in calls), "complete runs: time budgets off"
     record = tuning.load_tuning(out)
-    assert record["command"] == "python -m course_lib tune --seeds 0 1" and record["revision"]
+    assert record["command"] == "python -m course_lib tune --seeds 0 1" and record["passes"][0]["revision"]
+    assert [p["command"] for p in record["passes"]] == ["python -m course_lib tune --seeds 0 1"]
+    assert record["code"] == {"rotation": tuning.score_code("rotation"), "SimCLR": tuning.score_code("SimCLR")}
     assert record["budget"] == 8 and record["labels_per_class"] == 100
     assert record["methods"]["rotation"][1] == {"overrides": {"flip_p": 0.0}, "seeds": {
         "0": {"validation": 0.82, "validation_std": 0.0, "steps": 10, "images": 100},
@@ -119,9 +121,44 @@ def test_a_pass_scores_every_configuration_per_seed_in_its_cache_and_records_wha
     assert "| rotation | today's recipe | 80.0 | 81.0 | 80.5 ± 0.7 |" in tuning.tuning_table(record)
     assert "|  | flip_p=0.0 ← kept | 82.0 | 83.0 | 82.5 ± 0.7 |" in tuning.tuning_table(record)
 
+    calls.clear()  # a seed added to the pass: the recorded seeds are kept, not trained again
+    tuning.run_tuning("fast", [2], None, out, say=lambda _: None, scorer=scorer, add=True)
+    assert [c[:2] for c in calls] == [("rotation", 2), ("rotation", 2), ("SimCLR", 2), ("SimCLR", 2)]
+    added = tuning.load_tuning(out)
+    assert added["command"] == "python -m course_lib tune --seeds 0 1 2"
+    assert [p["command"] for p in added["passes"]] == ["python -m course_lib tune --seeds 0 1",
+                                                       "python -m course_lib tune --seeds 2 --add"]
+    assert added["methods"]["rotation"][1]["seeds"] == {**record["methods"]["rotation"][1]["seeds"], "2": {
+        "validation": 0.84, "validation_std": 0.0, "steps": 10, "images": 100}}
+    calls.clear()  # a recorded seed given again is scored again
+    tuning.run_tuning("fast", [1, 2], None, out, say=lambda _: None, scorer=scorer, add=True)
+    assert {c[1] for c in calls} == {1, 2} and tuning.load_tuning(out)["methods"] == added["methods"]
+
+    calls.clear()
+    with pytest.raises(ValueError, match="no recorded pass in .*none.json to add seeds to"):
+        tuning.run_tuning("fast", [3], None, tmp_path / "none.json", scorer=scorer, add=True)
+    with pytest.raises(ValueError, match=r"records profile 'fast' and methods \['rotation', 'SimCLR'\]; .*\['rotation'\]"):
+        tuning.run_tuning("fast", [3], ["rotation"], out, scorer=scorer, add=True)
+    changed = json.loads(out.read_text())
+    changed["code"]["SimCLR"] = "0" * 12
+    out.write_text(json.dumps(changed))
+    with pytest.raises(ValueError, match="code SimCLR's scores depend on has changed"):
+        tuning.run_tuning("fast", [3], None, out, scorer=scorer, add=True)
+    monkeypatch.setattr(tuning, "GRIDS", {"rotation": ({}, {"flip_p": 0.5}), "SimCLR": ({}, {"temperature": 0.5})})
+    with pytest.raises(ValueError, match="rotation's grid is not the one"):
+        tuning.run_tuning("fast", [3], None, out, scorer=scorer, add=True)
+    assert not calls, "a seed that cannot join the pass fails before any run"
+
     monkeypatch.setattr(tuning, "GRIDS", {**tuning.GRIDS, "patch position": ({},)})
     tuning.run_tuning("fast", [2], ["patch position"], tmp_path / "one.json", say=lambda _: None, scorer=scorer)
     assert tuning.load_tuning(tmp_path / "one.json")["command"] == "python -m course_lib tune --seeds 2 --methods 'patch position'"
+
+
+def test_the_code_a_score_depends_on_is_its_methods_and_the_protocols_not_the_recording():
+    assert tuning.score_code("rotation") == tuning.score_code("rotation") != tuning.score_code("SimCLR")
+    assert len(tuning.score_code("CPC")) == 12
+    with pytest.raises(ValueError, match="unknown self-supervised method 'FaceNet'"):
+        tuning.score_code("FaceNet")
 
 
 def test_the_choice_keeps_todays_recipe_unless_another_is_better_beyond_the_seeds_noise():
@@ -143,8 +180,15 @@ def test_the_choice_keeps_todays_recipe_unless_another_is_better_beyond_the_seed
 def test_a_recorded_pass_that_is_not_one_is_refused(tmp_path):
     assert tuning.load_tuning(tmp_path / "none.json") is None
     bad = tmp_path / "bad.json"
-    for text in ("not json", json.dumps({"format": 1}), json.dumps({"format": 2, "methods": {}}),
-                 json.dumps({"format": 1, "methods": {"rotation": [{"overrides": {}, "seeds": {"0": {}}}]}})):
+    good = {"format": 2, "passes": [{"command": "c", "revision": "r"}], "code": {"rotation": "x"},
+            "methods": {"rotation": [{"overrides": {}, "seeds": {"0": {"validation": 0.8}}}]}}
+    assert tuning.load_tuning(bad.parent / "good.json") is None
+    (bad.parent / "good.json").write_text(json.dumps(good))
+    assert tuning.load_tuning(bad.parent / "good.json") == good
+    for text in ("not json", json.dumps({"format": 1}), json.dumps({"format": 3, "methods": {}}),
+                 json.dumps({**good, "format": 1}), json.dumps({**good, "code": {}}),
+                 json.dumps({**good, "passes": [{"command": "c"}]}),
+                 json.dumps({**good, "methods": {"rotation": [{"overrides": {}, "seeds": {"0": {}}}]}})):
         bad.write_text(text)
         with pytest.raises(ValueError, match="not a recorded tuning pass.*tune --seeds 0 1 2"):
             tuning.load_tuning(bad)
@@ -153,16 +197,18 @@ def test_a_recorded_pass_that_is_not_one_is_refused(tmp_path):
 def test_the_command_line_runs_the_pass_and_prints_its_table(tmp_path, monkeypatch, capsys):
     seen = {}
 
-    def fake_run(profile_name, seeds, methods, out):
-        seen.update(profile=profile_name, seeds=seeds, methods=methods, out=out)
+    def fake_run(profile_name, seeds, methods, out, add=False):
+        seen.update(profile=profile_name, seeds=seeds, methods=methods, out=out, add=add)
         path = tmp_path / "t.json"
-        path.write_text(json.dumps({"format": 1, "methods": {"rotation": [
+        path.write_text(json.dumps({"format": 2, "passes": [], "code": {"rotation": "x"}, "methods": {"rotation": [
             {"overrides": {}, "seeds": {"0": {"validation": 0.8}}}]}}))
         return path
 
     monkeypatch.setattr(tuning, "run_tuning", fake_run)
     assert cli.main(["tune", "--seeds", "0", "1", "--methods", "rotation", "patch position"]) == 0
-    assert seen == {"profile": "fast", "seeds": [0, 1], "methods": ["rotation", "patch position"], "out": None}
+    assert seen == {"profile": "fast", "seeds": [0, 1], "methods": ["rotation", "patch position"], "out": None,
+                    "add": False}
+    assert cli.main(["tune", "--seeds", "2", "--add"]) == 0 and seen["add"] is True
     assert "| rotation | today's recipe ← kept | 80.0 | 80.0 ± 0.0 |" in capsys.readouterr().out
 
 

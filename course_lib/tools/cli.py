@@ -15,6 +15,7 @@ The Makefile's targets call these, so everything also works without make:
     python -m course_lib demo          # prepare a live lecture: warm every notebook's cache, time a warm run
     python -m course_lib drift         # the tests on the newest versions pyproject.toml allows (--lowest: the oldest)
     python -m course_lib tune --seeds 0 1 2  # the tuning pass of the self-supervised methods, on the validation split
+    python -m course_lib tune --seeds 3 --add  # one more seed, added to the recorded pass
     python -m course_lib tune-supervised  # choose the supervised baseline's length and rate on the validation split
 
 release, grade, grade-manual and nbgrader-course need the instructor extra (nbgrader), site the site extra (Sphinx),
@@ -85,7 +86,7 @@ def _compare(args: argparse.Namespace) -> int:
     from course_lib.sweep import load_sweep, run_sweep, seed_summary
 
     name = get_profile(args.profile).name
-    path = run_sweep(name, args.seeds, Path(args.out) if args.out else None)
+    path = run_sweep(name, args.seeds, Path(args.out) if args.out else None, add=args.add)
     sweep = load_sweep(path, name)
     print(sweep.describe())
     for budget in ("10", "100"):
@@ -97,7 +98,7 @@ def _tune(args: argparse.Namespace) -> int:
     from course_lib.tuning import load_tuning, run_tuning, tuning_table
 
     name = get_profile(args.profile).name
-    path = run_tuning(name, args.seeds, args.methods, Path(args.out) if args.out else None)
+    path = run_tuning(name, args.seeds, args.methods, Path(args.out) if args.out else None, add=args.add)
     print(tuning_table(load_tuning(path)))
     return 0
 
@@ -315,6 +316,8 @@ def _main(argv: list[str] | None, prog: str) -> int:
     p.add_argument("--seeds", nargs="+", type=int, required=True, help="training seeds, e.g. 0 1 2")
     p.add_argument("--profile", default=None, help=f"profile name (default: ${PROFILE_ENV} or 'fast')")
     p.add_argument("--out", default=None, help="the recorded file (default: results/seeds-<profile>.json)")
+    p.add_argument("--add", action="store_true", help="keep the rows the recorded file holds under today's code and "
+                                                      "compute only the others (after a change to one method)")
     p.set_defaults(fn=_compare)
 
     p = sub.add_parser("tune", help="the tuning pass: every configuration of tuning.GRIDS (at most 8 per method) "
@@ -325,6 +328,9 @@ def _main(argv: list[str] | None, prog: str) -> int:
                                                               "(default: every self-supervised method)")
     p.add_argument("--profile", default=None, help=f"profile name (default: ${PROFILE_ENV} or 'fast')")
     p.add_argument("--out", default=None, help="the recorded file (default: results/tuning-<profile>.json)")
+    p.add_argument("--add", action="store_true", help="add these seeds to the recorded file, keeping the seeds it "
+                                                      "holds (refused where a grid or the code its scores depend on "
+                                                      "has changed)")
     p.set_defaults(fn=_tune)
 
     p = sub.add_parser("demo", help="prepare a live lecture: warm every notebook's cache so each runs in seconds")
