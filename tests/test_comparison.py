@@ -141,7 +141,7 @@ def test_registry_entry_matches_its_notebook(method):
     [(row, pre, x, y, source)] = EVALUATE_AND_SAVE.findall(code)
     assert (row, source) == (f'"{method.row}"', method.notebook)
     name = method.module.rsplit(".", 1)[1]
-    [alias] = re.findall(rf"from course_lib import {name}(?: as (\w+))?\n", code)
+    [alias] = re.findall(rf"from course_lib import (?:\w+, )*{name}(?: as (\w+))?(?:, \w+)*\n", code)
     alias = alias or name
     [(data, cfg)] = re.findall(rf"\n{pre} = {alias}\.pretrain\((\w+), profile, (\w+), device\)", code)
     assert re.search(rf"\n{cfg} = {alias}\.config_for\(profile\)\s", code)  # the profile's config, no overrides
