@@ -170,6 +170,11 @@ def validation_reading(encoder, train, profile: Profile, labels_per_class: int) 
     return {"validation": m, "validation_std": s}
 
 
+# the reading's own source, part of each score's cache key: fixed when the module is loaded, so that a stand-in put in
+# its place (a test's) cannot change which cached score is read
+READER_VERSION = hashlib.sha256(inspect.getsource(validation_reading).encode()).hexdigest()[:12]
+
+
 def score(row: str, profile: Profile, overrides: dict, device: torch.device | None = None) -> dict:
     """One configuration of method ``row`` at ``profile``'s seed: its cached pre-training (the method's own
     ``pretrain`` with :func:`apply`'s profile and config), then :func:`validation_reading` of the encoder
@@ -187,7 +192,7 @@ def score(row: str, profile: Profile, overrides: dict, device: torch.device | No
     key = {"task": "tuning reading", "method": row, "profile": comparison._profile_key(profile),
            "labels_per_class": per_class, "data": [len(train), list(train.images.shape[1:])],
            "weights": weights_digest(pre.backbone),
-           "reader": hashlib.sha256(inspect.getsource(validation_reading).encode()).hexdigest()[:12]}
+           "reader": READER_VERSION}
     # keyed by the reading's own source and the protocol's modules, not the rest of this one (the recording, the
     # choice): an edit there reads the cached scores again
     reading = load_or_compute("tuning", key, lambda: validation_reading(pre.backbone, train, profile, per_class),
