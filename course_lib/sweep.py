@@ -88,10 +88,10 @@ def _command(seeds: Sequence[int], profile_name: str, add: bool = False) -> str:
             + (f" --profile {profile_name}" if profile_name != "fast" else "") + (" --add" if add else ""))
 
 
-def kept_rows(out: Path, profile_name: str, seeds: Sequence[int]) -> dict[str, tuple[dict, dict]]:
+def kept_rows(out: Path, profile_name: str, seeds: Sequence[int]) -> tuple[dict[str, tuple[dict, dict]], list[dict]]:
     """For ``--add``: per seed that the recorded sweep ``out`` holds, the rows and curves it can keep -- those
     whose recorded ``comparison.row_code`` is today's (a row recorded without one is computed again) -- as
-    ``{seed: (rows, curves)}``. A recorded seed missing from ``seeds`` stays in the file as it is, so all its
+    ``{seed: (rows, curves)}``, and the passes that wrote the file. A recorded seed missing from ``seeds`` stays in the file as it is, so all its
     rows must be kept; ``ValueError`` otherwise, naming the rows whose code changed, and where there is no
     recorded sweep, or one of another profile or protocol (:func:`load_sweep`), before any work."""
     from course_lib.comparison import known_codes
@@ -110,7 +110,7 @@ def kept_rows(out: Path, profile_name: str, seeds: Sequence[int]) -> dict[str, t
         if int(seed) not in seeds and stale:
             raise ValueError(f"--add: seed {seed} of {out} holds rows that today's code would compute otherwise "
                              f"({', '.join(stale)}); give it in --seeds too")
-    return kept
+    return kept, record.get("passes", [])
 
 
 def run_sweep(profile_name: str, seeds: Sequence[int], out: Path | None = None, device: torch.device | None = None,
@@ -135,8 +135,7 @@ def run_sweep(profile_name: str, seeds: Sequence[int], out: Path | None = None, 
     collect = collect or comparison.collect
     curves = curves or method_curves
     out = Path(out) if out is not None else recorded_path(profile_name)
-    kept = kept_rows(out, profile_name, seeds) if add else {}
-    old = json.loads(out.read_text()) if add else {}
+    kept, passes = kept_rows(out, profile_name, seeds) if add else ({}, [])
     rows: dict[str, dict[str, dict]] = {}
     along: dict[str, dict[str, list[dict]]] = {}
     with environ(**{BUDGETS_ENV: "off"}):  # complete runs: a time budget would cut a run short
@@ -176,7 +175,7 @@ def run_sweep(profile_name: str, seeds: Sequence[int], out: Path | None = None, 
     record = {"format": FORMAT, "profile": profile_name, "protocol_version": PROTOCOL_VERSION,
               "command": _command(every, profile_name),  # remakes the whole file in one pass
               "revision": this["revision"], "python": sys.version.split()[0], "torch": torch.__version__,
-              "passes": [*old.get("passes", []), this],  # the commands that did make it
+              "passes": [*passes, this],  # the commands that did make it
               "code": comparison.known_codes(sorted({n for r in rows.values() for n in r})),
               "seeds": rows, "curves": along, "flops_per_image": per_image}
     out.parent.mkdir(parents=True, exist_ok=True)
